@@ -1,0 +1,3 @@
+from dagctl.cli import main
+
+main()

@@ -1,0 +1,129 @@
+"""dagctl: the command line of dagd.
+
+Kept light on purpose (click + the spec loader only; never trio or litestar) so that every
+invocation starts fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from dagd import __version__, config
+from dagd.spec import Diagnostic, Severity, SpecError, load_file
+from dagd.spec.load import Loaded
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class ExitWith(click.ClickException):
+    """A failure already reported: exit with `code`, print nothing more."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__("")
+        self.exit_code = code
+
+    def show(self, file: Any = None) -> None:
+        return None
+
+
+def _dag_exists_near(file: str) -> Any:
+    here = Path(file).resolve().parent
+
+    def exists(name: str) -> bool:
+        return config.resolve_dag_file(name, here) is not None
+
+    return exists
+
+
+def load(path: str, *, strict: bool = False) -> Loaded:
+    return load_file(path, base_config=config.base_config(), strict=strict, dag_exists=_dag_exists_near(path))
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, "--version", "-V", prog_name="dagctl")
+def main() -> None:
+    """Control dagd and work with Dagu-format DAG files.
+
+    \b
+    dagctl validate nightly.yaml      check a DAG file; errors as file:line:col: key: message
+    dagctl dry nightly.yaml -- K=V    show the plan without running anything
+    """
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document with every finding.")
+@click.option("--show-unresolved", is_flag=True, help="Also list references that only resolve at run time.")
+@click.option("--verbose", "-v", is_flag=True, help="Name the Dagu dialect chosen for each file.")
+def validate(files: tuple[str, ...], as_json: bool, show_unresolved: bool, verbose: bool) -> None:
+    """Check DAG files. Silent with exit 0 when every file is valid; exit 1 otherwise."""
+    from dagd.spec.references import unresolved
+
+    failed = False
+    report: list[dict[str, Any]] = []
+    for path in files:
+        findings: list[Diagnostic] = []
+        dialect = None
+        try:
+            loaded = load(path, strict=True)
+            dialect = loaded.dag.dialect.value
+            findings = loaded.diagnostics + unresolved(loaded.dag)
+            if not show_unresolved:
+                findings = [d for d in findings if d.severity is not Severity.NOTICE]
+            if verbose and not as_json:
+                click.echo(f"{path}: dialect {dialect} ({loaded.dag.type.value} DAG, {len(loaded.dag.steps)} steps)", err=True)
+        except SpecError as exc:
+            failed = True
+            findings = exc.diagnostics + exc.warnings
+        report.append({"file": path, "valid": not any(d.severity is Severity.ERROR for d in findings), "dialect": dialect, "diagnostics": [d.as_json() for d in findings]})
+        if not as_json:
+            for d in findings:
+                click.echo(d.render(), err=True)
+    if as_json:
+        click.echo(json.dumps({"valid": not failed, "files": report}, indent=2))
+    if failed:
+        raise ExitWith(1)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("params", nargs=-1)
+@click.option("--params", "params_opt", default=None, help='Parameters as Dagu takes them: "K=V K2=V2" or positional.')
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+def dry(file: str, params: tuple[str, ...], params_opt: str | None, as_json: bool) -> None:
+    """Show what a run would do: steps in order, with params and commands resolved. Runs nothing."""
+    from dagd.plan import make_plan, render_plan
+
+    try:
+        loaded = load(file)
+    except SpecError as exc:
+        for d in exc.diagnostics:
+            click.echo(d.render(), err=True)
+        raise ExitWith(1) from None
+    for d in loaded.diagnostics:
+        click.echo(d.render(), err=True)
+    overrides = list(params)
+    if params_opt:
+        overrides = [params_opt, *overrides]
+    try:
+        plan = make_plan(loaded.dag, overrides)
+    except ValueError as exc:
+        click.echo(f"{file}: params: {exc}", err=True)
+        raise ExitWith(1) from None
+    if as_json:
+        click.echo(json.dumps(plan, indent=2))
+    else:
+        click.echo(render_plan(plan))
+
+
+def run() -> None:  # console-script entry point
+    main(prog_name="dagctl")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""Paths: system vs user mode, environment overrides, and an existing Dagu install.
+
+Read-only helpers with no heavy imports: dagctl calls them on every start.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def _env(*names: str) -> str | None:
+    for n in names:
+        v = os.environ.get(n)
+        if v:
+            return v
+    return None
+
+
+def user_mode() -> bool:
+    return os.geteuid() != 0
+
+
+def config_dir() -> Path:
+    home = _env("DAGD_HOME")
+    if home:
+        return Path(home)
+    if not user_mode():
+        return Path("/etc/dagd")
+    xdg = _env("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(xdg) / "dagd"
+
+
+def dags_dir() -> Path:
+    """Where named DAGs live: DAGD_DAGS_DIR, then <config>/dags, then an existing Dagu's."""
+    explicit = _env("DAGD_DAGS_DIR", "DAGU_DAGS_DIR", "DAGU_DAGS")
+    if explicit:
+        return Path(explicit)
+    ours = config_dir() / "dags"
+    if ours.is_dir():
+        return ours
+    dagu_home = _env("DAGU_HOME")
+    for candidate in (
+        Path(dagu_home) / "dags" if dagu_home else None,
+        Path.home() / ".config" / "dagu" / "dags",
+        Path.home() / ".dagu" / "dags",
+    ):
+        if candidate is not None and candidate.is_dir():
+            return candidate
+    return ours
+
+
+def base_config() -> str | None:
+    """The base config merged under every DAG (Dagu's base.yaml), if any exists."""
+    explicit = _env("DAGD_BASE_CONFIG", "DAGU_BASE_CONFIG")
+    if explicit:
+        return explicit
+    dagu_home = _env("DAGU_HOME")
+    for candidate in (
+        config_dir() / "base.yaml",
+        Path(dagu_home) / "base.yaml" if dagu_home else None,
+        Path(_env("XDG_CONFIG_HOME") or str(Path.home() / ".config")) / "dagu" / "base.yaml",
+    ):
+        if candidate is not None and candidate.is_file():
+            return str(candidate)
+    return None
+
+
+def default_shell() -> str | None:
+    return _env("DAGD_DEFAULT_SHELL", "DAGU_DEFAULT_SHELL")
+
+
+def resolve_dag_file(name_or_path: str, base_dir: Path | None = None) -> Path | None:
+    """A DAG file for a path or a name, as Dagu resolves it (.yaml appended when missing)."""
+    raw = os.path.expanduser(name_or_path)
+    candidates = [Path(raw)]
+    for root in (base_dir, dags_dir()):
+        if root is not None and not os.path.isabs(raw):
+            candidates.append(root / raw)
+    for c in candidates:
+        for path in (c, c.with_name(c.name + ".yaml"), c.with_name(c.name + ".yml")):
+            if path.is_file():
+                return path
+    return None

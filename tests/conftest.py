@@ -1,0 +1,52 @@
+"""Shared fixtures: where Dagu's reference material lives, and how to run dagctl for real."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("DAGD_SHARED", ROOT.parent / "shared"))
+DAGU = SHARED / "dagu"
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def run_dagctl(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> Result:
+    """dagctl as a user runs it: a real process, its exit code and both streams."""
+    full_env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(cwd / ".home"),
+        "XDG_CONFIG_HOME": str(cwd / ".home" / ".config"),
+        "CI": "1",
+        "NO_COLOR": "1",
+        "LANG": "C.UTF-8",
+    }
+    full_env.update(env or {})
+    p = subprocess.run(
+        [sys.executable, "-m", "dagctl", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return Result(p.returncode, p.stdout, p.stderr)
+
+
+@pytest.fixture
+def dagctl(tmp_path: Path):  # type: ignore[no-untyped-def]
+    def call(*args: str, env: dict[str, str] | None = None) -> Result:
+        return run_dagctl(list(args), tmp_path, env)
+
+    return call
