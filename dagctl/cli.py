@@ -25,7 +25,11 @@ class ExitWith(click.ClickException):
 
     def __init__(self, code: int) -> None:
         super().__init__("")
-        self.exit_code = code
+        self.code = code
+
+    @property
+    def exit_code(self) -> int:  # type: ignore[override]
+        return self.code
 
     def show(self, file: Any = None) -> None:
         return None
@@ -76,11 +80,20 @@ def validate(files: tuple[str, ...], as_json: bool, show_unresolved: bool, verbo
             if not show_unresolved:
                 findings = [d for d in findings if d.severity is not Severity.NOTICE]
             if verbose and not as_json:
-                click.echo(f"{path}: dialect {dialect} ({loaded.dag.type.value} DAG, {len(loaded.dag.steps)} steps)", err=True)
+                click.echo(
+                    f"{path}: dialect {dialect} ({loaded.dag.type.value} DAG, {len(loaded.dag.steps)} steps)", err=True
+                )
         except SpecError as exc:
             failed = True
             findings = exc.diagnostics + exc.warnings
-        report.append({"file": path, "valid": not any(d.severity is Severity.ERROR for d in findings), "dialect": dialect, "diagnostics": [d.as_json() for d in findings]})
+        report.append(
+            {
+                "file": path,
+                "valid": not any(d.severity is Severity.ERROR for d in findings),
+                "dialect": dialect,
+                "diagnostics": [d.as_json() for d in findings],
+            }
+        )
         if not as_json:
             for d in findings:
                 click.echo(d.render(), err=True)

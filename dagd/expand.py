@@ -65,17 +65,18 @@ def resolve_params(dag: Dag, overrides: Sequence[str]) -> tuple[dict[str, str], 
     else:
         for o in overrides:
             if "=" in o and " " not in o.split("=", 1)[0] and not o.startswith('"'):
-                k, _, v = o.partition("=")
-                tokens.append((k, v))
+                key, _, value = o.partition("=")
+                tokens.append((key, value))
             else:
                 tokens.extend(split_param_string(o) if " " in o else [(None, o)])
-    declared = [p.name for p in dag.params if p.name]
+    declared = [str(p.name) for p in dag.params if p.name]
     unknown = [k for k, _ in tokens if k is not None and declared and k not in declared]
     if unknown:
         names = ", ".join(f'"{u}"' for u in unknown)
         raise ValueError(f"unknown parameter(s): {names}; accepted parameters are: {', '.join(declared)}")
     pi = 0
-    for k, v in tokens:
+    for k, val in tokens:
+        v = val or ""
         if k is None:
             if pi < len(positional):
                 positional[pi] = v

@@ -20,7 +20,7 @@ from dagd.spec.keys import (
     ROOT_KEYS,
     SECRET_KEYS,
 )
-from dagd.spec.model import Dag, DagRetryPolicy, DagType, Dialect, Secret, Step
+from dagd.spec.model import Dag, DagRetryPolicy, DagType, Secret, Step
 from dagd.spec.params import parse_params
 from dagd.spec.policies import ENV_NAME, IDENT, parse_env, parse_preconditions
 from dagd.spec.schedule import parse_schedule
@@ -29,11 +29,34 @@ from dagd.spec.yamlnode import Node
 
 DAG_NAME = re.compile(r"^[a-zA-Z0-9_.-]+$")
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-_EXTRA_KEYS = (
-    "smtp error_mail info_mail wait_mail container ssh s3 redis kubernetes llm harness harnesses "
-    "registry_auths resources artifacts otel actions step_types tools run_config webhook "
-    "worker_selector tasks log_output shell_args functions"
-).split()
+_EXTRA_KEYS = [
+    "smtp",
+    "error_mail",
+    "info_mail",
+    "wait_mail",
+    "container",
+    "ssh",
+    "s3",
+    "redis",
+    "kubernetes",
+    "llm",
+    "harness",
+    "harnesses",
+    "registry_auths",
+    "resources",
+    "artifacts",
+    "otel",
+    "actions",
+    "step_types",
+    "tools",
+    "run_config",
+    "webhook",
+    "worker_selector",
+    "tasks",
+    "log_output",
+    "shell_args",
+    "functions",
+]
 
 
 def merge_base(base: Node, doc: Node) -> Node:
@@ -63,11 +86,19 @@ def build_dag(ctx: Ctx, doc: Node, index: int, run_is_sub_dag: Callable[[str], b
     if "name" in m:
         name = (ctx.string(m["name"], "name") or "").strip()
         if ctx.classic and name and (len(name) > 40 or not DAG_NAME.match(name)):
-            ctx.warn(m["name"], "name", f'name "{name}" is accepted in a Dagu 1.x file; current Dagu allows only [a-zA-Z0-9_.-], at most 40 characters')
+            ctx.warn(
+                m["name"],
+                "name",
+                f'name "{name}" is accepted in a Dagu 1.x file; current Dagu allows only [a-zA-Z0-9_.-], at most 40 characters',
+            )
         elif len(name) > 40:
             ctx.error(m["name"], "name", "name must be less than 40 characters")
         elif name and not DAG_NAME.match(name):
-            ctx.error(m["name"], "name", f'name "{name}" must only contain alphanumeric characters, dashes, dots, and underscores')
+            ctx.error(
+                m["name"],
+                "name",
+                f'name "{name}" must only contain alphanumeric characters, dashes, dots, and underscores',
+            )
         f["name"], f["name_explicit"] = name or stem, True
     else:
         f["name"] = stem
@@ -96,7 +127,11 @@ def build_dag(ctx: Ctx, doc: Node, index: int, run_is_sub_dag: Callable[[str], b
     if "overlap_policy" in m:
         op = (ctx.string(m["overlap_policy"], "overlap_policy") or "").lower()
         if op not in ("skip", "all", "latest"):
-            ctx.error(m["overlap_policy"], "overlap_policy", f'invalid overlap_policy "{op}": must be "skip", "all", or "latest"')
+            ctx.error(
+                m["overlap_policy"],
+                "overlap_policy",
+                f'invalid overlap_policy "{op}": must be "skip", "all", or "latest"',
+            )
         f["overlap_policy"] = op
     if "params" in m:
         f["params"], f["params_json"] = parse_params(ctx, m["params"])
@@ -114,7 +149,11 @@ def build_dag(ctx: Ctx, doc: Node, index: int, run_is_sub_dag: Callable[[str], b
         f["working_dir"] = wd
     if "shell" in m:
         s = m["shell"]
-        f["shell"] = tuple(ctx.string_list(s, "shell") or []) if s.kind == "seq" else tuple((ctx.string(s, "shell") or "").split())
+        f["shell"] = (
+            tuple(ctx.string_list(s, "shell") or [])
+            if s.kind == "seq"
+            else tuple((ctx.string(s, "shell") or "").split())
+        )
     if "log_dir" in m:
         f["log_dir"] = ctx.string(m["log_dir"], "log_dir")
     ints = {"hist_retention_days": 0, "max_active_runs": None, "max_active_steps": 0, "max_output_size": 1}
@@ -125,15 +164,19 @@ def build_dag(ctx: Ctx, doc: Node, index: int, run_is_sub_dag: Callable[[str], b
                 f[k] = v
     if "hist_retention_runs" in m:
         if "hist_retention_days" in m and not ctx.classic:
-            ctx.error(m["hist_retention_runs"], "hist_retention_runs", "hist_retention_days and hist_retention_runs cannot both be specified")
+            ctx.error(
+                m["hist_retention_runs"],
+                "hist_retention_runs",
+                "hist_retention_days and hist_retention_runs cannot both be specified",
+            )
         f["hist_retention_runs"] = ctx.integer(m["hist_retention_runs"], "hist_retention_runs", minimum=1)
     if f.get("hist_retention_days") == 0:
         f["hist_retention_days"] = 30
     for k in ("timeout_sec", "delay_sec", "restart_wait_sec", "max_clean_up_time_sec"):
         if k in m:
-            v = ctx.number(m[k], k)
-            if v is not None:
-                f[k] = v
+            num = ctx.number(m[k], k)
+            if num is not None:
+                f[k] = num
     if "preconditions" in m:
         f["preconditions"] = parse_preconditions(ctx, m["preconditions"], "preconditions")
     if "mail_on" in m and ctx.classic and m["mail_on"].kind == "map":
@@ -183,7 +226,13 @@ def _labels(ctx: Ctx, node: Node, key: str) -> dict[str, str]:
         for item in re.split(r"[,\s]+", scalar_text(node.value)):
             add(item)
     elif node.kind == "map":
-        out.update({k.strip().lower(): scalar_text(v.value).strip().lower() for k, v in node.value.items() if v.kind == "scalar"})
+        out.update(
+            {
+                k.strip().lower(): scalar_text(v.value).strip().lower()
+                for k, v in node.value.items()
+                if v.kind == "scalar"
+            }
+        )
     elif node.kind == "seq":
         for i, item in enumerate(node.value):
             if item.kind == "map":
@@ -210,13 +259,17 @@ def _duration(ctx: Ctx, node: Node, key: str) -> float:
 
 def _consts(ctx: Ctx, node: Node) -> tuple[tuple[str, str], ...]:
     if node.kind != "seq":
-        ctx.error(node, "consts", f"consts must be a list of single-entry mappings (e.g. - service: api), got {type_name(node)}")
+        ctx.error(
+            node,
+            "consts",
+            f"consts must be a list of single-entry mappings (e.g. - service: api), got {type_name(node)}",
+        )
         return ()
     out: list[tuple[str, str]] = []
     for i, item in enumerate(node.value):
         key = f"consts[{i}]"
         if item.kind != "map":
-            ctx.error(item, key, "consts[%d] entries must be single-entry mappings (- name: value)" % i)
+            ctx.error(item, key, f"{key} entries must be single-entry mappings (- name: value)")
             continue
         if len(item.value) != 1:
             ctx.error(item, key, f"{key} must have exactly one key, got {len(item.value)}")
@@ -255,16 +308,20 @@ def _secrets(ctx: Ctx, node: Node) -> tuple[Secret, ...]:
         elif name.startswith("DAGU_"):
             ctx.error(m["name"], f"{key}.name", f'secrets: secret "{name}" must not start with DAGU_')
         elif name in MANAGED_ENV:
-            ctx.error(m["name"], f"{key}.name", f'secrets: secret "{name}" collides with Dagu-managed runtime environment variable')
+            ctx.error(
+                m["name"],
+                f"{key}.name",
+                f'secrets: secret "{name}" collides with Dagu-managed runtime environment variable',
+            )
         elif name in seen:
             ctx.error(m["name"], f"{key}.name", f'secrets: duplicate secret "{name}"')
         seen.add(name)
         has_ref, has_provider = "ref" in m, "provider" in m and "key" in m
         if has_ref == has_provider:
             ctx.error(item, key, "secrets: exactly one of ref or provider+key is required")
-        get = lambda k: ctx.string(m[k], f"{key}.{k}") if k in m else None  # noqa: E731
+        provider, skey, ref = (ctx.string(m[k], f"{key}.{k}") if k in m else None for k in ("provider", "key", "ref"))
         options = m["options"].plain() if "options" in m else {}
-        out.append(Secret(name, get("provider"), get("key"), get("ref"), frozen(options if isinstance(options, dict) else {})))
+        out.append(Secret(name, provider, skey, ref, frozen(options if isinstance(options, dict) else {})))
     return tuple(out)
 
 
@@ -302,13 +359,15 @@ def _handlers(ctx: Ctx, node: Node, scope: StepScope) -> dict[str, Step]:
     return out
 
 
-def _steps(ctx: Ctx, node: Node | None, dag_type: DagType, scope: StepScope, *, explicit_type: bool) -> tuple[Step, ...]:
+def _steps(
+    ctx: Ctx, node: Node | None, dag_type: DagType, scope: StepScope, *, explicit_type: bool
+) -> tuple[Step, ...]:
     if node is None or (node.kind == "scalar" and node.value is None):
         return ()
     groups: list[list[Step]] = []
     explicit: dict[str, bool] = {}
     if node.kind == "map":  # legacy map form: the key is the step name, sorted by name
-        items = []
+        items: list[Step] = []
         for k in sorted(node.value):
             built = build_step(ctx, node.value[k], f"steps.{k}", len(items) + 1, scope)
             if built is not None:
@@ -343,7 +402,11 @@ def _steps(ctx: Ctx, node: Node | None, dag_type: DagType, scope: StepScope, *, 
         ids = {s.id: s.name for s in steps if s.id}
         wired = {k: [ids.get(d, d) for d in v] for k, v in wired.items()}
         if find_cycle(wired):
-            ctx.warn(node, "steps", "list-order wiring would form a cycle: read with Dagu <= 1.16 semantics (steps without depends start at once)")
+            ctx.warn(
+                node,
+                "steps",
+                "list-order wiring would form a cycle: read with Dagu <= 1.16 semantics (steps without depends start at once)",
+            )
             steps = _wire(ctx, groups, DagType.GRAPH, explicit)
     _check_graph(ctx, steps)
     return tuple(steps)
@@ -360,7 +423,11 @@ def _wire(ctx: Ctx, groups: list[list[Step]], dag_type: DagType, explicit: dict[
             if dag_type is DagType.CHAIN:
                 implicit = tuple(p.id or p.name for p in previous)
                 if explicit.get(s.name) and not ctx.classic:
-                    ctx.error(s.location, f"{s.path}.depends", "depends field is not allowed for DAGs with type 'chain'; use type 'graph' for explicit dependencies")
+                    ctx.error(
+                        s.location,
+                        f"{s.path}.depends",
+                        "depends field is not allowed for DAGs with type 'chain'; use type 'graph' for explicit dependencies",
+                    )
                 elif not explicit.get(s.name):
                     s = replace(s, depends=implicit)
                 elif s.depends:  # Dagu 1.17+: explicit depends add to the implicit one; [] opts out
@@ -393,7 +460,11 @@ def _check_graph(ctx: Ctx, steps: list[Step]) -> None:
         for d in s.depends:
             target = names.get(d) or ids.get(d)
             if target is None:
-                ctx.error(s.location, f"{s.path}.depends", f'step "{s.name}" depends on non-existent step "{d}" (names and ids are exact and case-sensitive)')
+                ctx.error(
+                    s.location,
+                    f"{s.path}.depends",
+                    f'step "{s.name}" depends on non-existent step "{d}" (names and ids are exact and case-sensitive)',
+                )
             else:
                 resolved.append(target.name)
         deps[s.name] = resolved

@@ -7,6 +7,7 @@ error of a file is reported at once.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -77,9 +78,7 @@ class Ctx:
 
     # ---- mappings -------------------------------------------------------------------------
 
-    def mapping(
-        self, node: Node, key: str, allowed: Iterable[str], *, what: str = ""
-    ) -> dict[str, Node] | None:
+    def mapping(self, node: Node, key: str, allowed: Iterable[str], *, what: str = "") -> dict[str, Node] | None:
         """The node's entries with legacy spellings normalised; unknown keys are errors."""
         if node.kind != "map":
             self.error(node, key, f"must be a mapping, got {type_name(node)}")
@@ -144,10 +143,8 @@ class Ctx:
     def number(self, node: Node, key: str, *, minimum: float | None = 0) -> float | None:
         v = node.value
         if node.kind == "scalar" and isinstance(v, str):
-            try:
+            with contextlib.suppress(ValueError):
                 v = float(v.strip())
-            except ValueError:
-                pass
         if node.kind != "scalar" or isinstance(v, bool) or not isinstance(v, (int, float)):
             self.error(node, key, f"must be a number, got {type_name(node)}")
             return None

@@ -51,22 +51,117 @@ REMOVED_HINTS: dict[str, str] = {
 }
 
 ROOT_KEYS = frozenset(
-    """name description group labels tags type tasks schedule skip_if_successful catchup_window
-    overlap_policy queue max_active_runs worker_selector run_config webhook timeout_sec delay_sec
-    restart_wait_sec max_active_steps max_clean_up_time_sec max_output_size preconditions
-    retry_policy handler_on hist_retention_days hist_retention_runs working_dir shell shell_args
-    env dotenv params consts defaults secrets tools container ssh s3 redis kubernetes llm harness
-    harnesses registry_auths resources artifacts log_dir log_output otel actions step_types smtp
-    mail_on error_mail info_mail wait_mail steps""".split()
+    [
+        "name",
+        "description",
+        "group",
+        "labels",
+        "tags",
+        "type",
+        "tasks",
+        "schedule",
+        "skip_if_successful",
+        "catchup_window",
+        "overlap_policy",
+        "queue",
+        "max_active_runs",
+        "worker_selector",
+        "run_config",
+        "webhook",
+        "timeout_sec",
+        "delay_sec",
+        "restart_wait_sec",
+        "max_active_steps",
+        "max_clean_up_time_sec",
+        "max_output_size",
+        "preconditions",
+        "retry_policy",
+        "handler_on",
+        "hist_retention_days",
+        "hist_retention_runs",
+        "working_dir",
+        "shell",
+        "shell_args",
+        "env",
+        "dotenv",
+        "params",
+        "consts",
+        "defaults",
+        "secrets",
+        "tools",
+        "container",
+        "ssh",
+        "s3",
+        "redis",
+        "kubernetes",
+        "llm",
+        "harness",
+        "harnesses",
+        "registry_auths",
+        "resources",
+        "artifacts",
+        "log_dir",
+        "log_output",
+        "otel",
+        "actions",
+        "step_types",
+        "smtp",
+        "mail_on",
+        "error_mail",
+        "info_mail",
+        "wait_mail",
+        "steps",
+    ]
 )
 CLASSIC_ROOT_KEYS = frozenset({"precondition", "functions"})
 
 STEP_KEYS = frozenset(
-    """name id description action approval call command config container continue_on
-    dependencies depends env exec foreach inputs llm log_output mail_on_error messages output
-    output_schema outputs parallel params preconditions repeat_policy retry_policy routes run
-    script shell shell_args shell_packages signal_on_stop stderr stdout timeout_sec tools type
-    value with worker_selector working_dir""".split()
+    [
+        "name",
+        "id",
+        "description",
+        "action",
+        "approval",
+        "call",
+        "command",
+        "config",
+        "container",
+        "continue_on",
+        "dependencies",
+        "depends",
+        "env",
+        "exec",
+        "foreach",
+        "inputs",
+        "llm",
+        "log_output",
+        "mail_on_error",
+        "messages",
+        "output",
+        "output_schema",
+        "outputs",
+        "parallel",
+        "params",
+        "preconditions",
+        "repeat_policy",
+        "retry_policy",
+        "routes",
+        "run",
+        "script",
+        "shell",
+        "shell_args",
+        "shell_packages",
+        "signal_on_stop",
+        "stderr",
+        "stdout",
+        "timeout_sec",
+        "tools",
+        "type",
+        "value",
+        "with",
+        "worker_selector",
+        "working_dir",
+    ]
 )
 # Dagu 1.x step keys that the current format removed.
 CLASSIC_STEP_KEYS = frozenset({"dir", "executor", "precondition"})
@@ -109,8 +204,20 @@ DEFAULTS_KEYS = frozenset(
     }
 )
 PARAM_KEYS = frozenset(
-    """name type default eval description required enum minimum maximum min_length max_length
-    pattern""".split()
+    [
+        "name",
+        "type",
+        "default",
+        "eval",
+        "description",
+        "required",
+        "enum",
+        "minimum",
+        "maximum",
+        "min_length",
+        "max_length",
+        "pattern",
+    ]
 )
 PARALLEL_KEYS = frozenset({"items", "max_concurrent"})
 FOREACH_KEYS = frozenset({"items", "steps", "as", "key", "max_concurrent", "collect"})
@@ -161,30 +268,129 @@ LEGACY_TYPES: dict[str, str] = {
 }
 
 BUILTIN_ACTIONS = frozenset(
-    """exec http.request ssh.run docker.run container.run k8s.run kubernetes.run postgres.query
-    sqlite.query postgres.import sqlite.import jq.filter dag.run dag.enqueue router.route
-    chat.completion harness.run template.render log.write mail.send archive.create
-    archive.extract archive.list s3.upload s3.download s3.list s3.delete sftp.upload
-    sftp.download file.stat file.read file.write file.copy file.move file.delete file.mkdir
-    file.list git.checkout git.worktree.add git.worktree.remove wait.duration wait.until
-    wait.file wait.http artifact.list artifact.read artifact.write data.convert data.pick
-    state.get state.set state.delete state.list state.diff outputs.write human.task noop
-    gha.run action""".split()
+    [
+        "exec",
+        "http.request",
+        "ssh.run",
+        "docker.run",
+        "container.run",
+        "k8s.run",
+        "kubernetes.run",
+        "postgres.query",
+        "sqlite.query",
+        "postgres.import",
+        "sqlite.import",
+        "jq.filter",
+        "dag.run",
+        "dag.enqueue",
+        "router.route",
+        "chat.completion",
+        "harness.run",
+        "template.render",
+        "log.write",
+        "mail.send",
+        "archive.create",
+        "archive.extract",
+        "archive.list",
+        "s3.upload",
+        "s3.download",
+        "s3.list",
+        "s3.delete",
+        "sftp.upload",
+        "sftp.download",
+        "file.stat",
+        "file.read",
+        "file.write",
+        "file.copy",
+        "file.move",
+        "file.delete",
+        "file.mkdir",
+        "file.list",
+        "git.checkout",
+        "git.worktree.add",
+        "git.worktree.remove",
+        "wait.duration",
+        "wait.until",
+        "wait.file",
+        "wait.http",
+        "artifact.list",
+        "artifact.read",
+        "artifact.write",
+        "data.convert",
+        "data.pick",
+        "state.get",
+        "state.set",
+        "state.delete",
+        "state.list",
+        "state.diff",
+        "outputs.write",
+        "human.task",
+        "noop",
+        "gha.run",
+        "action",
+    ]
 )
 
 # Variables dagd manages for every run/step; secrets may not take these names.
 MANAGED_ENV = frozenset(
-    """DAG_NAME DAG_RUN_ID DAG_RUN_LOG_FILE DAG_RUN_WORK_DIR DAG_RUN_ARTIFACTS_DIR DAG_PARAMS_JSON
-    DAG_RUN_STEP_NAME DAG_RUN_STEP_STDOUT_FILE DAG_RUN_STEP_STDERR_FILE DAG_RUN_STATUS
-    DAG_WAITING_STEPS DAG_WIKI_DIR DAG_DOCS_DIR DAG_PUSHBACK DAG_PUSHBACK_ITERATION
-    DAG_PUSHBACK_PREVIOUS_STDOUT_FILE WEBHOOK_PAYLOAD WEBHOOK_HEADERS PWD""".split()
+    [
+        "DAG_NAME",
+        "DAG_RUN_ID",
+        "DAG_RUN_LOG_FILE",
+        "DAG_RUN_WORK_DIR",
+        "DAG_RUN_ARTIFACTS_DIR",
+        "DAG_PARAMS_JSON",
+        "DAG_RUN_STEP_NAME",
+        "DAG_RUN_STEP_STDOUT_FILE",
+        "DAG_RUN_STEP_STDERR_FILE",
+        "DAG_RUN_STATUS",
+        "DAG_WAITING_STEPS",
+        "DAG_WIKI_DIR",
+        "DAG_DOCS_DIR",
+        "DAG_PUSHBACK",
+        "DAG_PUSHBACK_ITERATION",
+        "DAG_PUSHBACK_PREVIOUS_STDOUT_FILE",
+        "WEBHOOK_PAYLOAD",
+        "WEBHOOK_HEADERS",
+        "PWD",
+    ]
 )
 
 # Step ids that would shadow reference namespaces.
 RESERVED_STEP_IDS = frozenset({"env", "params", "args", "stdout", "stderr", "output", "outputs"})
 
 SIGNALS = frozenset(
-    """SIGHUP SIGINT SIGQUIT SIGILL SIGTRAP SIGABRT SIGBUS SIGFPE SIGKILL SIGUSR1 SIGSEGV SIGUSR2
-    SIGPIPE SIGALRM SIGTERM SIGSTKFLT SIGCHLD SIGCONT SIGSTOP SIGTSTP SIGTTIN SIGTTOU SIGURG
-    SIGXCPU SIGXFSZ SIGVTALRM SIGPROF SIGWINCH SIGIO SIGPWR SIGSYS""".split()
+    [
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
+    ]
 )

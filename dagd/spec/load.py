@@ -38,7 +38,9 @@ def read_text(path: str) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise SpecError([Diagnostic(path, 0, 0, "", f"not a UTF-8 text file (byte {exc.start}): is this a DAG file?")]) from None
+        raise SpecError(
+            [Diagnostic(path, 0, 0, "", f"not a UTF-8 text file (byte {exc.start}): is this a DAG file?")]
+        ) from None
 
 
 def _compose(text: str, file: str) -> list[Node | None]:
@@ -80,11 +82,21 @@ def load_text(
                 diags.append(Diagnostic(file, 0, 0, "", f"document {i + 1} must not be empty"))
             continue
         if d.kind != "map":
-            diags.append(Diagnostic(file, d.line, d.col, "", f"document {i + 1} must be a mapping of DAG keys, got {'a list' if d.kind == 'seq' else 'a scalar'}"))
+            diags.append(
+                Diagnostic(
+                    file,
+                    d.line,
+                    d.col,
+                    "",
+                    f"document {i + 1} must be a mapping of DAG keys, got {'a list' if d.kind == 'seq' else 'a scalar'}",
+                )
+            )
             continue
         docs.append(d)
     if not docs and not diags:
-        diags.append(Diagnostic(file, 0, 0, "", "yaml stream must contain at least one DAG document (the file is empty)"))
+        diags.append(
+            Diagnostic(file, 0, 0, "", "yaml stream must contain at least one DAG document (the file is empty)")
+        )
     if diags:
         raise SpecError(diags)
 
@@ -121,7 +133,9 @@ def _local_names(ctx: Ctx, docs: list[Node]) -> set[str]:
     for i, doc in enumerate(docs[1:], start=2):
         n = doc.value.get("name")
         if n is None or n.kind != "scalar" or not str(n.value or "").strip():
-            ctx.error(doc, "name", f"document {i} must define name (DAG at index {i - 1} must have a name in multi-DAG file)")
+            ctx.error(
+                doc, "name", f"document {i} must define name (DAG at index {i - 1} must have a name in multi-DAG file)"
+            )
             continue
         name = str(n.value).strip()
         if name in names:

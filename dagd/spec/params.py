@@ -70,11 +70,17 @@ def parse_params(ctx: Ctx, node: Node, key: str = "params") -> tuple[tuple[Param
         elif item.kind == "map" and len(item.value) == 1:
             ((name, v),) = item.value.items()
             if v.kind == "map":
-                ctx.error(item, k, f"inline parameter definitions must use object form with name; rewrite as - name: {name}")
+                ctx.error(
+                    item, k, f"inline parameter definitions must use object form with name; rewrite as - name: {name}"
+                )
                 continue
             params.append(Param(name, _text(v.plain())))
         else:
-            ctx.error(item, k, f"params entries must be strings, single-key maps or {{name: …}} objects, got {type_name(item)}")
+            ctx.error(
+                item,
+                k,
+                f"params entries must be strings, single-key maps or {{name: …}} objects, got {type_name(item)}",
+            )
     return _checked(ctx, node, key, params), None
 
 
@@ -95,11 +101,14 @@ def _rich(ctx: Ctx, node: Node, key: str) -> Param | None:
     name = scalar_text(m["name"].value) if m["name"].kind == "scalar" else ""
     typ = scalar_text(m["type"].value) if "type" in m else "string"
     if typ not in PARAM_TYPES:
-        ctx.error(m["type"], f"{key}.type", f"params type must be one of {', '.join(PARAM_TYPES)}, got \"{typ}\"")
+        ctx.error(m["type"], f"{key}.type", f'params type must be one of {", ".join(PARAM_TYPES)}, got "{typ}"')
+
     def num(k: str) -> float | None:
         return ctx.number(m[k], f"{key}.{k}", minimum=None) if k in m else None
+
     def count(k: str) -> int | None:
         return ctx.integer(m[k], f"{key}.{k}") if k in m else None
+
     pattern = ctx.string(m["pattern"], f"{key}.pattern") if "pattern" in m else None
     if pattern:
         try:

@@ -217,7 +217,11 @@ def parse_repeat(ctx: Ctx, node: Node, key: str) -> RepeatPolicy | None:
         elif r.kind == "scalar" and r.value in ("while", "until"):
             mode = r.value
             if condition is None and not codes:
-                ctx.error(r, f"{key}.repeat", f"repeat mode '{mode}' requires either 'condition' or 'exit_code' to be specified")
+                ctx.error(
+                    r,
+                    f"{key}.repeat",
+                    f"repeat mode '{mode}' requires either 'condition' or 'exit_code' to be specified",
+                )
         else:
             ctx.error(r, f"{key}.repeat", f'repeat must be "while", "until" or a boolean, got {scalar_text(r.value)!r}')
     elif condition is not None and expected is not None:
@@ -239,7 +243,9 @@ def parse_outputs(ctx: Ctx, node: Node, key: str, step_id: str | None) -> tuple[
         ctx.error(node, key, "outputs must be a non-empty sequence of {name, type} entries")
         return ()
     if not step_id:
-        ctx.error(node, key, "a step with outputs must define id (outputs are referenced as ${steps.<id>.outputs.<name>})")
+        ctx.error(
+            node, key, "a step with outputs must define id (outputs are referenced as ${steps.<id>.outputs.<name>})"
+        )
     out: list[OutputDecl] = []
     seen: set[str] = set()
     for i, item in enumerate(node.value):
@@ -249,7 +255,11 @@ def parse_outputs(ctx: Ctx, node: Node, key: str, step_id: str | None) -> tuple[
             continue
         for raw in item.value:
             if raw not in OUTPUT_DECL_KEYS:
-                ctx.error(item.keys.get(raw, item), f"{k}.{raw}", f'outputs entry has unknown field "{raw}" (allowed: name, type)')
+                ctx.error(
+                    item.keys.get(raw, item),
+                    f"{k}.{raw}",
+                    f'outputs entry has unknown field "{raw}" (allowed: name, type)',
+                )
         name_node = item.value.get("name")
         if name_node is None:
             ctx.error(item, k, "outputs entry name is required")

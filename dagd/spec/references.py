@@ -29,10 +29,27 @@ _BARE = re.compile(r"(\\*)\$(?:\{([A-Za-z_][A-Za-z0-9_]*)[^}]*\}|([A-Za-z_][A-Za
 
 CONTEXT_STATIC = frozenset({"dag.name", "step.id", "step.name"})
 CONTEXT_RUNTIME = frozenset(
-    """run.id run.status run.scheduled_at run.root_name run.root_id attempt.id attempt.started_at
-    trigger.type trigger.actor paths.log_file paths.work_dir paths.artifacts_dir
-    paths.step_stdout_file paths.step_stderr_file paths.step_output_file profile.name
-    profile.resolved_at pushback.iteration pushback.previous_stdout_file""".split()
+    [
+        "run.id",
+        "run.status",
+        "run.scheduled_at",
+        "run.root_name",
+        "run.root_id",
+        "attempt.id",
+        "attempt.started_at",
+        "trigger.type",
+        "trigger.actor",
+        "paths.log_file",
+        "paths.work_dir",
+        "paths.artifacts_dir",
+        "paths.step_stdout_file",
+        "paths.step_stderr_file",
+        "paths.step_output_file",
+        "profile.name",
+        "profile.resolved_at",
+        "pushback.iteration",
+        "pushback.previous_stdout_file",
+    ]
 )
 
 
@@ -85,7 +102,12 @@ class _Checker:
         for m in _CONSTS.finditer(f.text):
             if _live(m) and m.group(2) not in consts:
                 ok = False
-                self.note(f, m.group(0).lstrip("\\"), "unknown_const" if not f.path.startswith("consts") else "const_not_yet_defined", defect=False)
+                self.note(
+                    f,
+                    m.group(0).lstrip("\\"),
+                    "unknown_const" if not f.path.startswith("consts") else "const_not_yet_defined",
+                    defect=False,
+                )
         for m in _PARAMS.finditer(f.text):
             if not _live(m):
                 continue
@@ -131,7 +153,14 @@ class _Checker:
             self.note(f, ref, "runtime_step_output", defect=False)
 
 
-def _env_scope(ch: _Checker, entries: tuple[tuple[str, str], ...], base: dict[str, str | None], path: str, line: int, consts: Mapping[str, str]) -> dict[str, str | None]:
+def _env_scope(
+    ch: _Checker,
+    entries: tuple[tuple[str, str], ...],
+    base: dict[str, str | None],
+    path: str,
+    line: int,
+    consts: Mapping[str, str],
+) -> dict[str, str | None]:
     scope = dict(base)
     for i, (name, value) in enumerate(entries):
         resolved = ch.check(Field(f"{path}[{i}]", value, line), scope, consts)
@@ -179,7 +208,11 @@ def _unresolved_one(dag: Dag) -> list[Diagnostic]:
     container = dag.extra.get("container")
     if isinstance(container, Mapping) and container.get("env"):
         raw = container["env"]
-        pairs = list(raw.items()) if isinstance(raw, Mapping) else [tuple(str(e).partition("=")[::2]) for e in raw if isinstance(e, str)]
+        pairs = (
+            list(raw.items())
+            if isinstance(raw, Mapping)
+            else [tuple(str(e).partition("=")[::2]) for e in raw if isinstance(e, str)]
+        )
         _env_scope(ch, tuple((str(k), str(v)) for k, v in pairs), root_env, "container.env", 0, consts)
     for i, p in enumerate(dag.preconditions):
         if p.condition:

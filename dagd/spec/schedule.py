@@ -34,9 +34,17 @@ def check_cron(expression: str, *, descriptors: bool) -> tuple[str, str | None, 
             return text, tz, f'invalid timezone "{tz}" (use an IANA name such as Europe/Berlin)'
     if text.startswith("@"):
         if not descriptors or text not in _DESCRIPTORS:
-            return text, tz, f'invalid cron expression "{expression}": descriptors such as @daily are not accepted; use 5 fields'
+            return (
+                text,
+                tz,
+                f'invalid cron expression "{expression}": descriptors such as @daily are not accepted; use 5 fields',
+            )
     elif len(text.split()) != 5:
-        return text, tz, f'invalid cron expression "{expression}": expected exactly 5 fields (minute hour day-of-month month day-of-week)'
+        return (
+            text,
+            tz,
+            f'invalid cron expression "{expression}": expected exactly 5 fields (minute hour day-of-month month day-of-week)',
+        )
     try:
         it = croniter(text, dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
         it.get_next(dt.datetime)
@@ -62,7 +70,11 @@ def _entry(ctx: Ctx, node: Node, key: str, *, allow_at: bool) -> CronEntry | Non
                 if when.tzinfo is None or when.second:
                     raise ValueError("needs an explicit offset and minute precision")
             except ValueError as exc:
-                ctx.error(m["at"], f"{key}.at", f'invalid at time "{at}": RFC 3339 with offset, e.g. 2026-03-01T09:30:00+09:00 ({exc})')
+                ctx.error(
+                    m["at"],
+                    f"{key}.at",
+                    f'invalid at time "{at}": RFC 3339 with offset, e.g. 2026-03-01T09:30:00+09:00 ({exc})',
+                )
                 return None
             return CronEntry("", None, at)
         if "expression" not in m:

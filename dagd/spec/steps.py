@@ -24,6 +24,7 @@ from dagd.spec.model import (
     Foreach,
     Location,
     Parallel,
+    Precondition,
     Step,
     StepKind,
     SubDagCall,
@@ -76,14 +77,14 @@ def build_step(ctx: Ctx, node: Node, path: str, auto_index: int, scope: StepScop
         if not text:
             ctx.error(node, path, "step command is empty")
             return None
-        kind = StepKind.SCRIPT if "\n" in text else StepKind.COMMAND
+        short = StepKind.SCRIPT if "\n" in text else StepKind.COMMAND
         return Step(
             name=f"cmd_{auto_index}",
-            kind=kind,
+            kind=short,
             path=path,
             location=loc,
-            commands=() if kind is StepKind.SCRIPT else (text,),
-            script=text if kind is StepKind.SCRIPT else None,
+            commands=() if short is StepKind.SCRIPT else (text,),
+            script=text if short is StepKind.SCRIPT else None,
         )
     allowed = STEP_KEYS | CLASSIC_STEP_KEYS
     m = ctx.mapping(node, path, allowed, what="a step")
@@ -93,6 +94,9 @@ def build_step(ctx: Ctx, node: Node, path: str, auto_index: int, scope: StepScop
         if old in m:
             ctx.warn(m[old], f"{path}.{old}", f'"{old}" is the Dagu 1.x key; use "{new}"', once=f"old:{old}")
             m.setdefault(new, m.pop(old))
+    for old, new in (("command", "run"), ("script", "run (a multi-line string)"), ("executor", "action + with"), ("call", "action: dag.run + with.dag")):
+        if old in m:
+            ctx.warn(m[old], f"{path}.{old}", f"{old} is deprecated; use {new}", once=f"dep:{old}")
     for k, v in scope.defaults.items():
         if k not in ("env", "preconditions"):
             m.setdefault(k, v)
@@ -104,9 +108,17 @@ def build_step(ctx: Ctx, node: Node, path: str, auto_index: int, scope: StepScop
     if "id" in m:
         step_id = (ctx.string(m["id"], f"{path}.id") or "").strip()
         if ctx.classic and re.match(r"^[a-zA-Z][a-zA-Z0-9_-]*$", step_id) and "-" in step_id:
-            ctx.warn(m["id"], f"{path}.id", f'step ID "{step_id}" has "-": accepted in Dagu 1.x files; current Dagu needs "_"')
+            ctx.warn(
+                m["id"],
+                f"{path}.id",
+                f'step ID "{step_id}" has "-": accepted in Dagu 1.x files; current Dagu needs "_"',
+            )
         elif not STEP_ID.match(step_id):
-            ctx.error(m["id"], f"{path}.id", f"invalid step ID format: must match {STEP_ID.pattern} (use '_' instead of '-'), got \"{step_id}\"")
+            ctx.error(
+                m["id"],
+                f"{path}.id",
+                f"invalid step ID format: must match {STEP_ID.pattern} (use '_' instead of '-'), got \"{step_id}\"",
+            )
         elif len(step_id) > 40:
             ctx.error(m["id"], f"{path}.id", "step ID must be at most 40 characters")
         elif step_id.lower() in RESERVED_STEP_IDS:
@@ -117,18 +129,19 @@ def build_step(ctx: Ctx, node: Node, path: str, auto_index: int, scope: StepScop
 
     fields: dict[str, Any] = {"path": path, "location": loc, "id": step_id or None}
     fields["description"] = (opt("description", ctx.string) or "").strip()
-    kind, prefix = _selector(ctx, m, path, fields, scope)
-    if kind is None:
+    selected, prefix = _selector(ctx, m, path, fields, scope)
+    if selected is None:
         return None
+    kind: StepKind = selected
     fields["kind"] = kind
     fields["name"] = name or step_id or f"{prefix}_{auto_index}"
 
-    env = []
+    env: list[tuple[str, str]] = []
     for src in (scope.defaults.get("env"), m.get("env")):
         if src is not None:
             env.extend((k, v) for k, v, _ in parse_env(ctx, src, f"{path}.env"))
     fields["env"] = tuple(env)
-    pre = []
+    pre: list[Precondition] = []
     for src in (scope.defaults.get("preconditions"), m.get("preconditions")):
         if src is not None:
             pre.extend(parse_preconditions(ctx, src, f"{path}.preconditions"))
@@ -146,7 +159,11 @@ def build_step(ctx: Ctx, node: Node, path: str, auto_index: int, scope: StepScop
         sig = (ctx.string(m["signal_on_stop"], f"{path}.signal_on_stop") or "").strip().upper()
         sig = sig if sig.startswith("SIG") else f"SIG{sig}"
         if sig not in SIGNALS:
-            ctx.error(m["signal_on_stop"], f"{path}.signal_on_stop", f"invalid signal: {scalar_text(m['signal_on_stop'].value)} (use a name such as SIGTERM, SIGINT, SIGKILL)")
+            ctx.error(
+                m["signal_on_stop"],
+                f"{path}.signal_on_stop",
+                f"invalid signal: {scalar_text(m['signal_on_stop'].value)} (use a name such as SIGTERM, SIGINT, SIGKILL)",
+            )
         fields["signal_on_stop"] = sig
     if "output" in m:
         out = m["output"]
@@ -173,14 +190,26 @@ def build_step(ctx: Ctx, node: Node, path: str, auto_index: int, scope: StepScop
         fields["log_output"] = lo
     if "parallel" in m:
         if kind is not StepKind.SUB_DAG:
-            ctx.error(m["parallel"], f"{path}.parallel", "parallel currently requires action: dag.run or dag.enqueue (or call)")
+            ctx.error(
+                m["parallel"],
+                f"{path}.parallel",
+                "parallel currently requires action: dag.run or dag.enqueue (or call)",
+            )
         fields["parallel"] = _parallel(ctx, m["parallel"], f"{path}.parallel")
     if "dependencies" in m:
         deps = ctx.string_list(m["dependencies"], f"{path}.dependencies") or []
         for d in deps:
             if "${" in d or not d.strip():
-                ctx.error(m["dependencies"], f"{path}.dependencies", f'dependencies must be non-empty literal paths or globs, got "{d}"')
-    extra = {k: m[k].plain() for k in ("approval", "worker_selector", "container", "tools", "inputs", "output_schema", "dependencies") if k in m}
+                ctx.error(
+                    m["dependencies"],
+                    f"{path}.dependencies",
+                    f'dependencies must be non-empty literal paths or globs, got "{d}"',
+                )
+    extra = {
+        k: m[k].plain()
+        for k in ("approval", "worker_selector", "container", "tools", "inputs", "output_schema", "dependencies")
+        if k in m
+    }
     if extra:
         fields["extra"] = frozen({**fields.get("extra", {}), **extra})
     elif "extra" in fields:
@@ -204,7 +233,7 @@ def _command_text(ctx: Ctx, node: Node, key: str) -> list[str] | None:
         out = []
         for i, item in enumerate(node.value):
             if item.kind == "map" and len(item.value) == 1:  # `- echo a: b` reads as a mapping
-                (k, v), = item.value.items()
+                ((k, v),) = item.value.items()
                 out.append(f"{k}: {scalar_text(v.value) if v.kind == 'scalar' else v.plain()}")
             elif item.kind == "scalar":
                 if item.value is not None and scalar_text(item.value).strip():
@@ -217,7 +246,9 @@ def _command_text(ctx: Ctx, node: Node, key: str) -> list[str] | None:
     return None
 
 
-def _selector(ctx: Ctx, m: dict[str, Node], path: str, f: dict[str, Any], scope: StepScope) -> tuple[StepKind | None, str]:
+def _selector(
+    ctx: Ctx, m: dict[str, Node], path: str, f: dict[str, Any], scope: StepScope
+) -> tuple[StepKind | None, str]:
     """Decide what the step executes; fill the matching fields. Returns (kind, auto-name prefix)."""
     run = m.get("run")
     run_sub_dag = (
@@ -273,6 +304,8 @@ def _selector(ctx: Ctx, m: dict[str, Node], path: str, f: dict[str, Any], scope:
         action = "exec"
         config = m["exec"].plain()
     f["config"] = frozen(config if isinstance(config, dict) else {})
+    if action:
+        f["action"] = action
 
     call_target: str | None = None
     params: Any = m["params"].plain() if "params" in m else None
@@ -283,7 +316,11 @@ def _selector(ctx: Ctx, m: dict[str, Node], path: str, f: dict[str, Any], scope:
         if call_target is None and "command" in m:
             call_target = scalar_text(m["command"].value)
         if not call_target:
-            ctx.error(m.get("action") or m.get("type") or m.get("executor"), f"{path}.with.dag", "dag.run needs with.dag: the name or path of the DAG to run")
+            ctx.error(
+                m.get("action") or m.get("type") or m.get("executor"),
+                f"{path}.with.dag",
+                "dag.run needs with.dag: the name or path of the DAG to run",
+            )
             return None, ""
     elif "call" in m:
         call_target = ctx.string(m["call"], f"{path}.call")
@@ -319,7 +356,11 @@ def _selector(ctx: Ctx, m: dict[str, Node], path: str, f: dict[str, Any], scope:
         return StepKind.COMMAND, "cmd"
     if action == "noop" or "output" in m:
         return StepKind.NOOP, "noop"
-    ctx.error(None if not m else next(iter(m.values())), path, "step has nothing to execute: give it run, action, call, script or foreach")
+    ctx.error(
+        None if not m else next(iter(m.values())),
+        path,
+        "step has nothing to execute: give it run, action, call, script or foreach",
+    )
     return None, ""
 
 
@@ -348,7 +389,11 @@ def _shell(ctx: Ctx, m: dict[str, Node], config: Any, path: str) -> tuple[str, .
 def _max_concurrent(ctx: Ctx, node: Node, key: str) -> int:
     v = node.value
     if node.kind != "scalar" or isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1000:
-        ctx.error(node, key, f"max_concurrent must be an integer from 1 through 1000, got {scalar_text(v) if node.kind == 'scalar' else type_name(node)}")
+        ctx.error(
+            node,
+            key,
+            f"max_concurrent must be an integer from 1 through 1000, got {scalar_text(v) if node.kind == 'scalar' else type_name(node)}",
+        )
         return 10
     return v
 
@@ -402,4 +447,11 @@ def _foreach(ctx: Ctx, node: Node, key: str, scope: StepScope) -> Foreach | None
     mc = _max_concurrent(ctx, m["max_concurrent"], f"{key}.max_concurrent") if "max_concurrent" in m else 10
     collect = m["collect"].plain() if "collect" in m else {}
     key_expr = ctx.string(m["key"], f"{key}.key") if "key" in m else None
-    return Foreach(_items(ctx, m["items"], f"{key}.items", flat=False), tuple(body), as_name, key_expr, mc, frozen(collect if isinstance(collect, dict) else {}))
+    return Foreach(
+        _items(ctx, m["items"], f"{key}.items", flat=False),
+        tuple(body),
+        as_name,
+        key_expr,
+        mc,
+        frozen(collect if isinstance(collect, dict) else {}),
+    )

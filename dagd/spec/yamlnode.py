@@ -59,14 +59,20 @@ class Node:
         return self.value
 
 
+def _line(ev: yaml.Event) -> int:
+    return ev.start_mark.line + 1 if ev.start_mark is not None else 0
+
+
+def _col(ev: yaml.Event) -> int:
+    return ev.start_mark.column + 1 if ev.start_mark is not None else 0
+
+
 def _scalar(ev: yaml.ScalarEvent) -> Node:
-    line, col = ev.start_mark.line + 1, ev.start_mark.column + 1
+    line, col = _line(ev), _col(ev)
     tag = ev.tag
     if tag is None or tag == "!":
-        if ev.implicit[0]:
-            tag = _RESOLVER.resolve(yaml.ScalarNode, ev.value, (True, False))
-        else:
-            tag = "tag:yaml.org,2002:str"
+        implicit = ev.implicit[0]
+        tag = _RESOLVER.resolve(yaml.ScalarNode, ev.value, (True, False)) if implicit else "tag:yaml.org,2002:str"  # type: ignore[no-untyped-call]
     value: Any = ev.value
     try:
         if tag == "tag:yaml.org,2002:null":
@@ -161,14 +167,14 @@ def compose_documents(text: str) -> list[Node | None]:
                 if len(stack) >= MAX_DEPTH:
                     raise YamlProblem(
                         f"nesting deeper than {MAX_DEPTH} levels",
-                        ev.start_mark.line + 1,
-                        ev.start_mark.column + 1,
+                        _line(ev),
+                        _col(ev),
                     )
                 is_map = isinstance(ev, yaml.MappingStartEvent)
                 container = Node(
                     {} if is_map else [],
-                    ev.start_mark.line + 1,
-                    ev.start_mark.column + 1,
+                    _line(ev),
+                    _col(ev),
                     "map" if is_map else "seq",
                     ev.tag or "",
                 )
@@ -185,9 +191,7 @@ def compose_documents(text: str) -> list[Node | None]:
             elif isinstance(ev, yaml.AliasEvent):
                 target = builder.anchors.get(ev.anchor or "")
                 if target is None:
-                    raise YamlProblem(
-                        f'unknown alias "{ev.anchor}"', ev.start_mark.line + 1, ev.start_mark.column + 1
-                    )
+                    raise YamlProblem(f'unknown alias "{ev.anchor}"', _line(ev), _col(ev))
                 node = target
             else:
                 continue

@@ -33,7 +33,9 @@ def _cases() -> list[Any]:
         else:
             commands = {a["run"][0] for a in case["actions"] if "run" in a}
             if not commands <= SUPPORTED:
-                marks.append(pytest.mark.skip(reason=f"needs dagctl {' '.join(sorted(commands - SUPPORTED))} (engine issue)"))
+                marks.append(
+                    pytest.mark.skip(reason=f"needs dagctl {' '.join(sorted(commands - SUPPORTED))} (engine issue)")
+                )
         out.append(pytest.param(case, id=case["id"], marks=marks))
     return out
 

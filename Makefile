@@ -1,0 +1,36 @@
+# dagd — `make run` and `make test` work on a fresh Debian machine (root, python3, node, npm).
+SHELL := /bin/bash
+PY := .venv/bin/python
+VENV_STAMP := .venv/.installed
+
+.PHONY: run test lint typecheck conformance clean
+
+$(VENV_STAMP): pyproject.toml constraints.txt
+	@python3 -c 'import ensurepip, venv' 2>/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv; }
+	@test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	$(PY) -m compileall -q dagd dagctl
+	@touch $@
+
+# Until the daemon lands (issue 4) this validates the example DAGs and shows their plans.
+run: $(VENV_STAMP)
+	@for f in examples/*.yaml; do $(PY) -m dagctl validate "$$f" && $(PY) -m dagctl dry "$$f" && echo; done
+	@echo "dagd (the daemon and the web UI on http://127.0.0.1:8090) is not built yet: see issue 4/5."
+
+lint: $(VENV_STAMP)
+	.venv/bin/ruff check dagd dagctl tests
+	.venv/bin/ruff format --check dagd dagctl tests
+
+typecheck: $(VENV_STAMP)
+	.venv/bin/mypy
+	.venv/bin/lint-imports
+
+test: lint typecheck
+	$(PY) -m pytest -n 2 -p no:cacheprovider tests
+
+conformance: $(VENV_STAMP)
+	$(PY) -m pytest -n 2 tests/conformance -rs
+
+clean:
+	rm -rf .venv build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import pytest
+
+from dagd.expand import resolve_params, substitute
+from dagd.graph import ancestors, find_cycle, levels
+from dagd.spec import load_text
+
+
+def test_levels_group_steps_by_wave() -> None:
+    assert levels({"a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"]}) == [["a"], ["b", "c"], ["d"]]
+
+
+def test_find_cycle_handles_long_chains_without_recursion() -> None:
+    deps = {f"s{i}": [f"s{i - 1}"] if i else [] for i in range(50_000)}
+    assert find_cycle(deps) is None
+    deps["s0"] = ["s49999"]
+    cycle = find_cycle(deps)
+    assert cycle is not None and cycle[0] == cycle[-1]
+
+
+def test_ancestors_are_transitive() -> None:
+    assert ancestors({"a": [], "b": ["a"], "c": ["b"]}, "c") == {"a", "b"}
+
+
+def test_substitute_resolves_dagu_references_and_keeps_the_rest() -> None:
+    out = substitute(
+        r"${consts.x} ${params.p} $1 ${env.E} $HOME ${missing.y} \${params.p}",
+        consts={"x": "C"},
+        params={"p": "P"},
+        positional=["one"],
+        env={"E": "e"},
+    )
+    assert out == "C P one e $HOME ${missing.y} ${params.p}"
+
+
+def test_param_overrides_follow_dagu_rules() -> None:
+    dag = load_text("params:\n  - name: a\n    default: x\n  - name: b\n    default: y\nsteps: [{run: echo a b}]\n", "p.yaml").dag
+    assert resolve_params(dag, ["b=z"]) == ({"a": "x", "b": "z"}, [])
+    with pytest.raises(ValueError, match='unknown parameter\\(s\\): "c"; accepted parameters are: a, b'):
+        resolve_params(dag, ["c=1"])

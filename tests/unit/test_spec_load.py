@@ -1,0 +1,174 @@
+"""The spec loader on its own: located errors, both dialects, hostile input."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dagd.spec import Dialect, SpecError, StepKind, load_text
+from dagd.spec.model import DagType
+
+
+def load(text: str, **kw: object) -> object:
+    return load_text(text, "/tmp/x/dag.yaml", **kw).dag  # type: ignore[arg-type]
+
+
+def errors(text: str, **kw: object) -> list[str]:
+    with pytest.raises(SpecError) as exc:
+        load_text(text, "/tmp/x/dag.yaml", **kw)  # type: ignore[arg-type]
+    return [d.render() for d in exc.value.diagnostics]
+
+
+def test_every_error_of_a_file_is_reported_with_line_and_key() -> None:
+    found = errors(
+        "steps:\n"
+        "  - name: a\n"
+        "    run: echo a\n"
+        "    retry_policy: {limit: x, interval_sec: 1}\n"
+        "  - name: b\n"
+        "    run: echo b\n"
+        "    depends: nope\n"
+        "    timeout_sec: -1\n"
+    )
+    assert any(":4:" in e and "steps[0].retry_policy.limit" in e and "integer" in e for e in found), found
+    assert any("steps[1].depends" in e and 'non-existent step "nope"' in e for e in found), found
+    assert any("steps[1].timeout_sec" in e and ">= 0" in e for e in found), found
+
+
+def test_cycle_is_named() -> None:
+    found = errors("type: graph\nsteps:\n  - {name: a, run: echo, depends: b}\n  - {name: b, run: echo, depends: a}\n")
+    assert any("cyclic plan detected: a -> b -> a" in e for e in found), found
+
+
+def test_unknown_key_lists_what_is_allowed() -> None:
+    found = errors("steps:\n  - name: a\n    run: echo a\n    retries: 3\n")
+    assert any("steps[0].retries" in e and "allowed:" in e and "retry_policy" in e for e in found), found
+
+
+def test_invalid_cron_and_timezone_are_errors() -> None:
+    assert any("never fires" in e or "invalid cron" in e for e in errors('schedule: "0 0 31 2 *"\nsteps: [{run: echo x y}]\n'))
+    assert any("invalid timezone" in e for e in errors('schedule: "CRON_TZ=Mars/Base 0 9 * * *"\nsteps: [{run: echo x y}]\n'))
+
+
+def test_cron_timezone_prefix_is_kept() -> None:
+    dag = load('schedule: "CRON_TZ=Asia/Tokyo 0 9 * * *"\nsteps: [{run: echo x y}]\n')
+    entry = dag.schedule.start[0]  # type: ignore[attr-defined]
+    assert (entry.expression, entry.timezone) == ("0 9 * * *", "Asia/Tokyo")
+
+
+def test_classic_camelcase_file_reads_as_dagu_1() -> None:
+    dag = load(
+        "steps:\n"
+        "  - name: a\n    command: echo a\n    retryPolicy: {limit: 2, intervalSec: 5}\n"
+        "    continueOn: {failure: true, markSuccess: true}\n"
+        "  - name: b\n    run: child\n    params: X=1\n"
+    )
+    assert dag.dialect is Dialect.CLASSIC  # type: ignore[attr-defined]
+    assert dag.type is DagType.CHAIN  # type: ignore[attr-defined]
+    a, b = dag.steps  # type: ignore[attr-defined]
+    assert a.retry_policy.limit == 2 and a.retry_policy.interval_sec == 5
+    assert a.continue_on.failure and a.continue_on.mark_success
+    assert b.kind is StepKind.SUB_DAG and b.sub_dag.dag == "child" and b.depends == ("a",)
+
+
+def test_current_file_run_is_a_command_and_graph_is_the_default() -> None:
+    dag = load("steps:\n  - name: a\n    run: echo a\n  - name: b\n    run: child\n")
+    assert dag.dialect is Dialect.CURRENT  # type: ignore[attr-defined]
+    a, b = dag.steps  # type: ignore[attr-defined]
+    assert b.kind is StepKind.COMMAND and b.commands == ("child",) and b.depends == ()
+
+
+def test_classic_bare_run_calls_a_dag_only_when_one_exists() -> None:
+    text = "steps:\n  - name: a\n    run: child\n"
+    assert load(text).steps[0].kind is StepKind.COMMAND  # type: ignore[attr-defined]
+    sub = load(text, dag_exists=lambda n: n == "child").steps[0]  # type: ignore[attr-defined]
+    assert sub.kind is StepKind.SUB_DAG
+
+
+def test_dagu_1_16_file_whose_list_order_would_cycle_reads_as_parallel() -> None:
+    dag = load(
+        "steps:\n  - {name: merge, command: echo, depends: [check]}\n  - {name: check, command: echo}\n"
+    )
+    assert dag.step("check").depends == ()  # type: ignore[attr-defined]
+
+
+def test_chain_with_depends_is_rejected_in_current_files() -> None:
+    found = errors("type: chain\nsteps:\n  - {id: a, run: echo a b}\n  - {id: b, run: echo a b, depends: []}\n")
+    assert any("depends field is not allowed" in e for e in found)
+
+
+def test_multi_line_run_is_a_script_and_list_run_is_several_commands() -> None:
+    dag = load("steps:\n  - name: s\n    run: |\n      echo 1\n      echo 2\n  - name: l\n    run: [echo 1, echo 2]\n")
+    s, lst = dag.steps  # type: ignore[attr-defined]
+    assert s.kind is StepKind.SCRIPT and "echo 2" in s.script
+    assert lst.commands == ("echo 1", "echo 2")
+
+
+def test_local_documents_become_local_dags() -> None:
+    dag = load("steps:\n  - {name: call, action: dag.run, with: {dag: child}}\n---\nname: child\nsteps: [{run: echo c d}]\n")
+    assert set(dag.local_dags) == {"child"}  # type: ignore[attr-defined]
+
+
+def test_base_config_is_merged_under_the_dag(tmp_path: Path) -> None:
+    base = tmp_path / "base.yaml"
+    base.write_text("env:\n  - A=base\nhist_retention_days: 7\n")
+    dag = load_text("env:\n  - B=dag\nsteps: [{run: echo a b}]\n", str(tmp_path / "d.yaml"), base_config=str(base)).dag
+    assert dag.env == (("A", "base"), ("B", "dag"))
+    assert dag.hist_retention_days == 7
+
+
+def test_unsupported_step_types_parse_with_their_config() -> None:
+    dag = load("steps:\n  - name: h\n    executor: {type: http, config: {timeout: 5}}\n    command: GET https://example.com\n")
+    h = dag.steps[0]  # type: ignore[attr-defined]
+    assert h.kind is StepKind.ACTION and h.action == "http.request" and h.config["timeout"] == 5
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: &a [x,x,x,x,x,x,x,x,x,x]\n" + "".join(f"{c}: &{c} [{','.join(['*' + p] * 10)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True)),
+        "[" * 5000,
+        "x: " + "{a: " * 200 + "1" + "}" * 200,
+        "\x00\x01\x02binary",
+        "steps:\n" + "  - run: echo x y\n" * 60000,
+    ],
+    ids=["alias-bomb", "deep-flow", "deep-maps", "binary", "huge"],
+)
+def test_hostile_input_is_a_clean_error_within_seconds(text: str) -> None:
+    start = time.monotonic()
+    try:
+        load_text(text, "hostile.yaml")
+    except SpecError as exc:
+        assert exc.diagnostics and all(d.message for d in exc.diagnostics)
+    assert time.monotonic() - start < 5
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(max_size=400))
+def test_any_text_gives_a_model_or_spec_errors(text: str) -> None:
+    try:
+        load_text(text, "fuzz.yaml")
+    except SpecError as exc:
+        assert exc.diagnostics
+
+
+yaml_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.sampled_from(["name", "run", "steps", "depends", "env", "params", "retry_policy", "type", "x"]), children, max_size=4),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(yaml_values)
+def test_any_yaml_structure_gives_a_model_or_spec_errors(value: object) -> None:
+    import yaml
+
+    try:
+        load_text(yaml.safe_dump(value), "fuzz.yaml")
+    except SpecError as exc:
+        assert exc.diagnostics
