@@ -94,7 +94,12 @@ def build_step(ctx: Ctx, node: Node, path: str, auto_index: int, scope: StepScop
         if old in m:
             ctx.warn(m[old], f"{path}.{old}", f'"{old}" is the Dagu 1.x key; use "{new}"', once=f"old:{old}")
             m.setdefault(new, m.pop(old))
-    for old, new in (("command", "run"), ("script", "run (a multi-line string)"), ("executor", "action + with"), ("call", "action: dag.run + with.dag")):
+    for old, new in (
+        ("command", "run"),
+        ("script", "run (a multi-line string)"),
+        ("executor", "action + with"),
+        ("call", "action: dag.run + with.dag"),
+    ):
         if old in m:
             ctx.warn(m[old], f"{path}.{old}", f"{old} is deprecated; use {new}", once=f"dep:{old}")
     for k, v in scope.defaults.items():

@@ -35,7 +35,9 @@ def test_substitute_resolves_dagu_references_and_keeps_the_rest() -> None:
 
 
 def test_param_overrides_follow_dagu_rules() -> None:
-    dag = load_text("params:\n  - name: a\n    default: x\n  - name: b\n    default: y\nsteps: [{run: echo a b}]\n", "p.yaml").dag
+    dag = load_text(
+        "params:\n  - name: a\n    default: x\n  - name: b\n    default: y\nsteps: [{run: echo a b}]\n", "p.yaml"
+    ).dag
     assert resolve_params(dag, ["b=z"]) == ({"a": "x", "b": "z"}, [])
     with pytest.raises(ValueError, match='unknown parameter\\(s\\): "c"; accepted parameters are: a, b'):
         resolve_params(dag, ["c=1"])

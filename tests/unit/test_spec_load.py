@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dagd.spec import Dialect, SpecError, StepKind, load_text
+from dagd.spec import Dag, Dialect, SpecError, StepKind, load_text
 from dagd.spec.model import DagType
 
 
-def load(text: str, **kw: object) -> object:
-    return load_text(text, "/tmp/x/dag.yaml", **kw).dag  # type: ignore[arg-type]
+def load(text: str, **kw: Any) -> Dag:
+    return load_text(text, "/tmp/x/dag.yaml", **kw).dag
 
 
-def errors(text: str, **kw: object) -> list[str]:
+def errors(text: str, **kw: Any) -> list[str]:
     with pytest.raises(SpecError) as exc:
-        load_text(text, "/tmp/x/dag.yaml", **kw)  # type: ignore[arg-type]
+        load_text(text, "/tmp/x/dag.yaml", **kw)
     return [d.render() for d in exc.value.diagnostics]
 
 
@@ -50,13 +51,17 @@ def test_unknown_key_lists_what_is_allowed() -> None:
 
 
 def test_invalid_cron_and_timezone_are_errors() -> None:
-    assert any("never fires" in e or "invalid cron" in e for e in errors('schedule: "0 0 31 2 *"\nsteps: [{run: echo x y}]\n'))
-    assert any("invalid timezone" in e for e in errors('schedule: "CRON_TZ=Mars/Base 0 9 * * *"\nsteps: [{run: echo x y}]\n'))
+    assert any(
+        "never fires" in e or "invalid cron" in e for e in errors('schedule: "0 0 31 2 *"\nsteps: [{run: echo x y}]\n')
+    )
+    assert any(
+        "invalid timezone" in e for e in errors('schedule: "CRON_TZ=Mars/Base 0 9 * * *"\nsteps: [{run: echo x y}]\n')
+    )
 
 
 def test_cron_timezone_prefix_is_kept() -> None:
     dag = load('schedule: "CRON_TZ=Asia/Tokyo 0 9 * * *"\nsteps: [{run: echo x y}]\n')
-    entry = dag.schedule.start[0]  # type: ignore[attr-defined]
+    entry = dag.schedule.start[0]
     assert (entry.expression, entry.timezone) == ("0 9 * * *", "Asia/Tokyo")
 
 
@@ -67,9 +72,9 @@ def test_classic_camelcase_file_reads_as_dagu_1() -> None:
         "    continueOn: {failure: true, markSuccess: true}\n"
         "  - name: b\n    run: child\n    params: X=1\n"
     )
-    assert dag.dialect is Dialect.CLASSIC  # type: ignore[attr-defined]
-    assert dag.type is DagType.CHAIN  # type: ignore[attr-defined]
-    a, b = dag.steps  # type: ignore[attr-defined]
+    assert dag.dialect is Dialect.CLASSIC
+    assert dag.type is DagType.CHAIN
+    a, b = dag.steps
     assert a.retry_policy.limit == 2 and a.retry_policy.interval_sec == 5
     assert a.continue_on.failure and a.continue_on.mark_success
     assert b.kind is StepKind.SUB_DAG and b.sub_dag.dag == "child" and b.depends == ("a",)
@@ -77,23 +82,21 @@ def test_classic_camelcase_file_reads_as_dagu_1() -> None:
 
 def test_current_file_run_is_a_command_and_graph_is_the_default() -> None:
     dag = load("steps:\n  - name: a\n    run: echo a\n  - name: b\n    run: child\n")
-    assert dag.dialect is Dialect.CURRENT  # type: ignore[attr-defined]
-    a, b = dag.steps  # type: ignore[attr-defined]
+    assert dag.dialect is Dialect.CURRENT
+    _, b = dag.steps
     assert b.kind is StepKind.COMMAND and b.commands == ("child",) and b.depends == ()
 
 
 def test_classic_bare_run_calls_a_dag_only_when_one_exists() -> None:
     text = "steps:\n  - name: a\n    run: child\n"
-    assert load(text).steps[0].kind is StepKind.COMMAND  # type: ignore[attr-defined]
-    sub = load(text, dag_exists=lambda n: n == "child").steps[0]  # type: ignore[attr-defined]
+    assert load(text).steps[0].kind is StepKind.COMMAND
+    sub = load(text, dag_exists=lambda n: n == "child").steps[0]
     assert sub.kind is StepKind.SUB_DAG
 
 
 def test_dagu_1_16_file_whose_list_order_would_cycle_reads_as_parallel() -> None:
-    dag = load(
-        "steps:\n  - {name: merge, command: echo, depends: [check]}\n  - {name: check, command: echo}\n"
-    )
-    assert dag.step("check").depends == ()  # type: ignore[attr-defined]
+    dag = load("steps:\n  - {name: merge, command: echo, depends: [check]}\n  - {name: check, command: echo}\n")
+    assert dag.step("check").depends == ()
 
 
 def test_chain_with_depends_is_rejected_in_current_files() -> None:
@@ -103,14 +106,16 @@ def test_chain_with_depends_is_rejected_in_current_files() -> None:
 
 def test_multi_line_run_is_a_script_and_list_run_is_several_commands() -> None:
     dag = load("steps:\n  - name: s\n    run: |\n      echo 1\n      echo 2\n  - name: l\n    run: [echo 1, echo 2]\n")
-    s, lst = dag.steps  # type: ignore[attr-defined]
+    s, lst = dag.steps
     assert s.kind is StepKind.SCRIPT and "echo 2" in s.script
     assert lst.commands == ("echo 1", "echo 2")
 
 
 def test_local_documents_become_local_dags() -> None:
-    dag = load("steps:\n  - {name: call, action: dag.run, with: {dag: child}}\n---\nname: child\nsteps: [{run: echo c d}]\n")
-    assert set(dag.local_dags) == {"child"}  # type: ignore[attr-defined]
+    dag = load(
+        "steps:\n  - {name: call, action: dag.run, with: {dag: child}}\n---\nname: child\nsteps: [{run: echo c d}]\n"
+    )
+    assert set(dag.local_dags) == {"child"}
 
 
 def test_base_config_is_merged_under_the_dag(tmp_path: Path) -> None:
@@ -122,15 +127,18 @@ def test_base_config_is_merged_under_the_dag(tmp_path: Path) -> None:
 
 
 def test_unsupported_step_types_parse_with_their_config() -> None:
-    dag = load("steps:\n  - name: h\n    executor: {type: http, config: {timeout: 5}}\n    command: GET https://example.com\n")
-    h = dag.steps[0]  # type: ignore[attr-defined]
+    dag = load(
+        "steps:\n  - name: h\n    executor: {type: http, config: {timeout: 5}}\n    command: GET https://example.com\n"
+    )
+    h = dag.steps[0]
     assert h.kind is StepKind.ACTION and h.action == "http.request" and h.config["timeout"] == 5
 
 
 @pytest.mark.parametrize(
     "text",
     [
-        "a: &a [x,x,x,x,x,x,x,x,x,x]\n" + "".join(f"{c}: &{c} [{','.join(['*' + p] * 10)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True)),
+        "a: &a [x,x,x,x,x,x,x,x,x,x]\n"
+        + "".join(f"{c}: &{c} [{','.join(['*' + p] * 10)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True)),
         "[" * 5000,
         "x: " + "{a: " * 200 + "1" + "}" * 200,
         "\x00\x01\x02binary",
@@ -158,7 +166,14 @@ def test_any_text_gives_a_model_or_spec_errors(text: str) -> None:
 
 yaml_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.sampled_from(["name", "run", "steps", "depends", "env", "params", "retry_policy", "type", "x"]), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["name", "run", "steps", "depends", "env", "params", "retry_policy", "type", "x"]),
+            children,
+            max_size=4,
+        )
+    ),
     max_leaves=30,
 )
 
