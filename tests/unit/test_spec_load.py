@@ -187,3 +187,30 @@ def test_any_yaml_structure_gives_a_model_or_spec_errors(value: object) -> None:
         load_text(yaml.safe_dump(value), "fuzz.yaml")
     except SpecError as exc:
         assert exc.diagnostics
+
+
+@pytest.mark.parametrize(
+    ("step", "message"),
+    [
+        ("{action: http.request, with: {method: FETCH, url: 'http://x'}}", "method must be one of"),
+        ("{executor: http, command: 'FETCH https://x'}", '"METHOD URL"'),
+        ("{action: mail.send, with: {to: a@b}}", "needs from, subject"),
+        ("{executor: jq, command: .a}", "needs its input JSON"),
+        ("{action: docker.run, with: {pull: always}}", "needs an image"),
+        ("{executor: {type: ssh, config: {user: u, ip: h}}}", "needs a command"),
+    ],
+)
+def test_executor_steps_missing_what_they_need_are_errors(step: str, message: str) -> None:
+    found = errors(f"steps:\n  - {step}\n")
+    assert any(message in e for e in found), found
+
+
+def test_executor_steps_in_both_spellings_load() -> None:
+    dag = load(
+        "steps:\n"
+        "  - {name: a, action: http.request, with: {url: 'http://x', method: post}}\n"
+        "  - {name: b, executor: http, command: GET http://x}\n"
+        "  - {name: c, executor: jq, command: .a, script: '{\"a\": 1}'}\n"
+        "  - {name: d, executor: {type: mail, config: {to: a, from: b, subject: c}}}\n"
+    )
+    assert [s.action for s in dag.steps] == ["http.request", "http.request", "jq.filter", "mail.send"]

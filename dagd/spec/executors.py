@@ -1,0 +1,61 @@
+"""What the builtin executors need from a step, checked at load time.
+
+dagd parses every executor step (so a file loads and `dagctl validate` judges it), and checks
+the fields each of the common executors cannot do without — in either spelling: the current
+`action:` + `with:` or Dagu 1.x's `executor:` + `config:` + `command:`/`script:`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from dagd.spec.fields import Ctx
+from dagd.spec.model import Location
+
+HTTP_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"})
+
+
+def check_action(
+    ctx: Ctx,
+    loc: Location,
+    path: str,
+    action: str,
+    config: Mapping[str, Any],
+    commands: tuple[str, ...],
+    script: str | None,
+) -> None:
+    def need(what: str) -> None:
+        ctx.error(loc, path, f"action {action} {what}")
+
+    if action == "http.request":
+        if "url" in config:
+            method = str(config.get("method", "GET")).upper()
+            if method not in HTTP_METHODS:
+                need(f"method must be one of {', '.join(sorted(HTTP_METHODS))}, got {method}")
+        elif commands:
+            parts = commands[0].split(None, 1)
+            bare_url = len(parts) == 1 and parts[0].startswith(("http://", "https://"))  # GET implied
+            if not bare_url and (len(parts) != 2 or parts[0].upper() not in HTTP_METHODS):
+                need('needs "METHOD URL" as its command (e.g. GET https://example.com) or with.url')
+        else:
+            need("needs with.url (or a command such as GET https://example.com)")
+    elif action == "ssh.run":
+        if not commands and script is None and not config.get("command"):
+            need("needs a command to run on the remote host")
+    elif action == "jq.filter":
+        has_input = script is not None or "data" in config or "input" in config
+        if not has_input:
+            need("needs its input JSON: script (Dagu 1.x) or with.data / with.input")
+        if "data" in config and "input" in config:
+            need("takes exactly one of with.data or with.input")
+    elif action == "mail.send":
+        missing = [k for k in ("to", "from", "subject") if not config.get(k)]
+        if missing:
+            need(f"needs {', '.join(missing)} in with/config")
+    elif (
+        action in ("docker.run", "container.run")
+        and config
+        and not any(config.get(k) for k in ("image", "container_name", "containerName", "name", "exec"))
+    ):
+        need("needs an image (or the name of a running container) in with/config")
