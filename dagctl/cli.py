@@ -120,11 +120,8 @@ def dry(file: str, params: tuple[str, ...], params_opt: str | None, as_json: boo
         raise ExitWith(1) from None
     for d in loaded.diagnostics:
         click.echo(d.render(), err=True)
-    overrides = list(params)
-    if params_opt:
-        overrides = [params_opt, *overrides]
     try:
-        plan = make_plan(loaded.dag, overrides)
+        plan = make_plan(loaded.dag, list(params), params_opt)
     except ValueError as exc:
         click.echo(f"{file}: params: {exc}", err=True)
         raise ExitWith(1) from None
@@ -132,6 +129,62 @@ def dry(file: str, params: tuple[str, ...], params_opt: str | None, as_json: boo
         click.echo(json.dumps(plan, indent=2))
     else:
         click.echo(render_plan(plan))
+
+
+@main.command("run", context_settings=CONTEXT)
+@click.argument("target")
+@click.argument("params", nargs=-1)
+@click.option(
+    "--params",
+    "params_opt",
+    default=None,
+    help='Parameters as Dagu takes them: "K=V K2=V2", positional values, or JSON.',
+)
+@click.option("--run-id", default=None, help="Use this run id instead of a generated one.")
+@click.option(
+    "--trigger-type", default="manual", show_default=True, help="Recorded trigger: manual, scheduler, webhook, retry, …"
+)
+@click.option("--schedule-time", default=None, help="The scheduled time this run stands for (RFC 3339).")
+@click.option("--json", "as_json", is_flag=True, help="Print the final run document as JSON on stdout.")
+def run_cmd(
+    target: str,
+    params: tuple[str, ...],
+    params_opt: str | None,
+    run_id: str | None,
+    trigger_type: str,
+    schedule_time: str | None,
+    as_json: bool,
+) -> None:
+    """Run a DAG (a file, or a name in the DAGs folder) to its end, with live progress.
+
+    Exit code 0 when the run succeeds, 1 otherwise. Ctrl-C aborts the run: every step's
+    process group is killed and the run is recorded as aborted.
+    """
+    from dagd.engine.local import run_local
+
+    path = config.resolve_dag_file(target)
+    if path is None:
+        click.echo(f"dagctl: no DAG file or DAG named {target!r} (looked in . and {config.dags_dir()})", err=True)
+        raise ExitWith(1)
+    try:
+        loaded = load(str(path))
+    except SpecError as exc:
+        for d in exc.diagnostics:
+            click.echo(d.render(), err=True)
+        raise ExitWith(1) from None
+    code = run_local(
+        loaded.dag,
+        state_dir=str(config.state_dir()),
+        params=list(params),
+        param_string=params_opt,
+        run_id=run_id,
+        trigger=trigger_type,
+        schedule_time=schedule_time,
+        default_shell=config.default_shell(),
+        as_json=as_json,
+    )
+    if code:
+        raise ExitWith(code)
 
 
 def run() -> None:  # console-script entry point

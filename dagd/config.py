@@ -82,3 +82,17 @@ def resolve_dag_file(name_or_path: str, base_dir: Path | None = None) -> Path | 
             if path.is_file():
                 return path
     return None
+
+
+def state_dir() -> Path:
+    """History database and logs: DAGD_STATE_DIR, /var/lib/dagd (root) or $XDG_STATE_HOME/dagd."""
+    explicit = _env("DAGD_STATE_DIR")
+    if explicit:
+        return Path(explicit)
+    home = _env("DAGD_HOME")
+    if home:
+        return Path(home) / "state"
+    if not user_mode():
+        return Path("/var/lib/dagd")
+    xdg = _env("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(xdg) / "dagd"

@@ -49,8 +49,14 @@ def substitute(
     return _REF.sub(repl, text)
 
 
-def resolve_params(dag: Dag, overrides: Sequence[str]) -> tuple[dict[str, str], list[str]]:
-    """(named values, positional values) from the declared defaults and CLI-style overrides."""
+def resolve_params(
+    dag: Dag, overrides: Sequence[str], param_string: str | None = None
+) -> tuple[dict[str, str], list[str]]:
+    """(named values, positional values) from the declared defaults and CLI-style overrides.
+
+    `param_string` is Dagu's `--params "K=V K2=V2"` (tokenised like Dagu); `overrides` are the
+    arguments after `--`, one value each (`K=V` or positional), or a single JSON object.
+    """
     named: dict[str, str] = {}
     positional: list[str] = []
     for p in dag.params:
@@ -59,16 +65,21 @@ def resolve_params(dag: Dag, overrides: Sequence[str]) -> tuple[dict[str, str], 
         elif p.default is not None:
             named[p.name] = p.default
     tokens: list[tuple[str | None, str]] = []
+    if param_string:
+        if param_string.strip().startswith("{"):
+            overrides = [param_string, *overrides]
+        else:
+            tokens.extend(split_param_string(param_string))
     if len(overrides) == 1 and overrides[0].strip().startswith("{"):
         data = json.loads(overrides[0])
         tokens = [(str(k), v if isinstance(v, str) else json.dumps(v)) for k, v in data.items()]
     else:
         for o in overrides:
-            if "=" in o and " " not in o.split("=", 1)[0] and not o.startswith('"'):
-                key, _, value = o.partition("=")
+            key, eq, value = o.partition("=")
+            if eq and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", key):
                 tokens.append((key, value))
             else:
-                tokens.extend(split_param_string(o) if " " in o else [(None, o)])
+                tokens.append((None, o))
     declared = [str(p.name) for p in dag.params if p.name]
     unknown = [k for k, _ in tokens if k is not None and declared and k not in declared]
     if unknown:

@@ -9,8 +9,8 @@ from dagd.graph import levels
 from dagd.spec.model import Dag, Step, StepKind
 
 
-def make_plan(dag: Dag, overrides: list[str]) -> dict[str, Any]:
-    named, positional = resolve_params(dag, overrides)
+def make_plan(dag: Dag, overrides: list[str], param_string: str | None = None) -> dict[str, Any]:
+    named, positional = resolve_params(dag, overrides, param_string)
     consts = dict(dag.consts)
     env = dict(named)
     for k, v in dag.env:

@@ -31,6 +31,7 @@ def run_dagctl(args: list[str], cwd: Path, env: dict[str, str] | None = None) ->
         "CI": "1",
         "NO_COLOR": "1",
         "LANG": "C.UTF-8",
+        "DAGD_STATE_DIR": str(cwd / ".dagd-state"),
     }
     full_env.update(env or {})
     p = subprocess.run(

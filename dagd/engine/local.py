@@ -1,0 +1,144 @@
+"""`dagctl run` without a daemon: the engine in this process, the store beside it, live progress."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from typing import TextIO
+
+import trio
+
+from dagd.engine.events import Event, RunFinished, RunStarted, StepChanged
+from dagd.engine.run import Run, RunOptions, RunSetupError
+from dagd.engine.status import RunStatus, StepStatus
+from dagd.spec.model import Dag
+from dagd.store.db import Store
+
+_SYMBOLS = {
+    StepStatus.RUNNING: "▶",
+    StepStatus.SUCCEEDED: "✓",
+    StepStatus.FAILED: "✗",
+    StepStatus.SKIPPED: "↷",
+    StepStatus.ABORTED: "■",
+    StepStatus.RETRYING: "↻",
+    StepStatus.PARTIALLY_SUCCEEDED: "✓",
+}
+
+
+def new_run_id() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%d_%H%M%S_") + uuid.uuid4().hex[:8]
+
+
+class Progress:
+    """One line per event on a stream (stderr), so stdout stays free for --json."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            print(f"run {event.run_id} of {event.dag} started", file=self.out)
+        elif isinstance(event, StepChanged):
+            if event.status is StepStatus.NOT_STARTED:
+                return
+            sym = _SYMBOLS.get(event.status, "·")
+            took = f" in {event.finished_at - event.started_at:.2f}s" if event.finished_at and event.started_at else ""
+            extra = (
+                f" (exit {event.exit_code})"
+                if event.status is StepStatus.FAILED and event.exit_code is not None
+                else ""
+            )
+            label = f"{event.step} [handler]" if event.handler else event.step
+            print(f"{sym} {label} {event.status.value}{extra}{took}", file=self.out)
+            if event.error and event.status is StepStatus.FAILED:
+                print(f"  error: {event.error}", file=self.out)
+        elif isinstance(event, RunFinished):
+            tail = f": {event.error}" if event.error else ""
+            print(f"run {event.run_id} {event.status.value}{tail}", file=self.out)
+        self.out.flush()
+
+
+def run_local(
+    dag: Dag,
+    *,
+    state_dir: str,
+    params: list[str],
+    param_string: str | None = None,
+    run_id: str | None = None,
+    trigger: str = "manual",
+    schedule_time: str | None = None,
+    default_shell: str | None = None,
+    as_json: bool = False,
+    render: Callable[[Event], None] | None = None,
+) -> int:
+    """Run `dag` to its end in this process; the CLI exit code (0 only for success)."""
+    os.makedirs(state_dir, exist_ok=True)
+    store = Store(os.path.join(state_dir, "dagd.db"))
+    show = render or Progress(sys.stderr)
+    opts = RunOptions(
+        run_id or new_run_id(), state_dir, params, trigger, schedule_time, default_shell, param_string=param_string
+    )
+
+    async def emit(event: Event) -> None:
+        await trio.to_thread.run_sync(store.record, event)
+        show(event)
+
+    async def main() -> RunStatus:
+        run = Run(dag, opts, emit)
+        await run.prepare()
+        async with trio.open_nursery() as nursery:
+            done = trio.Event()
+            result: list[RunStatus] = []
+
+            async def go() -> None:
+                result.append(await run.execute())
+                done.set()
+
+            async def watch_signals(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+                with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    task_status.started()
+                    async for _ in signals:
+                        run.abort()
+                        run_scope.cancel()
+
+            run_scope = trio.CancelScope()
+            await nursery.start(watch_signals)
+            with run_scope:
+                await go()
+            nursery.cancel_scope.cancel()
+        if not result:  # aborted from outside: record it
+            run.status = RunStatus.ABORTED
+            await run._handlers_after()
+            await emit(RunFinished(opts.run_id, dag.name, RunStatus.ABORTED, time.time(), "aborted by signal"))
+            return RunStatus.ABORTED
+        return result[0]
+
+    try:
+        status = trio.run(main)
+    except RunSetupError as exc:
+        print(f"{dag.file}: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:  # params rejected before anything ran
+        print(f"{dag.file}: params: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        doc = store.run(dag.name, opts.run_id)
+        store.close()
+    if as_json and doc is not None:
+        print(json.dumps(doc, indent=2, default=str))
+    if status is RunStatus.SUCCEEDED:
+        return 0
+    if (
+        status is RunStatus.ABORTED
+        and doc is not None
+        and not doc.get("error")
+        and all(s["status"] != "failed" for s in doc["steps"])
+    ):
+        return 0 if not any(s["status"] == "aborted" for s in doc["steps"]) else 1
+    return 1

@@ -1,0 +1,323 @@
+"""One step from ready to done: preconditions, attempts, retry, repeat, timeout, outputs."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import trio
+
+from dagd.engine.outputs import OutputError, parse_output_file
+from dagd.engine.process import Exit, StepProcess
+from dagd.engine.resolve import Scope, resolve
+from dagd.engine.shell import CommandError, ShellChoice, choose_shell, command_argv, script_argv, script_file
+from dagd.engine.status import StepStatus
+from dagd.spec.model import Precondition, Step, StepKind
+
+SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+@dataclass
+class StepResult:
+    status: StepStatus = StepStatus.NOT_STARTED
+    exit_code: int | None = None
+    error: str | None = None
+    attempts: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+    stdout_path: str = ""
+    stderr_path: str = ""
+    cpu_user: float = 0.0
+    cpu_sys: float = 0.0
+    max_rss_kb: int = 0
+    outputs: dict[str, str] = field(default_factory=dict)  # declared outputs
+    output_value: str | None = None  # legacy `output: VAR`
+    continued: bool = False  # failed, but continue_on lets dependents run
+    pgid: int | None = None
+
+
+@dataclass
+class StepRuntime:
+    """What a step needs from its run."""
+
+    log_dir: str
+    dag_shell: tuple[str, ...]
+    default_shell: str | None
+    errexit: bool
+    max_output_size: int
+    grace: float
+    on_start: Callable[[StepResult], Awaitable[None]]
+
+
+class StepFailed(Exception):
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def log_paths(log_dir: str, step: Step) -> tuple[str, str]:
+    base = SAFE_NAME.sub("_", step.name)[:100] or "step"
+    return os.path.join(log_dir, f"{base}.out"), os.path.join(log_dir, f"{base}.err")
+
+
+async def check_preconditions(
+    pre: tuple[Precondition, ...], rt: StepRuntime, shell: ShellChoice, env: dict[str, str], cwd: str, scope: Scope
+) -> bool:
+    """True when every precondition is met (a list is an AND, in source order).
+
+    Raises StepFailed when one cannot be evaluated (a failing eval, an invalid regexp).
+    """
+    all_met = True  # every condition is evaluated, in source order, even after one fails
+    for p in pre:
+        met: bool
+        if p.expected is None:
+            text = resolve(p.condition or "", scope)
+            code = await _run_quiet(command_argv(shell, text, errexit=False), env, cwd)
+            met = code == 0
+        else:
+            if p.eval is not None:
+                value = await evaluate(resolve(p.eval, scope), shell, env, cwd)
+            else:
+                value = resolve(p.condition or "", scope)
+            met = matches(value, p.expected)
+        if p.negate:
+            met = not met
+        all_met = all_met and met
+    return all_met
+
+
+def matches(value: str, expected: str) -> bool:
+    lines = value.split("\n") if value else [""]
+    if expected.startswith("re:"):
+        try:
+            rx = re.compile(expected[3:])
+        except re.error as exc:
+            raise StepFailed(f"precondition expected regexp is invalid: {exc}") from None
+        return any(rx.search(line) for line in lines)
+    return any(line == expected for line in lines)
+
+
+async def evaluate(text: str, shell: ShellChoice, env: dict[str, str], cwd: str) -> str:
+    """Run command substitution in `text` (backticks, $(...)) through the shell; its output."""
+    quoted = text.replace("\\", "\\\\").replace('"', '\\"')
+    # An assignment's status is that of its last command substitution: a failing `cmd` fails.
+    script = f'__dagd_value="{quoted}" && printf "%s" "$__dagd_value"'
+    argv = command_argv(ShellChoice(shell.argv, True), script, errexit=False)
+    result = await trio.run_process(argv, env=env, cwd=cwd, capture_stdout=True, capture_stderr=True, check=False)
+    if result.returncode != 0:
+        raise StepFailed(
+            f"eval failed: {result.stderr.decode(errors='replace').strip() or 'exit ' + str(result.returncode)}"
+        )
+    return result.stdout.decode(errors="replace")
+
+
+async def _run_quiet(argv: list[str], env: dict[str, str], cwd: str) -> int:
+    try:
+        with open(os.devnull, "wb") as null:
+            proc = StepProcess(argv, env, cwd, null.fileno(), null.fileno())
+        return (await _wait_killing(proc, 5.0)).code
+    except OSError:
+        return 127
+
+
+async def _wait_killing(proc: StepProcess, grace: float, sig: int = signal.SIGTERM) -> Exit:
+    try:
+        return await proc.wait()
+    except trio.Cancelled:
+        await proc.kill(sig, grace)
+        raise
+
+
+async def run_attempt(
+    step: Step, rt: StepRuntime, shell: ShellChoice, env: dict[str, str], cwd: str, texts: list[str], result: StepResult
+) -> Exit:
+    """Run the step's command(s) once, output appended to its log files."""
+    sig = getattr(signal, step.signal_on_stop or "SIGTERM", signal.SIGTERM)
+    last = Exit(0, None, 0.0, 0.0, 0)
+    with open(result.stdout_path, "ab") as out, open(result.stderr_path, "ab") as err:
+        for i, text in enumerate(texts):
+            if step.kind is StepKind.SCRIPT:
+                path = script_file(
+                    os.path.join(rt.log_dir, "scripts"),
+                    f"{os.path.basename(result.stdout_path)[:-4]}.{result.attempts}.sh",
+                    text,
+                )
+                argv = (
+                    ([*list(step.interpreter), path])
+                    if step.interpreter
+                    else script_argv(shell, path, text, errexit=rt.errexit)
+                )
+            else:
+                argv = command_argv(shell, text, errexit=rt.errexit)
+            try:
+                proc = StepProcess(argv, env, cwd, out.fileno(), err.fileno())
+            except OSError as exc:
+                err.write(f"dagd: cannot start {argv[0]}: {exc.strerror or exc}\n".encode())
+                return Exit(127, None, 0.0, 0.0, 0)
+            result.pgid = proc.pgid
+            if i == 0:
+                await rt.on_start(result)
+            last = await _wait_killing(proc, rt.grace, sig)
+            result.cpu_user += last.cpu_user
+            result.cpu_sys += last.cpu_sys
+            result.max_rss_kb = max(result.max_rss_kb, last.max_rss_kb)
+            if last.code != 0:
+                break
+        os.fsync(out.fileno())
+        os.fsync(err.fileno())
+    return last
+
+
+def step_texts(step: Step, scope: Scope) -> list[str]:
+    if step.kind is StepKind.SCRIPT:
+        return [resolve(step.script or "", scope, shell_owned=True)]
+    texts = [resolve(c, scope, shell_owned=True) for c in step.commands]
+    for original, text in zip(step.commands, texts, strict=True):
+        if "\n" not in original and "\n" in text:
+            raise StepFailed(
+                "the resolved command text contains a line break; use a multi-line run (script form) instead"
+            )
+    return texts
+
+
+async def run_commands(
+    step: Step, rt: StepRuntime, env: dict[str, str], cwd: str, scope: Scope, result: StepResult
+) -> None:
+    """Attempts with retry and repeat; fills `result`. Raises StepFailed on a setup error."""
+    shell = choose_shell(step.shell, rt.dag_shell, rt.default_shell)
+    texts = step_texts(step, scope)
+    output_file = env["DAGU_OUTPUT_FILE"]
+    retry = step.retry_policy
+    repeat = step.repeat_policy
+    retries = 0
+    done_count = 0
+    while True:
+        result.attempts += 1
+        open(output_file, "wb").close()  # a fresh output file per attempt
+        timed_out = False
+        try:
+            with trio.fail_after(step.timeout_sec) if step.timeout_sec else _no_timeout():
+                exit_ = await run_attempt(step, rt, shell, env, cwd, texts, result)
+        except trio.TooSlowError:
+            timed_out = True
+            exit_ = Exit(124, None, 0, 0, 0)
+        except CommandError as exc:
+            raise StepFailed(str(exc)) from None
+        result.exit_code = exit_.code
+        if timed_out:
+            raise StepFailed(f"step timed out after {step.timeout_sec:g}s", 124)
+        if exit_.code != 0 and retry is not None and _retryable(retry.exit_codes, exit_.code):
+            limit = int(resolve(str(retry.limit), scope) or 0) if isinstance(retry.limit, str) else retry.limit
+            if retries < limit:
+                retries += 1
+                interval = (
+                    float(resolve(str(retry.interval_sec), scope) or 0)
+                    if isinstance(retry.interval_sec, str)
+                    else retry.interval_sec
+                )
+                delay = interval * ((retry.backoff or 1.0) ** (retries - 1))
+                if retry.max_interval_sec:
+                    delay = min(delay, retry.max_interval_sec)
+                result.status = StepStatus.RETRYING
+                await rt.on_start(result)
+                await trio.sleep(delay)
+                continue
+        done_count += 1
+        if repeat is not None and await _repeat_again(repeat, done_count, exit_.code, rt, shell, env, cwd, scope):
+            interval = (
+                float(resolve(str(repeat.interval_sec), scope) or 0)
+                if isinstance(repeat.interval_sec, str)
+                else float(repeat.interval_sec)
+            )
+            delay = interval * ((repeat.backoff or 1.0) ** (done_count - 1))
+            if repeat.max_interval_sec:
+                delay = min(delay, repeat.max_interval_sec)
+            await trio.sleep(delay)
+            continue
+        break
+    if result.exit_code != 0:
+        raise StepFailed(f"exit status {result.exit_code}", result.exit_code or 1)
+    _collect_outputs(step, rt, env, result)
+
+
+class _no_timeout:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _retryable(codes: tuple[int, ...], code: int) -> bool:
+    return not codes or code in codes
+
+
+async def _repeat_again(
+    repeat: object,
+    done: int,
+    code: int,
+    rt: StepRuntime,
+    shell: ShellChoice,
+    env: dict[str, str],
+    cwd: str,
+    scope: Scope,
+) -> bool:
+    from dagd.spec.model import RepeatPolicy
+
+    assert isinstance(repeat, RepeatPolicy)
+    limit = int(resolve(str(repeat.limit), scope) or 0) if isinstance(repeat.limit, str) else repeat.limit
+    if limit and done >= limit:
+        return False
+    if repeat.condition is not None:
+        cond = Precondition(condition=repeat.condition, expected=repeat.expected)
+        met = await check_preconditions((cond,), rt, shell, env, cwd, scope)
+    elif repeat.exit_codes:
+        met = code in repeat.exit_codes
+    else:
+        met = code == 0
+    return met if repeat.mode == "while" else not met
+
+
+def _collect_outputs(step: Step, rt: StepRuntime, env: dict[str, str], result: StepResult) -> None:
+    path = env["DAGU_OUTPUT_FILE"]
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(rt.max_output_size + 1)
+    except OSError:
+        raw = b""
+    if len(raw) > rt.max_output_size:
+        raise StepFailed(f"step output file exceeds max_output_size ({rt.max_output_size} bytes)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise StepFailed("step output file is not valid UTF-8") from None
+    if text or step.outputs:
+        try:
+            result.outputs = parse_output_file(text, step.outputs)
+        except OutputError as exc:
+            raise StepFailed(str(exc)) from None
+    if step.output:
+        with open(result.stdout_path, "rb") as fh:
+            data = fh.read(rt.max_output_size + 1)
+        if len(data) > rt.max_output_size:
+            raise StepFailed(f"output exceeded maximum size limit of {rt.max_output_size} bytes")
+        result.output_value = data.decode("utf-8", errors="replace").strip()
+
+
+def copy_redirects(step: Step, scope: Scope, cwd: str, result: StepResult) -> None:
+    """`stdout:`/`stderr:` paths get the step's streams as well as its log files."""
+    for target, source in ((step.stdout, result.stdout_path), (step.stderr, result.stderr_path)):
+        if target:
+            path = resolve(target, scope)
+            path = path if os.path.isabs(path) else os.path.join(cwd, path)
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            shutil.copyfile(source, path)
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,193 @@
+"""The history database: dag_runs and dag_step_results, migrated by a version table.
+
+One connection, one writer: callers serialise through `Store.lock` (the engine does its writes
+from a worker thread with a capacity limiter of 1). Every state change is committed before
+the engine announces it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from dagd.engine.events import Event, RunFinished, RunStarted, StepChanged
+
+MIGRATIONS = [
+    """
+    CREATE TABLE dag_runs (
+        id TEXT PRIMARY KEY,
+        dag TEXT NOT NULL,
+        file TEXT NOT NULL,
+        status TEXT NOT NULL,
+        status_code INTEGER NOT NULL,
+        trigger TEXT NOT NULL,
+        params TEXT NOT NULL,
+        started_at REAL,
+        finished_at REAL,
+        error TEXT,
+        parent_run TEXT,
+        log_dir TEXT,
+        work_dir TEXT
+    );
+    CREATE INDEX dag_runs_by_dag ON dag_runs (dag, started_at DESC);
+    CREATE TABLE dag_step_results (
+        run_id TEXT NOT NULL REFERENCES dag_runs (id) ON DELETE CASCADE,
+        step TEXT NOT NULL,
+        handler INTEGER NOT NULL DEFAULT 0,
+        status TEXT NOT NULL,
+        status_code INTEGER NOT NULL,
+        attempt INTEGER NOT NULL DEFAULT 0,
+        exit_code INTEGER,
+        started_at REAL,
+        finished_at REAL,
+        duration REAL,
+        cpu_user REAL,
+        cpu_sys REAL,
+        max_rss_kb INTEGER,
+        stdout_path TEXT,
+        stderr_path TEXT,
+        outputs TEXT,
+        error TEXT,
+        pgid INTEGER,
+        PRIMARY KEY (run_id, step)
+    );
+    CREATE TABLE dag_last_run (dag TEXT PRIMARY KEY, run_id TEXT NOT NULL);
+    """,
+]
+
+
+class Store:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.lock = threading.Lock()
+        self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.execute("PRAGMA busy_timeout=5000")
+        self.db.execute("PRAGMA journal_size_limit=67108864")
+        self._migrate()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self.transaction() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = db.execute("SELECT version FROM schema_version").fetchone()
+            version = row[0] if row else 0
+            for i, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in script.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                if row is None and i == 1:
+                    db.execute("INSERT INTO schema_version (version) VALUES (?)", (i,))
+                else:
+                    db.execute("UPDATE schema_version SET version = ?", (i,))
+
+    def record(self, event: Event) -> None:
+        """Persist one engine event (commits before returning)."""
+        with self.transaction() as db:
+            if isinstance(event, RunStarted):
+                db.execute(
+                    "INSERT INTO dag_runs (id, dag, file, status, status_code, trigger, params, started_at, parent_run, log_dir, work_dir)"
+                    " VALUES (?, ?, ?, 'running', 1, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (id) DO UPDATE SET status='running', status_code=1, started_at=excluded.started_at, finished_at=NULL, error=NULL",
+                    (
+                        event.run_id,
+                        event.dag,
+                        event.file,
+                        event.trigger,
+                        json.dumps(event.params),
+                        event.started_at,
+                        event.parent_run,
+                        event.log_dir,
+                        event.work_dir,
+                    ),
+                )
+                db.execute(
+                    "INSERT INTO dag_last_run (dag, run_id) VALUES (?, ?) ON CONFLICT (dag) DO UPDATE SET run_id = excluded.run_id",
+                    (event.dag, event.run_id),
+                )
+            elif isinstance(event, StepChanged):
+                duration = event.finished_at - event.started_at if event.finished_at and event.started_at else None
+                db.execute(
+                    "INSERT INTO dag_step_results (run_id, step, handler, status, status_code, attempt, exit_code, started_at, finished_at, duration,"
+                    " cpu_user, cpu_sys, max_rss_kb, stdout_path, stderr_path, outputs, error, pgid)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (run_id, step) DO UPDATE SET status=excluded.status, status_code=excluded.status_code, attempt=excluded.attempt,"
+                    " exit_code=excluded.exit_code, started_at=excluded.started_at, finished_at=excluded.finished_at, duration=excluded.duration,"
+                    " cpu_user=excluded.cpu_user, cpu_sys=excluded.cpu_sys, max_rss_kb=excluded.max_rss_kb, stdout_path=excluded.stdout_path,"
+                    " stderr_path=excluded.stderr_path, outputs=excluded.outputs, error=excluded.error, pgid=excluded.pgid",
+                    (
+                        event.run_id,
+                        event.step,
+                        int(event.handler),
+                        event.status.value,
+                        event.status.code,
+                        event.attempt,
+                        event.exit_code,
+                        event.started_at,
+                        event.finished_at,
+                        duration,
+                        event.cpu_user,
+                        event.cpu_sys,
+                        event.max_rss_kb,
+                        event.stdout_path,
+                        event.stderr_path,
+                        json.dumps(event.outputs),
+                        event.error,
+                        event.pgid,
+                    ),
+                )
+            elif isinstance(event, RunFinished):
+                db.execute(
+                    "UPDATE dag_runs SET status=?, status_code=?, finished_at=?, error=? WHERE id=?",
+                    (event.status.value, event.status.code, event.finished_at, event.error, event.run_id),
+                )
+
+    def run(self, dag: str, run_id: str | None = None) -> dict[str, Any] | None:
+        with self.lock:
+            if run_id is None:
+                row = self.db.execute("SELECT run_id FROM dag_last_run WHERE dag = ?", (dag,)).fetchone()
+                if row is None:
+                    return None
+                run_id = row[0]
+            r = self.db.execute("SELECT * FROM dag_runs WHERE id = ? AND dag = ?", (run_id, dag)).fetchone()
+            if r is None:
+                return None
+            steps = self.db.execute(
+                "SELECT * FROM dag_step_results WHERE run_id = ? ORDER BY handler, started_at IS NULL, started_at",
+                (run_id,),
+            ).fetchall()
+        doc = dict(r)
+        doc["params"] = json.loads(doc["params"])
+        doc["steps"] = [dict(s) | {"outputs": json.loads(s["outputs"] or "{}")} for s in steps]
+        return doc
+
+    def history(self, dag: str, limit: int = 20, status: str | None = None) -> list[dict[str, Any]]:
+        q = "SELECT id, dag, status, trigger, started_at, finished_at, error FROM dag_runs WHERE dag = ?"
+        args: list[Any] = [dag]
+        if status:
+            q += " AND status = ?"
+            args.append(status)
+        q += " ORDER BY started_at DESC LIMIT ?"
+        args.append(limit)
+        with self.lock:
+            return [dict(r) for r in self.db.execute(q, args).fetchall()]
+
+    def close(self) -> None:
+        self.db.close()
