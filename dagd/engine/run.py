@@ -8,6 +8,7 @@ else hears of it).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -18,13 +19,14 @@ from dataclasses import dataclass, field
 
 import trio
 
+from dagd.engine import actions
 from dagd.engine import step as stepmod
 from dagd.engine.events import Event, RunFinished, RunStarted, StepChanged
-from dagd.engine.resolve import Scope, resolve
+from dagd.engine.resolve import Scope, resolve, resolve_data
 from dagd.engine.shell import choose_shell
 from dagd.engine.status import RunStatus, StepStatus
 from dagd.expand import resolve_params
-from dagd.spec.model import Dag, Dialect, Step, StepKind
+from dagd.spec.model import Dag, Dialect, Secret, Step, StepKind
 from dagd.spec.params import split_param_string
 
 STRIPPED_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
@@ -61,6 +63,8 @@ class Run:
         self.work_dir = os.path.join(opts.state_dir, "work", dag.name, opts.run_id)
         self.cancelled = False
         self.prepared = False
+        self.secret_values: list[str] = []
+        self.step_dagu_env: dict[str, dict[str, str]] = {}
         self.error: str | None = None
         self.status = RunStatus.NOT_STARTED
 
@@ -129,18 +133,48 @@ class Run:
         self.params_json = json.dumps(self.named, separators=(",", ":")) if (self.named or self.dag.params) else None
         if self.params_json is not None:
             self.root_env["DAG_PARAMS_JSON"] = self.root_env["DAGU_PARAMS_JSON"] = self.params_json
-        # root env, top to bottom; then dotenv; then the protected run variables again
+        # root env, top to bottom; then dotenv; then the protected run variables again. The
+        # `dagu_env` copy holds only what the DAG defines: action inputs never read the
+        # inherited process environment.
+        dagu_env = {**self.named, **self.managed}
         for k, v in self.dag.env:
-            self.root_env[k] = resolve(v, self._scope(self.root_env))
+            self.root_env[k] = dagu_env[k] = resolve(v, self._scope(self.root_env))
         for path in self.dag.dotenv:
             full = path if os.path.isabs(path) else os.path.join(self.default_cwd, path)
-            self.root_env.update(read_dotenv(full))
+            values = read_dotenv(full)
+            self.root_env.update(values)
+            dagu_env.update(values)
+        for secret in self.dag.secrets:
+            secret_value = self._secret(secret)
+            if secret_value is not None:
+                self.root_env[secret.name] = dagu_env[secret.name] = secret_value
+                self.secret_values.append(secret_value)
         self.root_env.update(self.managed)
+        dagu_env.update(self.managed)
+        self.dagu_env = dagu_env
         scope = self._scope(self.root_env)
         self.dag_shell = tuple(resolve(a, scope) for a in self.dag.shell)
         if len(self.dag_shell) == 1 and " " in self.dag_shell[0]:
             self.dag_shell = tuple(self.dag_shell[0].split())
         self.shell = choose_shell((), self.dag_shell, self.opts.default_shell)
+
+    def _secret(self, secret: Secret) -> str | None:
+        if secret.provider == "env" and secret.key:
+            return os.environ.get(secret.key)
+        if secret.provider == "file" and secret.key:
+            path = (
+                secret.key
+                if os.path.isabs(secret.key)
+                else os.path.join(os.path.dirname(os.path.abspath(self.dag.file)), secret.key)
+            )
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    return fh.read().rstrip("\n")
+            except OSError as exc:
+                raise RunSetupError(f"secrets: {secret.name}: cannot read {path}: {exc.strerror}") from None
+        raise RunSetupError(
+            f"secrets: {secret.name}: provider {secret.provider or secret.ref!r} is not supported by dagd yet (env and file are)"
+        )
 
     def _scope(self, env: dict[str, str], step: Step | None = None) -> Scope:
         outputs: dict[str, dict[str, str]] = {}
@@ -206,8 +240,10 @@ class Run:
             cwd = wd if os.path.isabs(wd) else os.path.join(self.default_cwd, wd)
         env["PWD"] = cwd
         env["DAG_RUN_STEP_NAME"] = step.name
+        dagu_env = {**self.dagu_env, **scope.variables, "PWD": cwd, "DAG_RUN_STEP_NAME": step.name}
         for k, v in step.env:
-            env[k] = resolve(v, self._scope(env, step if not handler else None))
+            env[k] = dagu_env[k] = resolve(v, self._scope(env, step if not handler else None))
+        self.step_dagu_env[step.name] = dagu_env
         env.update(self.managed)
         if handler:
             env["DAG_RUN_STATUS"] = self.status.value
@@ -406,10 +442,13 @@ class Run:
                 r.finished_at = stepmod.now()
                 await self._set(step, r, StepStatus.SKIPPED, handler)
                 return
-            if step.kind not in (StepKind.COMMAND, StepKind.SCRIPT):
+            if step.kind is StepKind.ACTION and step.action in actions.SUPPORTED:
+                await self._run_action(step, r, rt, env, cwd, scope)
+            elif step.kind not in (StepKind.COMMAND, StepKind.SCRIPT):
                 what = step.action or step.kind.value
                 raise stepmod.StepFailed(f"step type {what} is not supported by dagd yet")
-            await stepmod.run_commands(step, rt, env, cwd, scope, r)
+            else:
+                await stepmod.run_commands(step, rt, env, cwd, scope, r)
             stepmod.copy_redirects(step, scope, cwd, r)
             status = StepStatus.SUCCEEDED
         except stepmod.StepFailed as exc:
@@ -428,6 +467,20 @@ class Run:
             raise
         r.finished_at = stepmod.now()
         await self._set(step, r, status, handler)
+
+    async def _run_action(
+        self, step: Step, r: stepmod.StepResult, rt: stepmod.StepRuntime, env: dict[str, str], cwd: str, scope: Scope
+    ) -> None:
+        action = step.action or "noop"
+        with_scope = dataclasses.replace(scope, env=self.step_dagu_env.get(step.name, self.dagu_env))
+        config = resolve_data(dict(step.config), with_scope)
+        r.attempts = 1
+        await rt.on_start(r)
+        with open(r.stdout_path, "ab") as out:
+            await trio.to_thread.run_sync(actions.run_action, action, config, cwd, out)
+        r.exit_code = 0
+        open(env["DAGU_OUTPUT_FILE"], "ab").close()
+        stepmod.collect_outputs(step, rt, env, r)
 
     def _on_failure(self, step: Step, r: stepmod.StepResult) -> StepStatus:
         co = step.continue_on

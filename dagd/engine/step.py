@@ -242,7 +242,7 @@ async def run_commands(
         break
     if result.exit_code != 0:
         raise StepFailed(f"exit status {result.exit_code}", result.exit_code or 1)
-    _collect_outputs(step, rt, env, result)
+    collect_outputs(step, rt, env, result)
 
 
 class _no_timeout:
@@ -283,7 +283,7 @@ async def _repeat_again(
     return met if repeat.mode == "while" else not met
 
 
-def _collect_outputs(step: Step, rt: StepRuntime, env: dict[str, str], result: StepResult) -> None:
+def collect_outputs(step: Step, rt: StepRuntime, env: dict[str, str], result: StepResult) -> None:
     path = env["DAGU_OUTPUT_FILE"]
     try:
         with open(path, "rb") as fh:

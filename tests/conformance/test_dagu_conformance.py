@@ -28,6 +28,12 @@ def _pending() -> dict[str, str]:
     return {r[0]: r[1] for r in rows}
 
 
+def _needs_powershell(case: dict[str, Any]) -> bool:
+    if "PowerShell" in case["id"] or "Windows" in case["id"]:
+        return True
+    return any("powershell" in str(a.get("env", {})).lower() for a in case.get("actions", []))
+
+
 def _cases() -> list[Any]:
     if not CASES_FILE.exists():
         return [pytest.param(None, marks=pytest.mark.skip(reason=f"{CASES_FILE} not found"))]
@@ -39,6 +45,10 @@ def _cases() -> list[Any]:
             marks.append(pytest.mark.xfail(reason=pending[case["id"]], strict=True))
         if not case.get("portable", False):
             marks.append(pytest.mark.skip(reason=f"not portable: {case.get('why')}"))
+        elif _needs_powershell(case) and not (shutil.which("pwsh") or shutil.which("powershell")):
+            marks.append(
+                pytest.mark.skip(reason="needs PowerShell, not installed (Dagu's own test skips without it too)")
+            )
         else:
             commands = {a["run"][0] for a in case["actions"] if "run" in a}
             if not commands <= SUPPORTED:
