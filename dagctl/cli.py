@@ -6,6 +6,7 @@ invocation starts fast.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -185,6 +186,150 @@ def run_cmd(
     )
     if code:
         raise ExitWith(code)
+
+
+def _store() -> Any:
+    from dagd.store.db import Store
+
+    path = config.state_dir() / "dagd.db"
+    if not path.exists():
+        click.echo(f"dagctl: no run history yet ({path} does not exist)", err=True)
+        raise ExitWith(1)
+    return Store(str(path))
+
+
+def _dag_name(target: str) -> str:
+    """A DAG name from a name or a file path (the file stem, or its `name:` when it sets one)."""
+    path = config.resolve_dag_file(target)
+    if path is None:
+        return target
+    try:
+        return load(str(path)).dag.name
+    except SpecError:
+        return path.stem
+
+
+def _run_doc(target: str, run_id: str | None) -> dict[str, Any]:
+    store = _store()
+    try:
+        doc = store.run(_dag_name(target), run_id)
+    finally:
+        store.close()
+    if doc is None:
+        what = f"run {run_id} of {target}" if run_id else f"any run of {target}"
+        click.echo(f"dagctl: no {what} in the history", err=True)
+        raise ExitWith(1)
+    result: dict[str, Any] = doc
+    return result
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("target")
+@click.argument("run_id", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the run document as JSON.")
+def status(target: str, run_id: str | None, as_json: bool) -> None:
+    """Show a run (the latest unless RUN_ID is given): its status and every step's."""
+    from dagctl.render import status_text
+
+    doc = _run_doc(target, run_id)
+    click.echo(json.dumps(doc, indent=2) if as_json else status_text(doc))
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("target")
+@click.option("--limit", "-n", default=20, show_default=True, help="How many runs to show.")
+@click.option(
+    "--status", "status_filter", default=None, help="Only runs with this status (succeeded, failed, aborted, …)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
+def history(target: str, limit: int, status_filter: str | None, as_json: bool) -> None:
+    """List the runs of a DAG, newest first."""
+    from dagctl.render import history_text
+
+    store = _store()
+    try:
+        rows = store.history(_dag_name(target), limit, status_filter)
+    finally:
+        store.close()
+    click.echo(json.dumps(rows, indent=2) if as_json else history_text(rows))
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("target")
+@click.argument("run_id", required=False)
+@click.argument("step", required=False)
+@click.option("--stderr", "stream_err", is_flag=True, help="Show the step's stderr instead of its stdout.")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing as the step writes, until the run ends.")
+def logs(target: str, run_id: str | None, step: str | None, stream_err: bool, follow: bool) -> None:
+    """Print a step's output (or, without STEP, every step's, in order)."""
+    import time
+
+    doc = _run_doc(target, run_id if run_id not in (None, "latest") else None)
+    steps = [s for s in doc["steps"] if step is None or s["step"] == step]
+    if step is not None and not steps:
+        click.echo(f"dagctl: run {doc['id']} has no step {step!r}", err=True)
+        raise ExitWith(1)
+    key = "stderr_path" if stream_err else "stdout_path"
+    for s in steps:
+        if step is None:
+            click.echo(f"==> {s['step']} ({s['status']}) <==")
+        path = s[key]
+        offset = 0
+        while True:
+            try:
+                with open(path, "rb") as fh:
+                    fh.seek(offset)
+                    chunk = fh.read()
+            except OSError:
+                chunk = b""
+            if chunk:
+                offset += len(chunk)
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.flush()
+            if not follow:
+                break
+            current = _run_doc(target, doc["id"])
+            mine = [x for x in current["steps"] if x["step"] == s["step"]]
+            if current["status"] not in ("running", "queued") and (
+                not mine or mine[0]["status"] not in ("running", "retrying")
+            ) and not chunk:
+                break
+            time.sleep(0.2)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("target")
+@click.argument("run_id", required=False)
+def stop(target: str, run_id: str | None) -> None:
+    """Stop a running run: its steps' process groups are killed and the run ends aborted."""
+    import os
+    import signal
+    import time
+
+    doc = _run_doc(target, run_id)
+    if doc["status"] not in ("running", "queued"):
+        click.echo(f"dagctl: run {doc['id']} is not running (status {doc['status']})", err=True)
+        raise ExitWith(1)
+    pid = doc.get("runner_pid")
+    try:
+        if not pid:
+            raise ProcessLookupError
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        click.echo(f"dagctl: the process that ran {doc['id']} is gone; killing its step groups", err=True)
+        for s in doc["steps"]:
+            if s["status"] in ("running", "retrying") and s["pgid"]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(s["pgid"], signal.SIGKILL)
+        return
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if _run_doc(target, doc["id"])["status"] not in ("running", "queued"):
+            click.echo(f"run {doc['id']} stopped")
+            return
+        time.sleep(0.1)
+    click.echo(f"dagctl: run {doc['id']} did not stop within 30s", err=True)
+    raise ExitWith(1)
 
 
 def run() -> None:  # console-script entry point

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
-import subprocess
 from dataclasses import dataclass
 
 import trio
+
+ENV_PROGRAM = shutil.which("env") or "/usr/bin/env"
 
 
 @dataclass(frozen=True)
@@ -27,19 +29,23 @@ class Exit:
 
 
 def _spawn(argv: list[str], env: dict[str, str], cwd: str, stdout: int, stderr: int) -> int:
-    """Start argv in a new session; the caller reaps it (os.wait4), not subprocess."""
-    proc = subprocess.Popen(
-        argv,
-        env=env,
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        stdout=stdout,
-        stderr=stderr,
-        start_new_session=True,
-        close_fds=True,
+    """Start argv in a new session with posix_spawn; the caller reaps it with os.wait4.
+
+    posix_spawn has no working-directory action before Python 3.13, so coreutils' `env -C`
+    changes directory and execs the program in the same process: nothing of this Python
+    process is copied into the child, and its rusage (peak RSS) is the program's own.
+    """
+    return os.posix_spawn(
+        ENV_PROGRAM,
+        [ENV_PROGRAM, "-C", cwd, "--", *argv],
+        env,
+        file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_DUP2, stdout, 1),
+            (os.POSIX_SPAWN_DUP2, stderr, 2),
+        ],
+        setsid=True,
     )
-    proc.returncode = 0  # reaped by StepProcess.wait; keep Popen from waiting on it later
-    return proc.pid
 
 
 class StepProcess:

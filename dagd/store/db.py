@@ -8,6 +8,7 @@ the engine announces it.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -31,7 +32,8 @@ MIGRATIONS = [
         error TEXT,
         parent_run TEXT,
         log_dir TEXT,
-        work_dir TEXT
+        work_dir TEXT,
+        runner_pid INTEGER
     );
     CREATE INDEX dag_runs_by_dag ON dag_runs (dag, started_at DESC);
     CREATE TABLE dag_step_results (
@@ -103,9 +105,10 @@ class Store:
         with self.transaction() as db:
             if isinstance(event, RunStarted):
                 db.execute(
-                    "INSERT INTO dag_runs (id, dag, file, status, status_code, trigger, params, started_at, parent_run, log_dir, work_dir)"
-                    " VALUES (?, ?, ?, 'running', 1, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (id) DO UPDATE SET status='running', status_code=1, started_at=excluded.started_at, finished_at=NULL, error=NULL",
+                    "INSERT INTO dag_runs (id, dag, file, status, status_code, trigger, params, started_at, parent_run, log_dir,"
+                    " work_dir, runner_pid) VALUES (?, ?, ?, 'running', 1, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (id) DO UPDATE SET status='running', status_code=1, started_at=excluded.started_at,"
+                    " finished_at=NULL, error=NULL, runner_pid=excluded.runner_pid, trigger=excluded.trigger",
                     (
                         event.run_id,
                         event.dag,
@@ -116,6 +119,7 @@ class Store:
                         event.parent_run,
                         event.log_dir,
                         event.work_dir,
+                        os.getpid(),
                     ),
                 )
                 db.execute(

@@ -1,0 +1,204 @@
+"""dagctl run for real: processes, process groups, signals, SQLite history."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Result, run_dagctl
+
+
+def write(tmp_path: Path, name: str, text: str) -> str:
+    (tmp_path / name).write_text(text)
+    return name
+
+
+def status_doc(tmp_path: Path, dag: str) -> dict:  # type: ignore[type-arg]
+    r = run_dagctl(["status", dag, "--json"], tmp_path)
+    assert r.code == 0, r.stderr
+    return json.loads(r.stdout)  # type: ignore[no-any-return]
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def test_a_run_is_recorded_with_every_step_and_its_resource_use(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "two.yaml",
+        "working_dir: .\nsteps:\n  - id: a\n    run: echo hello from a\n  - id: b\n    depends: a\n    run: python3 -c 'sum(range(3_000_000))'\n",
+    )
+    r = run_dagctl(["run", "two.yaml"], tmp_path)
+    assert r.code == 0, r.stderr
+    doc = status_doc(tmp_path, "two")
+    assert doc["status"] == "succeeded" and doc["status_code"] == 4
+    steps = {s["step"]: s for s in doc["steps"]}
+    assert steps["a"]["status"] == "succeeded" and steps["a"]["exit_code"] == 0
+    assert steps["b"]["cpu_user"] > 0 and steps["b"]["max_rss_kb"] > 0
+    assert Path(steps["a"]["stdout_path"]).read_text() == "hello from a\n"
+    logs = run_dagctl(["logs", "two", doc["id"], "a"], tmp_path)
+    assert logs.stdout == "hello from a\n"
+
+
+def test_failure_aborts_dependents_and_exit_code_is_1(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "f.yaml",
+        "working_dir: .\nsteps:\n  - {id: a, run: exit 3}\n  - {id: b, depends: a, run: touch b.txt}\n  - {id: c, run: touch c.txt}\n",
+    )
+    r = run_dagctl(["run", "f.yaml"], tmp_path)
+    assert r.code == 1
+    steps = {s["step"]: s for s in status_doc(tmp_path, "f")["steps"]}
+    assert (steps["a"]["status"], steps["a"]["exit_code"]) == ("failed", 3)
+    assert steps["b"]["status"] == "aborted" and steps["c"]["status"] == "succeeded"
+    assert not (tmp_path / "b.txt").exists()
+
+
+def test_continue_on_failure_gives_partially_succeeded(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "p.yaml",
+        "working_dir: .\nsteps:\n  - {id: a, run: exit 1, continue_on: {failure: true}}\n  - {id: b, depends: a, run: echo ok}\n",
+    )
+    assert run_dagctl(["run", "p.yaml"], tmp_path).code == 1
+    assert status_doc(tmp_path, "p")["status"] == "partially_succeeded"
+
+
+def test_retry_policy_retries_until_success(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "r.yaml",
+        "working_dir: .\nsteps:\n  - id: flaky\n    run: |\n      n=$(cat n 2>/dev/null || echo 0); echo $((n+1)) > n\n      [ $((n+1)) -ge 3 ]\n"
+        "    retry_policy: {limit: 5, interval_sec: 0}\n",
+    )
+    assert run_dagctl(["run", "r.yaml"], tmp_path).code == 0
+    step = status_doc(tmp_path, "r")["steps"][0]
+    assert step["status"] == "succeeded" and step["attempt"] == 3
+
+
+def test_output_variable_reaches_dependents(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "o.yaml",
+        "working_dir: .\nsteps:\n  - {id: a, run: echo '  42  ', output: ANSWER}\n  - {id: b, depends: a, run: 'echo \"[$ANSWER]\" > b.txt'}\n",
+    )
+    assert run_dagctl(["run", "o.yaml"], tmp_path).code == 0
+    assert (tmp_path / "b.txt").read_text() == "[42]\n"
+
+
+def test_step_timeout_kills_grandchildren(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "t.yaml",
+        "working_dir: .\nsteps:\n  - id: slow\n    timeout_sec: 1\n    run: |\n      sh -c 'echo $$ > grandchild.pid; sleep 60' &\n      sleep 60\n",
+    )
+    start = time.monotonic()
+    r = run_dagctl(["run", "t.yaml"], tmp_path)
+    assert r.code == 1 and time.monotonic() - start < 20
+    step = status_doc(tmp_path, "t")["steps"][0]
+    assert (step["status"], step["exit_code"]) == ("failed", 124)
+    assert "timed out" in step["error"]
+    assert not alive(int((tmp_path / "grandchild.pid").read_text()))
+
+
+def test_a_child_ignoring_sigterm_is_killed_after_the_grace_period(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "k.yaml",
+        "working_dir: .\nmax_clean_up_time_sec: 1\nsteps:\n  - id: stubborn\n    timeout_sec: 1\n    run: |\n      trap '' TERM\n      echo $$ > me.pid\n      sleep 60 & wait\n",
+    )
+    r = run_dagctl(["run", "k.yaml"], tmp_path)
+    assert r.code == 1
+    assert not alive(int((tmp_path / "me.pid").read_text()))
+
+
+def _start_background(tmp_path: Path, name: str) -> subprocess.Popen[str]:
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path / ".home"),
+        "DAGD_STATE_DIR": str(tmp_path / ".dagd-state"),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "dagctl", "run", name],
+        cwd=tmp_path,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _wait_for(path: Path, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("how", ["sigint", "dagctl-stop"])
+def test_stopping_a_run_kills_its_groups_and_records_aborted(tmp_path: Path, how: str) -> None:
+    write(
+        tmp_path,
+        "long.yaml",
+        "working_dir: .\nsteps:\n  - id: a\n    run: |\n      sh -c 'echo $$ > child.pid; sleep 60' &\n      sleep 60\n  - {id: b, depends: a, run: touch b.txt}\n"
+        "handler_on:\n  abort:\n    run: touch aborted.txt\n",
+    )
+    proc = _start_background(tmp_path, "long.yaml")
+    _wait_for(tmp_path / "child.pid")
+    time.sleep(0.3)
+    if how == "sigint":
+        proc.send_signal(signal.SIGINT)
+    else:
+        r: Result = run_dagctl(["stop", "long"], tmp_path)
+        assert r.code == 0, r.stderr
+    proc.wait(timeout=30)
+    assert proc.returncode != 0
+    doc = status_doc(tmp_path, "long")
+    steps = {s["step"]: s for s in doc["steps"]}
+    assert doc["status"] == "aborted"
+    assert steps["a"]["status"] == "aborted"
+    assert (tmp_path / "aborted.txt").exists() and not (tmp_path / "b.txt").exists()
+    assert not alive(int((tmp_path / "child.pid").read_text()))
+
+
+def test_history_lists_runs_newest_first_and_filters_by_status(tmp_path: Path) -> None:
+    write(tmp_path, "h.yaml", 'working_dir: .\nparams: [OK]\nsteps:\n  - run: test "$1" = yes\n')
+    run_dagctl(["run", "h.yaml", "--", "yes"], tmp_path)
+    run_dagctl(["run", "h.yaml", "--", "no"], tmp_path)
+    rows = json.loads(run_dagctl(["history", "h", "--json"], tmp_path).stdout)
+    assert [r["status"] for r in rows] == ["failed", "succeeded"]
+    failed = json.loads(run_dagctl(["history", "h", "--status", "failed", "--json"], tmp_path).stdout)
+    assert len(failed) == 1
+
+
+def test_run_json_prints_the_final_run_document(tmp_path: Path) -> None:
+    write(tmp_path, "j.yaml", "working_dir: .\nsteps:\n  - run: echo hi there\n")
+    r = run_dagctl(["run", "--json", "j.yaml"], tmp_path)
+    doc = json.loads(r.stdout)
+    assert r.code == 0 and doc["status"] == "succeeded" and doc["steps"][0]["status"] == "succeeded"
+
+
+def test_unsupported_step_type_fails_clearly(tmp_path: Path) -> None:
+    write(
+        tmp_path, "u.yaml", "working_dir: .\nsteps:\n  - action: http.request\n    with: {url: 'http://127.0.0.1:9/'}\n"
+    )
+    r = run_dagctl(["run", "u.yaml"], tmp_path)
+    assert r.code == 1 and "step type http.request is not supported by dagd yet" in r.stderr
+
+
+def test_max_active_steps_bounds_concurrency(tmp_path: Path) -> None:
+    steps = "".join("  - run: 'mkdir lock || exit 9; sleep 0.2; rmdir lock'\n" for _ in range(4))
+    write(tmp_path, "m.yaml", f"working_dir: .\nmax_active_steps: 1\nsteps:\n{steps}")
+    assert run_dagctl(["run", "m.yaml"], tmp_path).code == 0
