@@ -14,12 +14,12 @@ import json
 import os
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 import trio
 
-from dagd.engine import actions
+from dagd.engine import actions, fanout
 from dagd.engine import step as stepmod
 from dagd.engine.events import Event, RunFinished, RunStarted, StepChanged
 from dagd.engine.resolve import Scope, resolve, resolve_data
@@ -49,8 +49,18 @@ class RunOptions:
 
 
 class Run:
-    def __init__(self, dag: Dag, opts: RunOptions, emit: Callable[[Event], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        dag: Dag,
+        opts: RunOptions,
+        emit: Callable[[Event], Awaitable[None]],
+        *,
+        local_dags: Mapping[str, Dag] | None = None,
+        variables: Mapping[str, str] | None = None,
+    ) -> None:
         self.dag = dag
+        self.local_dags: dict[str, Dag] = {**(local_dags or {}), **dag.local_dags}
+        self.extra_variables = dict(variables or {})
         self.opts = opts
         self.emit = emit
         self.results: dict[str, stepmod.StepResult] = {s.name: stepmod.StepResult() for s in dag.steps}
@@ -84,6 +94,7 @@ class Run:
         )
         os.makedirs(self.log_dir, exist_ok=True)
         os.makedirs(self.default_cwd, exist_ok=True)
+        os.makedirs(self.work_dir, exist_ok=True)
         shell = choose_shell((), dag.shell, self.opts.default_shell)
         self.params_json = json.dumps(named, separators=(",", ":")) if (named or dag.params) else None
         self.managed = {
@@ -179,7 +190,7 @@ class Run:
     def _scope(self, env: dict[str, str], step: Step | None = None) -> Scope:
         outputs: dict[str, dict[str, str]] = {}
         props: dict[str, dict[str, str]] = {}
-        variables: dict[str, str] = {}
+        variables: dict[str, str] = dict(self.extra_variables)
         ancestors = self._ancestors_in_order(step) if step is not None else []
         for name in ancestors:
             s, r = self.by_name[name], self.results[name]
@@ -215,6 +226,22 @@ class Run:
             variables=variables,
             context=context,
         )
+
+    def outputs(self) -> dict[str, str]:
+        """What this run publishes to a caller: `output:` variables and declared outputs."""
+        out: dict[str, str] = {}
+        for s in self.dag.steps:
+            r = self.results[s.name]
+            if r.status in (StepStatus.SUCCEEDED, StepStatus.PARTIALLY_SUCCEEDED):
+                if s.output and r.output_value is not None:
+                    out[s.output] = r.output_value
+                out.update(r.outputs)
+        return out
+
+    def final_scope(self) -> Scope:
+        """A scope that sees every step's results (for foreach `collect`)."""
+        scope = self._scope(self.dagu_env)
+        return dataclasses.replace(scope, variables={**scope.variables, **self.outputs()})
 
     def _ancestors_in_order(self, step: Step) -> list[str]:
         """Predecessors breadth-first along depends; a later visit wins when names collide."""
@@ -442,7 +469,17 @@ class Run:
                 r.finished_at = stepmod.now()
                 await self._set(step, r, StepStatus.SKIPPED, handler)
                 return
-            if step.kind is StepKind.ACTION and step.action in actions.SUPPORTED:
+            if step.kind in (StepKind.SUB_DAG, StepKind.FOREACH):
+                await on_start(r)
+                dagu_env = self.step_dagu_env.get(step.name, self.dagu_env)
+                if step.kind is StepKind.SUB_DAG:
+                    await fanout.run_sub_dag(self, step, r, scope, dagu_env)
+                else:
+                    await fanout.run_foreach(self, step, r, scope, dagu_env)
+                r.exit_code = 0
+                open(env["DAGU_OUTPUT_FILE"], "ab").close()
+                stepmod.collect_outputs(step, rt, env, r)
+            elif step.kind is StepKind.ACTION and step.action in actions.SUPPORTED:
                 await self._run_action(step, r, rt, env, cwd, scope)
             elif step.kind not in (StepKind.COMMAND, StepKind.SCRIPT):
                 what = step.action or step.kind.value
@@ -451,6 +488,11 @@ class Run:
                 await stepmod.run_commands(step, rt, env, cwd, scope, r)
             stepmod.copy_redirects(step, scope, cwd, r)
             status = StepStatus.SUCCEEDED
+        except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:  # never take the run down
+            r.error = f"internal error: {type(exc).__name__}: {exc}"
+            with open(r.stderr_path, "ab") as fh:
+                fh.write(f"dagd: {step.name}: {r.error}\n".encode())
+            status = StepStatus.FAILED
         except stepmod.StepFailed as exc:
             r.error = str(exc)
             if r.exit_code is None or exc.code == 124:
