@@ -290,9 +290,11 @@ def logs(target: str, run_id: str | None, step: str | None, stream_err: bool, fo
                 break
             current = _run_doc(target, doc["id"])
             mine = [x for x in current["steps"] if x["step"] == s["step"]]
-            if current["status"] not in ("running", "queued") and (
-                not mine or mine[0]["status"] not in ("running", "retrying")
-            ) and not chunk:
+            if (
+                current["status"] not in ("running", "queued")
+                and (not mine or mine[0]["status"] not in ("running", "retrying"))
+                and not chunk
+            ):
                 break
             time.sleep(0.2)
 

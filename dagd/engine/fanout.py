@@ -141,6 +141,7 @@ async def run_sub_dag(run: Run, step: Step, r: StepResult, scope: Scope, dagu_en
         dag = find_dag(run, resolve(call.dag, with_scope))
         overrides, pstring = child_params(call.params, None, with_scope)
         result = await run_child(run, step, dag, overrides, pstring, "")
+        r.published.update(result["outputs"])
         _write(r, json.dumps(result, indent=2))
         if result["status"] not in (RunStatus.SUCCEEDED.value, RunStatus.PARTIALLY_SUCCEEDED.value):
             raise StepFailed(f"sub-DAG {dag.name} {result['status']} (run {result['dagRunId']})")

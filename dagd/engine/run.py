@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from dagd.engine import actions, fanout
+from dagd.engine import actions, fanout, published
 from dagd.engine import step as stepmod
 from dagd.engine.events import Event, RunFinished, RunStarted, StepChanged
 from dagd.engine.resolve import Scope, resolve, resolve_data
@@ -95,6 +95,14 @@ class Run:
         os.makedirs(self.log_dir, exist_ok=True)
         os.makedirs(self.default_cwd, exist_ok=True)
         os.makedirs(self.work_dir, exist_ok=True)
+        self.artifacts_dir: str | None = None
+        art = dag.extra.get("artifacts")
+        if isinstance(art, Mapping) and art.get("enabled", True) is not False:
+            base = str(art.get("dir") or os.path.join(self.opts.state_dir, "artifacts"))
+            base = base if os.path.isabs(base) else os.path.join(self.default_cwd, base)
+            stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d_%H%M%S")
+            self.artifacts_dir = os.path.join(base, dag.name, f"dag-run_{stamp}_{self.opts.run_id}")
+            os.makedirs(self.artifacts_dir, exist_ok=True)
         shell = choose_shell((), dag.shell, self.opts.default_shell)
         self.params_json = json.dumps(named, separators=(",", ":")) if (named or dag.params) else None
         self.managed = {
@@ -103,6 +111,8 @@ class Run:
             "DAG_RUN_LOG_FILE": os.path.join(self.log_dir, "run.log"),
             "DAG_RUN_WORK_DIR": self.work_dir,
         }
+        if self.artifacts_dir:
+            self.managed["DAG_RUN_ARTIFACTS_DIR"] = self.artifacts_dir
         if self.params_json is not None:
             self.managed["DAG_PARAMS_JSON"] = self.params_json
             self.managed["DAGU_PARAMS_JSON"] = self.params_json
@@ -201,7 +211,8 @@ class Run:
         for s in self.dag.steps:
             r = self.results[s.name]
             if s.id and r.status.done:
-                p = {
+                p = {f"outputs.{k}": v for k, v in {**r.outputs, **r.published}.items()}
+                p |= {
                     "stdout": r.stdout_path,
                     "stderr": r.stderr_path,
                     "exit_code": str(r.exit_code if r.exit_code is not None else ""),
@@ -481,12 +492,17 @@ class Run:
                 stepmod.collect_outputs(step, rt, env, r)
             elif step.kind is StepKind.ACTION and step.action in actions.SUPPORTED:
                 await self._run_action(step, r, rt, env, cwd, scope)
+            elif step.extra.get("shell_packages"):
+                raise stepmod.StepFailed(
+                    "shell_packages needs nix-shell, which dagd does not run; install the packages on the host and drop shell_packages"
+                )
             elif step.kind not in (StepKind.COMMAND, StepKind.SCRIPT):
                 what = step.action or step.kind.value
                 raise stepmod.StepFailed(f"step type {what} is not supported by dagd yet")
             else:
                 await stepmod.run_commands(step, rt, env, cwd, scope, r)
             stepmod.copy_redirects(step, scope, cwd, r)
+            self._publish(step, r, scope, cwd)
             status = StepStatus.SUCCEEDED
         except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:  # never take the run down
             r.error = f"internal error: {type(exc).__name__}: {exc}"
@@ -523,6 +539,17 @@ class Run:
         r.exit_code = 0
         open(env["DAGU_OUTPUT_FILE"], "ab").close()
         stepmod.collect_outputs(step, rt, env, r)
+
+    def _publish(self, step: Step, r: stepmod.StepResult, scope: Scope, cwd: str) -> None:
+        limit = self.dag.max_output_size
+        if step.output_fields:
+            r.output_value = published.object_output(step.output_fields, scope, r, cwd, limit)
+        for stream, source in (("stdout", r.stdout_path), ("stderr", r.stderr_path)):
+            spec = step.extra.get(stream)
+            if isinstance(spec, Mapping):
+                if spec.get("outputs"):
+                    r.published.update(published.stdout_outputs(spec, scope, r, cwd, limit))
+                published.copy_artifact(spec, source, self.artifacts_dir, scope)
 
     def _on_failure(self, step: Step, r: stepmod.StepResult) -> StepStatus:
         co = step.continue_on

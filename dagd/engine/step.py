@@ -36,6 +36,7 @@ class StepResult:
     cpu_sys: float = 0.0
     max_rss_kb: int = 0
     outputs: dict[str, str] = field(default_factory=dict)  # declared outputs
+    published: dict[str, str] = field(default_factory=dict)  # stdout.outputs, sub-DAG outputs
     output_value: str | None = None  # legacy `output: VAR`
     continued: bool = False  # failed, but continue_on lets dependents run
     pgid: int | None = None

@@ -217,9 +217,21 @@ def build_step(ctx: Ctx, node: Node, path: str, auto_index: int, scope: StepScop
         )
     extra = {
         k: m[k].plain()
-        for k in ("approval", "worker_selector", "container", "tools", "inputs", "output_schema", "dependencies")
+        for k in (
+            "approval",
+            "worker_selector",
+            "container",
+            "tools",
+            "inputs",
+            "output_schema",
+            "dependencies",
+            "shell_packages",
+        )
         if k in m
     }
+    packages = fields["config"].get("shell_packages") if "run" in m else None
+    if packages:
+        extra["shell_packages"] = packages
     if extra:
         fields["extra"] = frozen({**fields.get("extra", {}), **extra})
     elif "extra" in fields:
@@ -353,7 +365,7 @@ def _selector(
         return (StepKind.ACTION if action else StepKind.SCRIPT), (action or "script").split(".")[0]
     if body is not None and body.kind == "seq" and ctx.classic and "command" in m:
         commands = [shlex.join(commands)]  # v1 arrays were one command with its arguments
-    if len(commands) == 1 and "\n" in commands[0].strip():
+    if len(commands) == 1 and "\n" in commands[0] and body is not None and body.kind == "scalar":
         f["script"] = commands[0]
         return (StepKind.ACTION if action else StepKind.SCRIPT), (action or "script").split(".")[0]
     f["commands"] = tuple(commands)
