@@ -48,7 +48,7 @@ def expand_items(
     source: tuple[Any, ...] | str, scope: Scope, *, json_only: bool = False, what: str = "parallel"
 ) -> list[Any]:
     if not isinstance(source, str):
-        return list(thaw(source))
+        return list(resolve_data(thaw(source), scope))
     text = resolve(source, scope).strip()
     try:
         data = json.loads(text)

@@ -134,6 +134,8 @@ def _shell_op(inner: str, scope: Scope) -> str | None:
         return None
     name, op, arg = m.groups()
     value = scope.env.get(name)
+    if value is None:  # a missing variable keeps the whole expression as written
+        return None
     arg = resolve(arg, scope, shell_owned=False)
     if op in (":-", ":="):
         return value if value else arg
@@ -175,8 +177,21 @@ def _shell_op(inner: str, scope: Scope) -> str | None:
     return None
 
 
+_ASSIGN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:?=)")
+
+
+def _needs_assignment(text: str, scope: Scope) -> bool:
+    """A `${X:=v}`/`${X=v}` that would have to assign: Dagu then leaves shell operators alone."""
+    for m in _ASSIGN.finditer(text):
+        value = scope.env.get(m.group(1))
+        if value is not None and (m.group(2) == ":=" and value == ""):
+            return True
+    return False
+
+
 def resolve(text: str, scope: Scope, *, shell_owned: bool = False) -> str:
     """Substitute Dagu-owned references in `text`; unknown ones stay exactly as written."""
+    keep_operators = not shell_owned and _needs_assignment(text, scope)
     out: list[str] = []
     pos = 0
     quoted = False
@@ -199,7 +214,11 @@ def resolve(text: str, scope: Scope, *, shell_owned: bool = False) -> str:
                 value = scope.env.get(bare)
         elif inner is not None:
             namespaced = "." in inner or inner == "params" or inner.isdigit()
-            value = None if quoted and not namespaced else _braced(inner, scope, shell_owned)
+            operator = not namespaced and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", inner)
+            if (quoted and not namespaced) or (keep_operators and operator):
+                value = None
+            else:
+                value = _braced(inner, scope, shell_owned)
         out.append(m.group(0) if value is None else slashes + value)
     out.append(text[pos:])
     return "".join(out)

@@ -264,7 +264,7 @@ class Run:
                 continue
             seen.append(n)
             queue.extend(self.by_name[n].depends)
-        return list(reversed(seen))
+        return seen  # callers apply them in this order: the later visit wins
 
     def step_env(self, step: Step, handler: bool = False) -> tuple[dict[str, str], Scope, str]:
         env = dict(self.root_env)
@@ -282,7 +282,6 @@ class Run:
         for k, v in step.env:
             env[k] = dagu_env[k] = resolve(v, self._scope(env, step if not handler else None))
         self.step_dagu_env[step.name] = dagu_env
-        env.update(self.managed)
         if handler:
             env["DAG_RUN_STATUS"] = self.status.value
         out, err = stepmod.log_paths(self.log_dir, step)
