@@ -334,6 +334,38 @@ def stop(target: str, run_id: str | None) -> None:
     raise ExitWith(1)
 
 
+@main.command(context_settings=CONTEXT)
+@click.argument("target")
+@click.argument("run_id")
+def retry(target: str, run_id: str) -> None:
+    """Run a recorded run again under the same id: steps that succeeded keep their results
+    (and outputs), failed, aborted and never-started steps run again with the same params."""
+    from dagd.engine.local import resume_from, run_local
+
+    doc = _run_doc(target, run_id)
+    if doc["status"] in ("running", "queued"):
+        click.echo(f"dagctl: run {run_id} is still {doc['status']}", err=True)
+        raise ExitWith(1)
+    try:
+        loaded = load(doc["file"])
+    except SpecError as exc:
+        for d in exc.diagnostics:
+            click.echo(d.render(), err=True)
+        raise ExitWith(1) from None
+    overrides, kept = resume_from(doc)
+    code = run_local(
+        loaded.dag,
+        state_dir=str(config.state_dir()),
+        params=overrides,
+        run_id=run_id,
+        trigger="retry",
+        default_shell=config.default_shell(),
+        resume=kept,
+    )
+    if code:
+        raise ExitWith(code)
+
+
 def run() -> None:  # console-script entry point
     main(prog_name="dagctl")
 

@@ -39,6 +39,8 @@ class StepChanged:
     pgid: int | None = None
     outputs: dict[str, str] = field(default_factory=dict)
     handler: bool = False
+    published: dict[str, str] = field(default_factory=dict)
+    output_value: str | None = None
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -17,6 +18,7 @@ import trio
 from dagd.engine.events import Event, RunFinished, RunStarted, StepChanged
 from dagd.engine.run import Run, RunOptions, RunSetupError
 from dagd.engine.status import RunStatus, StepStatus
+from dagd.engine.step import StepResult
 from dagd.spec.model import Dag
 from dagd.store.db import Store
 
@@ -76,6 +78,7 @@ def run_local(
     default_shell: str | None = None,
     as_json: bool = False,
     render: Callable[[Event], None] | None = None,
+    resume: dict[str, StepResult] | None = None,
 ) -> int:
     """Run `dag` to its end in this process; the CLI exit code (0 only for success)."""
     os.makedirs(state_dir, exist_ok=True)
@@ -90,7 +93,7 @@ def run_local(
         show(event)
 
     async def main() -> RunStatus:
-        run = Run(dag, opts, emit)
+        run = Run(dag, opts, emit, resume=resume)
         await run.prepare()
         async with trio.open_nursery() as nursery:
             done = trio.Event()
@@ -129,6 +132,9 @@ def run_local(
         return 1
     finally:
         doc = store.run(dag.name, opts.run_id)
+        for path in store.prune(dag.name, dag.hist_retention_days, dag.hist_retention_runs):
+            if path.startswith(state_dir):  # never delete outside dagd's own state
+                shutil.rmtree(path, ignore_errors=True)
         store.close()
     if as_json and doc is not None:
         print(json.dumps(doc, indent=2, default=str))
@@ -142,3 +148,34 @@ def run_local(
     ):
         return 0 if not any(s["status"] == "aborted" for s in doc["steps"]) else 1
     return 1
+
+
+def resume_from(doc: dict[str, object]) -> tuple[list[str], dict[str, StepResult]]:
+    """(params, kept step results) to retry a recorded run: failed and aborted steps run again."""
+    params = doc.get("params") or {}
+    assert isinstance(params, dict)
+    overrides = [f"{k}={v}" for k, v in (params.get("named") or {}).items()]
+    overrides += [str(v) for v in params.get("positional") or []]
+    kept: dict[str, StepResult] = {}
+    steps = doc.get("steps") or []
+    assert isinstance(steps, list)
+    for s in steps:
+        if s["handler"] or s["status"] not in ("succeeded", "skipped", "partially_succeeded"):
+            continue
+        kept[s["step"]] = StepResult(
+            status=StepStatus(s["status"]),
+            exit_code=s["exit_code"],
+            error=s["error"],
+            attempts=s["attempt"],
+            started_at=s["started_at"],
+            finished_at=s["finished_at"],
+            stdout_path=s["stdout_path"] or "",
+            stderr_path=s["stderr_path"] or "",
+            cpu_user=s["cpu_user"] or 0.0,
+            cpu_sys=s["cpu_sys"] or 0.0,
+            max_rss_kb=s["max_rss_kb"] or 0,
+            outputs=dict(s["outputs"]),
+            published=dict(s["published"]),
+            output_value=s["output_value"],
+        )
+    return overrides, kept

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import trio
 
+from dagd.procfs import group_alive
+
 ENV_PROGRAM = shutil.which("env") or "/usr/bin/env"
 
 
@@ -84,19 +86,3 @@ class StepProcess:
                     while group_alive(self.pgid):
                         await trio.sleep(0.02)
             await self.wait()
-
-
-def group_alive(pgid: int) -> bool:
-    """True while any non-zombie process is a member of the group (killpg(pg, 0) lies)."""
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as fh:
-                data = fh.read()
-        except OSError:
-            continue
-        rest = data[data.rfind(b")") + 2 :].split()
-        if len(rest) > 2 and int(rest[2]) == pgid and rest[0] not in (b"Z", b"X"):
-            return True
-    return False

@@ -57,6 +57,7 @@ class Run:
         *,
         local_dags: Mapping[str, Dag] | None = None,
         variables: Mapping[str, str] | None = None,
+        resume: Mapping[str, stepmod.StepResult] | None = None,
     ) -> None:
         self.dag = dag
         self.local_dags: dict[str, Dag] = {**(local_dags or {}), **dag.local_dags}
@@ -64,6 +65,10 @@ class Run:
         self.opts = opts
         self.emit = emit
         self.results: dict[str, stepmod.StepResult] = {s.name: stepmod.StepResult() for s in dag.steps}
+        # a retry keeps what already succeeded and runs the rest again
+        self.resumed = {n for n in (resume or {}) if n in self.results}
+        for name in self.resumed:
+            self.results[name] = (resume or {})[name]
         self.by_name = {s.name: s for s in dag.steps}
         self.dependents: dict[str, list[str]] = {s.name: [] for s in dag.steps}
         for s in dag.steps:
@@ -373,7 +378,7 @@ class Run:
         limit = self.dag.max_active_steps or len(self.dag.steps) or 1
         slots = trio.Semaphore(limit)
         async with trio.open_nursery() as nursery:
-            pending = {s.name for s in self.dag.steps}
+            pending = {s.name for s in self.dag.steps if s.name not in self.resumed}
 
             async def start_ready() -> None:
                 progressed = True
@@ -454,6 +459,8 @@ class Run:
                 r.pgid,
                 dict(r.outputs),
                 handler,
+                dict(r.published),
+                r.output_value,
             )
         )
 

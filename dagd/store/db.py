@@ -11,11 +11,13 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from dagd.engine.events import Event, RunFinished, RunStarted, StepChanged
+from dagd.procfs import kill_group
 
 MIGRATIONS = [
     """
@@ -53,6 +55,8 @@ MIGRATIONS = [
         stdout_path TEXT,
         stderr_path TEXT,
         outputs TEXT,
+        published TEXT,
+        output_value TEXT,
         error TEXT,
         pgid INTEGER,
         PRIMARY KEY (run_id, step)
@@ -130,12 +134,13 @@ class Store:
                 duration = event.finished_at - event.started_at if event.finished_at and event.started_at else None
                 db.execute(
                     "INSERT INTO dag_step_results (run_id, step, handler, status, status_code, attempt, exit_code, started_at, finished_at, duration,"
-                    " cpu_user, cpu_sys, max_rss_kb, stdout_path, stderr_path, outputs, error, pgid)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " cpu_user, cpu_sys, max_rss_kb, stdout_path, stderr_path, outputs, error, pgid, published, output_value)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT (run_id, step) DO UPDATE SET status=excluded.status, status_code=excluded.status_code, attempt=excluded.attempt,"
                     " exit_code=excluded.exit_code, started_at=excluded.started_at, finished_at=excluded.finished_at, duration=excluded.duration,"
                     " cpu_user=excluded.cpu_user, cpu_sys=excluded.cpu_sys, max_rss_kb=excluded.max_rss_kb, stdout_path=excluded.stdout_path,"
-                    " stderr_path=excluded.stderr_path, outputs=excluded.outputs, error=excluded.error, pgid=excluded.pgid",
+                    " stderr_path=excluded.stderr_path, outputs=excluded.outputs, error=excluded.error, pgid=excluded.pgid,"
+                    " published=excluded.published, output_value=excluded.output_value",
                     (
                         event.run_id,
                         event.step,
@@ -155,6 +160,8 @@ class Store:
                         json.dumps(event.outputs),
                         event.error,
                         event.pgid,
+                        json.dumps(event.published),
+                        event.output_value,
                     ),
                 )
             elif isinstance(event, RunFinished):
@@ -162,6 +169,53 @@ class Store:
                     "UPDATE dag_runs SET status=?, status_code=?, finished_at=?, error=? WHERE id=?",
                     (event.status.value, event.status.code, event.finished_at, event.error, event.run_id),
                 )
+
+    def reconcile(self, run_id: str) -> None:
+        """A run left `running` by a process that no longer exists is recorded as aborted."""
+        with self.lock:
+            row = self.db.execute("SELECT status, runner_pid FROM dag_runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None or row["status"] not in ("running", "queued") or _runner_alive(row["runner_pid"]):
+            return
+        now = time.time()
+        with self.lock:
+            groups = self.db.execute(
+                "SELECT pgid FROM dag_step_results WHERE run_id = ? AND status IN ('running', 'retrying') AND pgid IS NOT NULL",
+                (run_id,),
+            ).fetchall()
+        for g in groups:  # no orphans: the dead runner's step groups go with it
+            kill_group(g["pgid"])
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE dag_step_results SET status='aborted', status_code=3, finished_at=?, error=COALESCE(error, 'its runner died')"
+                " WHERE run_id = ? AND status IN ('running', 'retrying')",
+                (now, run_id),
+            )
+            db.execute(
+                "UPDATE dag_runs SET status='aborted', status_code=3, finished_at=?, error=? WHERE id = ? AND status IN ('running', 'queued')",
+                (now, f"the process running it (pid {row['runner_pid']}) died before the run finished", run_id),
+            )
+
+    def prune(self, dag: str, keep_days: float, keep_runs: int | None) -> list[str]:
+        """Drop runs past the DAG's retention (days, or the newest N); their log/work dirs."""
+        with self.lock:
+            if keep_runs:
+                rows = self.db.execute(
+                    "SELECT id, log_dir, work_dir FROM dag_runs WHERE dag = ? AND status NOT IN ('running', 'queued')"
+                    " ORDER BY started_at DESC LIMIT -1 OFFSET ?",
+                    (dag, keep_runs),
+                ).fetchall()
+            else:
+                rows = self.db.execute(
+                    "SELECT id, log_dir, work_dir FROM dag_runs WHERE dag = ? AND status NOT IN ('running', 'queued') AND started_at < ?",
+                    (dag, time.time() - keep_days * 86400),
+                ).fetchall()
+        if not rows:
+            return []
+        with self.transaction() as db:
+            db.executemany("DELETE FROM dag_step_results WHERE run_id = ?", [(r["id"],) for r in rows])
+            db.executemany("DELETE FROM dag_runs WHERE id = ?", [(r["id"],) for r in rows])
+            db.execute("DELETE FROM dag_last_run WHERE dag = ? AND run_id NOT IN (SELECT id FROM dag_runs)", (dag,))
+        return [d for r in rows for d in (r["log_dir"], r["work_dir"]) if d]
 
     def run(self, dag: str, run_id: str | None = None) -> dict[str, Any] | None:
         with self.lock:
@@ -173,13 +227,20 @@ class Store:
             r = self.db.execute("SELECT * FROM dag_runs WHERE id = ? AND dag = ?", (run_id, dag)).fetchone()
             if r is None:
                 return None
+        if r["status"] in ("running", "queued") and not _runner_alive(r["runner_pid"]):
+            self.reconcile(run_id)
+            return self.run(dag, run_id)
+        with self.lock:
             steps = self.db.execute(
                 "SELECT * FROM dag_step_results WHERE run_id = ? ORDER BY handler, started_at IS NULL, started_at",
                 (run_id,),
             ).fetchall()
         doc = dict(r)
         doc["params"] = json.loads(doc["params"])
-        doc["steps"] = [dict(s) | {"outputs": json.loads(s["outputs"] or "{}")} for s in steps]
+        doc["steps"] = [
+            dict(s) | {"outputs": json.loads(s["outputs"] or "{}"), "published": json.loads(s["published"] or "{}")}
+            for s in steps
+        ]
         return doc
 
     def history(self, dag: str, limit: int = 20, status: str | None = None) -> list[dict[str, Any]]:
@@ -195,3 +256,18 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+
+
+def _runner_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            cmd = fh.read()
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            state = fh.read().rsplit(b")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in (b"Z", b"X") and (b"dagctl" in cmd or b"dagd" in cmd)

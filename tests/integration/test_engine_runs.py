@@ -202,3 +202,44 @@ def test_max_active_steps_bounds_concurrency(tmp_path: Path) -> None:
     steps = "".join("  - run: 'mkdir lock || exit 9; sleep 0.2; rmdir lock'\n" for _ in range(4))
     write(tmp_path, "m.yaml", f"working_dir: .\nmax_active_steps: 1\nsteps:\n{steps}")
     assert run_dagctl(["run", "m.yaml"], tmp_path).code == 0
+
+
+def test_retry_reruns_only_what_failed_and_keeps_outputs(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "rt.yaml",
+        "working_dir: .\nsteps:\n  - {id: a, run: 'echo a >> a.count; echo from-a', output: A_OUT}\n"
+        "  - {id: b, depends: a, run: 'test -f fixed && echo \"$A_OUT\" > b.txt'}\n",
+    )
+    assert run_dagctl(["run", "rt.yaml"], tmp_path).code == 1
+    run_id = status_doc(tmp_path, "rt")["id"]
+    (tmp_path / "fixed").write_text("")
+    r = run_dagctl(["retry", "rt", run_id], tmp_path)
+    assert r.code == 0, r.stderr
+    doc = status_doc(tmp_path, "rt")
+    assert doc["id"] == run_id and doc["status"] == "succeeded" and doc["trigger"] == "retry"
+    assert (tmp_path / "a.count").read_text() == "a\n"  # a did not run again
+    assert (tmp_path / "b.txt").read_text() == "from-a\n"  # and its output still reached b
+
+
+def test_a_run_whose_process_died_is_reconciled_as_aborted(tmp_path: Path) -> None:
+    write(tmp_path, "d.yaml", "working_dir: .\nsteps:\n  - run: 'echo $$ > started; sleep 60'\n")
+    proc = _start_background(tmp_path, "d.yaml")
+    _wait_for(tmp_path / "started")
+    time.sleep(0.3)
+    proc.kill()  # SIGKILL: no chance to record anything
+    proc.wait()
+    doc = status_doc(tmp_path, "d")
+    assert doc["status"] == "aborted" and "died" in doc["error"]
+    assert doc["steps"][0]["status"] == "aborted"
+    assert not alive(int((tmp_path / "started").read_text()))  # its orphaned step was killed
+
+
+def test_hist_retention_runs_keeps_the_newest_runs_and_deletes_their_logs(tmp_path: Path) -> None:
+    write(tmp_path, "keep.yaml", "hist_retention_runs: 2\nsteps:\n  - run: echo kept run\n")
+    for _ in range(4):
+        assert run_dagctl(["run", "keep.yaml"], tmp_path).code == 0
+    rows = json.loads(run_dagctl(["history", "keep", "--json"], tmp_path).stdout)
+    assert len(rows) == 2
+    log_root = tmp_path / ".dagd-state" / "logs" / "keep"
+    assert sorted(p.name for p in log_root.iterdir()) == sorted(r["id"] for r in rows)
