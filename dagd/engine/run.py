@@ -164,7 +164,12 @@ class Run:
         # inherited process environment.
         dagu_env = {**self.named, **self.managed}
         for k, v in self.dag.env:
-            self.root_env[k] = dagu_env[k] = resolve(v, self._scope(self.root_env))
+            value = resolve(v, self._scope(self.root_env))
+            try:
+                value = await self._classic(value, self.root_env)
+            except stepmod.StepFailed as exc:
+                raise RunSetupError(f"env: {k}: {exc}") from None
+            self.root_env[k] = dagu_env[k] = value
         for path in self.dag.dotenv:
             full = path if os.path.isabs(path) else os.path.join(self.default_cwd, path)
             values = read_dotenv(full)
@@ -271,7 +276,13 @@ class Run:
             queue.extend(self.by_name[n].depends)
         return seen  # callers apply them in this order: the later visit wins
 
-    def step_env(self, step: Step, handler: bool = False) -> tuple[dict[str, str], Scope, str]:
+    async def _classic(self, text: str, env: dict[str, str]) -> str:
+        """Dagu 1.x ran backticks in env values, params and preconditions; classic files still do."""
+        if self.dag.dialect is not Dialect.CLASSIC or "`" not in text:
+            return text
+        return await stepmod.evaluate(text, self.shell, env, self.default_cwd)
+
+    async def step_env(self, step: Step, handler: bool = False) -> tuple[dict[str, str], Scope, str]:
         env = dict(self.root_env)
         scope = self._scope(env, step if not handler else None)
         for name, value in scope.variables.items():
@@ -285,7 +296,8 @@ class Run:
         env["DAG_RUN_STEP_NAME"] = step.name
         dagu_env = {**self.dagu_env, **scope.variables, "PWD": cwd, "DAG_RUN_STEP_NAME": step.name}
         for k, v in step.env:
-            env[k] = dagu_env[k] = resolve(v, self._scope(env, step if not handler else None))
+            value = resolve(v, self._scope(env, step if not handler else None))
+            env[k] = dagu_env[k] = await self._classic(value, env)
         self.step_dagu_env[step.name] = dagu_env
         if handler:
             env["DAG_RUN_STATUS"] = self.status.value
@@ -437,6 +449,7 @@ class Run:
             self.dag.max_output_size,
             self.dag.max_clean_up_time_sec,
             on_start,
+            self.dag.dialect is Dialect.CLASSIC,
         )
 
     async def _set(self, step: Step, r: stepmod.StepResult, status: StepStatus, handler: bool = False) -> None:
@@ -465,7 +478,12 @@ class Run:
         )
 
     async def _execute_step(self, step: Step, r: stepmod.StepResult, handler: bool = False) -> None:
-        env, scope, cwd = self.step_env(step, handler)
+        try:
+            env, scope, cwd = await self.step_env(step, handler)
+        except stepmod.StepFailed as exc:
+            r.error = f"env: {exc}"
+            await self._set(step, r, StepStatus.FAILED, handler)
+            return
         r.stdout_path, r.stderr_path = stepmod.log_paths(self.log_dir, step)
         r.started_at = stepmod.now()
         rt = self._runtime()

@@ -53,6 +53,7 @@ class StepRuntime:
     max_output_size: int
     grace: float
     on_start: Callable[[StepResult], Awaitable[None]]
+    classic: bool = False
 
 
 class StepFailed(Exception):
@@ -85,6 +86,8 @@ async def check_preconditions(
                 value = await evaluate(resolve(p.eval, scope), shell, env, cwd)
             else:
                 value = resolve(p.condition or "", scope)
+                if rt.classic and "`" in value:  # Dagu 1.x executed backticks in conditions
+                    value = await evaluate(value, shell, env, cwd)
             met = matches(value, p.expected)
         if p.negate:
             met = not met

@@ -243,3 +243,31 @@ def test_hist_retention_runs_keeps_the_newest_runs_and_deletes_their_logs(tmp_pa
     assert len(rows) == 2
     log_root = tmp_path / ".dagd-state" / "logs" / "keep"
     assert sorted(p.name for p in log_root.iterdir()) == sorted(r["id"] for r in rows)
+
+
+def test_backticks_in_env_run_in_classic_files_only(tmp_path: Path) -> None:
+    """Dagu 1.x executed backticks in env values and conditions; Dagu 2 does not (docs/compat.md)."""
+    write(
+        tmp_path,
+        "old.yaml",
+        "env:\n  - WHO: '`echo classic`'\nsteps:\n  - name: a\n    command: sh -c 'echo \"$WHO\" > old.txt'\n"
+        "    preconditions:\n      - condition: '`echo yes`'\n        expected: 'yes'\n",
+    )
+    write(tmp_path, "new.yaml", "working_dir: .\nenv:\n  - WHO: '`echo classic`'\nsteps:\n  - run: echo \"$WHO\" > new.txt\n")
+    assert run_dagctl(["run", "old.yaml"], tmp_path).code == 0
+    assert run_dagctl(["run", "new.yaml"], tmp_path).code == 0
+    assert (tmp_path / "old.txt").read_text() == "classic\n"
+    assert (tmp_path / "new.txt").read_text() == "`echo classic`\n"
+
+
+def test_classic_run_name_calls_the_sub_dag_and_records_a_child_run(tmp_path: Path) -> None:
+    write(tmp_path, "child.yaml", "steps:\n  - name: c\n    command: sh -c 'echo child-ran > child.txt'\n    output: CHILD_OUT\n")
+    write(tmp_path, "parent.yaml", "steps:\n  - name: call\n    run: child\n    output: RESULT\n")
+    r = run_dagctl(["run", "parent.yaml"], tmp_path)
+    assert r.code == 0, r.stderr
+    assert (tmp_path / "child.txt").read_text() == "child-ran\n"
+    parent = status_doc(tmp_path, "parent")
+    result = json.loads(Path(parent["steps"][0]["stdout_path"]).read_text())
+    assert result["status"] == "succeeded" and result["name"] == "child"
+    child = status_doc(tmp_path, "child")
+    assert child["parent_run"] == parent["id"] and child["trigger"] == "subdag"
