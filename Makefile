@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 
-.PHONY: run test lint typecheck conformance clean
+.PHONY: run test test-deps lint typecheck conformance clean
 
 $(VENV_STAMP): pyproject.toml constraints.txt
 	@python3 -c 'import ensurepip, venv' 2>/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv; }
@@ -26,7 +26,14 @@ typecheck: $(VENV_STAMP)
 	.venv/bin/mypy
 	.venv/bin/lint-imports
 
-test: lint typecheck
+# Debian packages the tests drive for real: tmux (terminal view).
+APT_TEST_PACKAGES := tmux
+
+test-deps:
+	@missing=""; for p in $(APT_TEST_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+
+test: lint typecheck test-deps
 	$(PY) -m pytest -n 2 -p no:cacheprovider tests
 
 conformance: $(VENV_STAMP)

@@ -11,7 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from typing import TextIO
+from typing import Any, TextIO
 
 import trio
 
@@ -66,6 +66,53 @@ class Progress:
         self.out.flush()
 
 
+class LiveView:
+    """On a terminal: one line per step, redrawn in place, with running durations ticking."""
+
+    def __init__(self, out: TextIO, dag: Dag) -> None:
+        self.out = out
+        self.title = dag.name
+        self.rows: dict[str, list[Any]] = {}  # step -> [status, started, finished, exit]
+        self.drawn = 0
+        self.footer = ""
+        self.errors: dict[str, str] = {}
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            if event.parent_run is None:
+                self.title = f"{event.dag}  run {event.run_id}"
+        elif isinstance(event, StepChanged):
+            if event.status is not StepStatus.NOT_STARTED or event.step in self.rows:
+                label = f"{event.step} [handler]" if event.handler else event.step
+                self.rows[label] = [event.status, event.started_at, event.finished_at, event.exit_code]
+                if event.status is StepStatus.FAILED and event.error:
+                    self.errors[label] = event.error
+        elif isinstance(event, RunFinished):
+            if event.run_id.startswith("sub_"):
+                return
+            self.footer = f"{event.status.value}" + (f": {event.error}" if event.error else "")
+        self.draw()
+
+    def draw(self) -> None:
+        now = time.time()
+        lines = [self.title]
+        width = max((len(k) for k in self.rows), default=4)
+        for name, (status, started, finished, code) in self.rows.items():
+            end = finished or now
+            took = f"{end - started:6.1f}s" if started else "       "
+            sym = _SYMBOLS.get(status, "·")
+            extra = f" exit {code}" if status is StepStatus.FAILED and code is not None else ""
+            lines.append(f" {sym} {name.ljust(width)}  {status.value:<20}{took}{extra}")
+        if self.footer:
+            lines.append(self.footer)
+            lines.extend(f"  {name}: {error}" for name, error in self.errors.items())
+        if self.drawn:
+            self.out.write(f"\x1b[{self.drawn}F")
+        self.out.write("".join(f"\x1b[2K{line}\n" for line in lines))
+        self.out.flush()
+        self.drawn = len(lines)
+
+
 def run_local(
     dag: Dag,
     *,
@@ -83,7 +130,8 @@ def run_local(
     """Run `dag` to its end in this process; the CLI exit code (0 only for success)."""
     os.makedirs(state_dir, exist_ok=True)
     store = Store(os.path.join(state_dir, "dagd.db"))
-    show = render or Progress(sys.stderr)
+    live = render is None and sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+    show = render or (LiveView(sys.stderr, dag) if live else Progress(sys.stderr))
     opts = RunOptions(
         run_id or new_run_id(), state_dir, params, trigger, schedule_time, default_shell, param_string=param_string
     )
@@ -110,8 +158,14 @@ def run_local(
                         run.abort()
                         run_scope.cancel()
 
+            async def tick() -> None:
+                while isinstance(show, LiveView):
+                    await trio.sleep(0.5)
+                    show.draw()
+
             run_scope = trio.CancelScope()
             await nursery.start(watch_signals)
+            nursery.start_soon(tick)
             with run_scope:
                 await go()
             nursery.cancel_scope.cancel()

@@ -253,7 +253,11 @@ def test_backticks_in_env_run_in_classic_files_only(tmp_path: Path) -> None:
         "env:\n  - WHO: '`echo classic`'\nsteps:\n  - name: a\n    command: sh -c 'echo \"$WHO\" > old.txt'\n"
         "    preconditions:\n      - condition: '`echo yes`'\n        expected: 'yes'\n",
     )
-    write(tmp_path, "new.yaml", "working_dir: .\nenv:\n  - WHO: '`echo classic`'\nsteps:\n  - run: echo \"$WHO\" > new.txt\n")
+    write(
+        tmp_path,
+        "new.yaml",
+        "working_dir: .\nenv:\n  - WHO: '`echo classic`'\nsteps:\n  - run: echo \"$WHO\" > new.txt\n",
+    )
     assert run_dagctl(["run", "old.yaml"], tmp_path).code == 0
     assert run_dagctl(["run", "new.yaml"], tmp_path).code == 0
     assert (tmp_path / "old.txt").read_text() == "classic\n"
@@ -261,7 +265,11 @@ def test_backticks_in_env_run_in_classic_files_only(tmp_path: Path) -> None:
 
 
 def test_classic_run_name_calls_the_sub_dag_and_records_a_child_run(tmp_path: Path) -> None:
-    write(tmp_path, "child.yaml", "steps:\n  - name: c\n    command: sh -c 'echo child-ran > child.txt'\n    output: CHILD_OUT\n")
+    write(
+        tmp_path,
+        "child.yaml",
+        "steps:\n  - name: c\n    command: sh -c 'echo child-ran > child.txt'\n    output: CHILD_OUT\n",
+    )
     write(tmp_path, "parent.yaml", "steps:\n  - name: call\n    run: child\n    output: RESULT\n")
     r = run_dagctl(["run", "parent.yaml"], tmp_path)
     assert r.code == 0, r.stderr

@@ -1,0 +1,44 @@
+"""The live view as a person sees it: dagctl run in a real terminal (tmux), screen captured."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (make test installs it)")
+
+
+def capture(session: str) -> str:
+    return subprocess.run(
+        ["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def test_live_view_redraws_steps_in_place(tmp_path: Path) -> None:
+    (tmp_path / "live.yaml").write_text(
+        "steps:\n  - id: first\n    run: sleep 1.5\n  - id: second\n    depends: first\n    run: exit 4\n"
+    )
+    session = f"dagd-live-{os.getpid()}"
+    cmd = f"cd {tmp_path} && DAGD_STATE_DIR={tmp_path}/state {sys.executable} -m dagctl run live.yaml; echo EXIT=$?; sleep 30"
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "30", cmd], check=True)
+    try:
+        time.sleep(0.8)
+        during = capture(session)
+        assert "first" in during and "running" in during
+        deadline = time.monotonic() + 20
+        while "EXIT=" not in (screen := capture(session)):
+            assert time.monotonic() < deadline, screen
+            time.sleep(0.2)
+        lines = [line for line in screen.splitlines() if line.strip()]
+        assert any("first" in line and "succeeded" in line for line in lines), screen
+        assert any("second" in line and "failed" in line and "exit 4" in line for line in lines), screen
+        assert sum("first" in line for line in lines) == 1  # redrawn in place, not appended
+        assert "EXIT=1" in screen and "\x1b" not in screen
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], check=False)
