@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 
@@ -25,7 +26,5 @@ def group_alive(pgid: int) -> bool:
 def kill_group(pgid: int) -> None:
     """SIGKILL a process group that is still alive (orphans of a runner that died)."""
     if pgid > 1 and group_alive(pgid):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
