@@ -94,7 +94,13 @@ class Run:
         self.named = named
         self.positional = positional
         env = {k: v for k, v in os.environ.items() if k not in STRIPPED_ENV}
-        self.default_cwd = dag.working_dir or (
+        wd = dag.working_dir
+        if wd:  # value-resolved: params, consts, env; ~ expanded; relative to the DAG file
+            wd = os.path.expanduser(
+                resolve(wd, Scope(env=env, params=named, consts=self.consts, positional=positional))
+            )
+            wd = wd if os.path.isabs(wd) else os.path.join(os.path.dirname(os.path.abspath(dag.file)), wd)
+        self.default_cwd = wd or (
             self.work_dir if dag.dialect is Dialect.CURRENT else os.path.dirname(os.path.abspath(dag.file))
         )
         os.makedirs(self.log_dir, exist_ok=True)
@@ -170,7 +176,8 @@ class Run:
             except stepmod.StepFailed as exc:
                 raise RunSetupError(f"env: {k}: {exc}") from None
             self.root_env[k] = dagu_env[k] = value
-        for path in self.dag.dotenv:
+        for raw in self.dag.dotenv:
+            path = resolve(raw, self._scope(self.root_env))
             full = path if os.path.isabs(path) else os.path.join(self.default_cwd, path)
             values = read_dotenv(full)
             self.root_env.update(values)
