@@ -10,13 +10,16 @@ import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from dagd import __version__, config
 from dagd.spec import Diagnostic, Severity, SpecError, load_file
 from dagd.spec.load import Loaded
+
+if TYPE_CHECKING:
+    from dagd.store.db import Store
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -188,7 +191,7 @@ def run_cmd(
         raise ExitWith(code)
 
 
-def _store() -> Any:
+def _store() -> Store:
     from dagd.store.db import Store
 
     path = config.state_dir() / "dagd.db"
@@ -226,32 +229,37 @@ def _run_doc(target: str, run_id: str | None) -> dict[str, Any]:
 @main.command(context_settings=CONTEXT)
 @click.argument("target")
 @click.argument("run_id", required=False)
+@click.option("--run-id", "run_id_opt", default=None, help="The run to show (Dagu's spelling of RUN_ID).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run document as JSON.")
-def status(target: str, run_id: str | None, as_json: bool) -> None:
+def status(target: str, run_id: str | None, run_id_opt: str | None, as_json: bool) -> None:
     """Show a run (the latest unless RUN_ID is given): its status and every step's."""
     from dagctl.render import status_text
 
-    doc = _run_doc(target, run_id)
+    doc = _run_doc(target, run_id or run_id_opt)
     click.echo(json.dumps(doc, indent=2) if as_json else status_text(doc))
 
 
 @main.command(context_settings=CONTEXT)
-@click.argument("target")
+@click.argument("target", required=False)
 @click.option("--limit", "-n", default=20, show_default=True, help="How many runs to show.")
-@click.option(
-    "--status", "status_filter", default=None, help="Only runs with this status (succeeded, failed, aborted, …)."
-)
+@click.option("--status", "status_filter", default=None, help="Only runs with this status (succeeded, failed, …).")
+@click.option("--run-id", "run_id", default=None, help="Only this run.")
 @click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
-def history(target: str, limit: int, status_filter: str | None, as_json: bool) -> None:
-    """List the runs of a DAG, newest first."""
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", help="Dagu's spelling of --json."
+)
+def history(
+    target: str | None, limit: int, status_filter: str | None, run_id: str | None, as_json: bool, fmt: str
+) -> None:
+    """List runs, newest first: of one DAG, or of every DAG when none is given."""
     from dagctl.render import history_text
 
     store = _store()
     try:
-        rows = store.history(_dag_name(target), limit, status_filter)
+        rows = store.history(_dag_name(target) if target else None, limit, status_filter, run_id)
     finally:
         store.close()
-    click.echo(json.dumps(rows, indent=2) if as_json else history_text(rows))
+    click.echo(json.dumps(rows, indent=2) if as_json or fmt == "json" else history_text(rows))
 
 
 @main.command(context_settings=CONTEXT)

@@ -33,6 +33,19 @@ _SYMBOLS = {
 }
 
 
+def stderr_tail(path: str, lines: int = 10) -> list[str]:
+    """The last lines a failed step wrote to stderr (dagd's own notes left out)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 4096))
+            text = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return []
+    kept = [line for line in text.splitlines() if line.strip() and not line.startswith("dagd: ")]
+    return kept[-lines:]
+
+
 def new_run_id() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y%m%d_%H%M%S_") + uuid.uuid4().hex[:8]
 
@@ -42,6 +55,7 @@ class Progress:
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
+        self.mask: Callable[[str], str] = lambda text: text
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, RunStarted):
@@ -59,9 +73,11 @@ class Progress:
             label = f"{event.step} [handler]" if event.handler else event.step
             print(f"{sym} {label} {event.status.value}{extra}{took}", file=self.out)
             if event.error and event.status is StepStatus.FAILED:
-                print(f"  error: {event.error}", file=self.out)
+                print(f"  error: {self.mask(event.error)}", file=self.out)
+                for line in stderr_tail(event.stderr_path):
+                    print(f"  | {self.mask(line)}", file=self.out)
         elif isinstance(event, RunFinished):
-            tail = f": {event.error}" if event.error else ""
+            tail = f": {self.mask(event.error)}" if event.error else ""
             print(f"run {event.run_id} {event.status.value}{tail}", file=self.out)
         self.out.flush()
 
@@ -76,6 +92,7 @@ class LiveView:
         self.drawn = 0
         self.footer = ""
         self.errors: dict[str, str] = {}
+        self.mask: Callable[[str], str] = lambda text: text
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, RunStarted):
@@ -86,11 +103,12 @@ class LiveView:
                 label = f"{event.step} [handler]" if event.handler else event.step
                 self.rows[label] = [event.status, event.started_at, event.finished_at, event.exit_code]
                 if event.status is StepStatus.FAILED and event.error:
-                    self.errors[label] = event.error
+                    tail = " / ".join(stderr_tail(event.stderr_path, 3))
+                    self.errors[label] = self.mask(event.error + (f" — {tail}" if tail else ""))
         elif isinstance(event, RunFinished):
             if event.run_id.startswith("sub_"):
                 return
-            self.footer = f"{event.status.value}" + (f": {event.error}" if event.error else "")
+            self.footer = f"{event.status.value}" + (f": {self.mask(event.error)}" if event.error else "")
         self.draw()
 
     def draw(self) -> None:
@@ -143,6 +161,8 @@ def run_local(
     async def main() -> RunStatus:
         run = Run(dag, opts, emit, resume=resume)
         await run.prepare()
+        if isinstance(show, (Progress, LiveView)):
+            show.mask = run.mask
         async with trio.open_nursery() as nursery:
             done = trio.Event()
             result: list[RunStatus] = []

@@ -459,8 +459,33 @@ class Run:
             self.dag.dialect is Dialect.CLASSIC,
         )
 
+    def mask(self, text: str) -> str:
+        """Secret values never leave the run: errors, logs and the terminal show ***** instead."""
+        for value in self.secret_values:
+            if value:
+                text = text.replace(value, "*****")
+        return text
+
+    def _mask_file(self, path: str) -> None:
+        if not self.secret_values or not path or not os.path.exists(path):
+            return
+        with open(path, "rb") as fh:
+            data = fh.read()
+        masked = data
+        for value in self.secret_values:
+            if value:
+                masked = masked.replace(value.encode(), b"*****")
+        if masked != data:
+            with open(path, "wb") as fh:
+                fh.write(masked)
+
     async def _set(self, step: Step, r: stepmod.StepResult, status: StepStatus, handler: bool = False) -> None:
         r.status = status
+        if r.error:
+            r.error = self.mask(r.error)
+        if status.done:
+            self._mask_file(r.stdout_path)
+            self._mask_file(r.stderr_path)
         await self.emit(
             StepChanged(
                 self.opts.run_id,

@@ -108,11 +108,14 @@ def matches(value: str, expected: str) -> bool:
 
 async def evaluate(text: str, shell: ShellChoice, env: dict[str, str], cwd: str) -> str:
     """Run command substitution in `text` (backticks, $(...)) through the shell; its output."""
-    quoted = text.replace("\\", "\\\\").replace('"', '\\"')
-    # An assignment's status is that of its last command substitution: a failing `cmd` fails.
-    script = f'__dagd_value="{quoted}" && printf "%s" "$__dagd_value"'
+    # The text is evaluated as the body of a double-quoted assignment, handed over in the
+    # environment (never spliced into the script); an assignment's status is that of its last
+    # command substitution, so a failing `cmd` fails the evaluation.
+    script = 'eval "__dagd_value=\\"$DAGD_EVAL_TEXT\\"" && printf "%s" "$__dagd_value"'
     argv = command_argv(ShellChoice(shell.argv, True), script, errexit=False)
-    result = await trio.run_process(argv, env=env, cwd=cwd, capture_stdout=True, capture_stderr=True, check=False)
+    result = await trio.run_process(
+        argv, env={**env, "DAGD_EVAL_TEXT": text}, cwd=cwd, capture_stdout=True, capture_stderr=True, check=False
+    )
     if result.returncode != 0:
         raise StepFailed(
             f"eval failed: {result.stderr.decode(errors='replace').strip() or 'exit ' + str(result.returncode)}"

@@ -243,9 +243,17 @@ class Store:
         ]
         return doc
 
-    def history(self, dag: str, limit: int = 20, status: str | None = None) -> list[dict[str, Any]]:
-        q = "SELECT id, dag, status, trigger, started_at, finished_at, error FROM dag_runs WHERE dag = ?"
-        args: list[Any] = [dag]
+    def history(
+        self, dag: str | None, limit: int = 20, status: str | None = None, run_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        q = "SELECT id, dag, status, trigger, started_at, finished_at, error FROM dag_runs WHERE 1 = 1"
+        args: list[Any] = []
+        if dag:
+            q += " AND dag = ?"
+            args.append(dag)
+        if run_id:
+            q += " AND id = ?"
+            args.append(run_id)
         if status:
             q += " AND status = ?"
             args.append(status)
