@@ -255,6 +255,14 @@ class Run:
             context=context,
         )
 
+    def variables(self) -> dict[str, str]:
+        """`output: VAR` values of every finished main step."""
+        return {
+            s.output: r.output_value
+            for s in self.dag.steps
+            if s.output and (r := self.results[s.name]).output_value is not None and r.status.done
+        }
+
     def outputs(self) -> dict[str, str]:
         """What this run publishes to a caller: `output:` variables and declared outputs."""
         out: dict[str, str] = {}
@@ -292,6 +300,8 @@ class Run:
     async def step_env(self, step: Step, handler: bool = False) -> tuple[dict[str, str], Scope, str]:
         env = dict(self.root_env)
         scope = self._scope(env, step if not handler else None)
+        if handler and step.name != "onInit":  # handlers see the main steps' output variables
+            scope.variables = {**scope.variables, **self.variables()}
         for name, value in scope.variables.items():
             env[name] = value
         cwd = self.default_cwd
@@ -316,6 +326,8 @@ class Run:
         scope = self._scope(env, step if not handler else None)
         if handler:
             scope.context = {**scope.context, "run.status": self.status.value}
+            if step.name != "onInit":
+                scope.variables = {**scope.variables, **self.variables()}
         else:
             scope.context = {
                 **scope.context,

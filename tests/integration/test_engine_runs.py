@@ -279,3 +279,82 @@ def test_classic_run_name_calls_the_sub_dag_and_records_a_child_run(tmp_path: Pa
     assert result["status"] == "succeeded" and result["name"] == "child"
     child = status_doc(tmp_path, "child")
     assert child["parent_run"] == parent["id"] and child["trigger"] == "subdag"
+
+
+def test_repeat_policy_repeats_until_the_condition_matches(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "rp.yaml",
+        "working_dir: .\nsteps:\n  - id: poll\n    run: echo x >> polls; wc -l < polls | tr -d ' '\n    output: COUNT\n"
+        "    repeat_policy:\n      repeat: until\n      condition: \"`wc -l < polls | tr -d ' '`\"\n      expected: '3'\n      interval_sec: 0\n",
+    )
+    write(
+        tmp_path,
+        "rp2.yaml",
+        "working_dir: .\nsteps:\n  - id: poll\n    run: echo x >> polls2\n    repeat_policy: {repeat: while, exit_code: [0], limit: 4, interval_sec: 0}\n",
+    )
+    assert run_dagctl(["run", "rp2.yaml"], tmp_path).code == 0
+    assert (tmp_path / "polls2").read_text() == "x\n" * 4
+    step = status_doc(tmp_path, "rp2")["steps"][0]
+    assert step["status"] == "succeeded" and step["attempt"] == 4
+
+
+def test_init_failure_aborts_the_run_and_exit_still_runs(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "h.yaml",
+        "working_dir: .\nhandler_on:\n  init: {run: exit 1}\n  exit: {run: 'echo \"$DAG_RUN_STATUS\" > exit.txt'}\n"
+        "  failure: {run: touch failure.txt}\nsteps:\n  - run: touch main.txt\n",
+    )
+    assert run_dagctl(["run", "h.yaml"], tmp_path).code == 1
+    doc = status_doc(tmp_path, "h")
+    assert doc["status"] == "aborted"
+    assert (tmp_path / "exit.txt").read_text() == "aborted\n"
+    assert not (tmp_path / "main.txt").exists() and not (tmp_path / "failure.txt").exists()
+
+
+def test_success_handler_sees_step_outputs_and_the_status(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "ok.yaml",
+        "working_dir: .\nsteps:\n  - {id: a, run: echo value-a, output: A}\n"
+        "handler_on:\n  success: {run: 'echo \"$DAG_RUN_STATUS $A\" > success.txt'}\n",
+    )
+    assert run_dagctl(["run", "ok.yaml"], tmp_path).code == 0
+    assert (tmp_path / "success.txt").read_text() == "succeeded value-a\n"
+
+
+def test_call_runs_a_local_document_with_params(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "c.yaml",
+        "working_dir: .\nsteps:\n  - {id: go, call: worker, params: 'WHO=local', output: R}\n"
+        "  - {id: after, depends: go, run: 'echo \"${R.outputs.GREETING}\" > greeting.txt'}\n"
+        "---\nname: worker\nparams:\n  - name: WHO\n    default: nobody\nsteps:\n  - {id: hi, run: 'echo hello ${params.WHO}', output: GREETING}\n",
+    )
+    r = run_dagctl(["run", "c.yaml"], tmp_path)
+    assert r.code == 0, r.stderr
+    assert (tmp_path / "greeting.txt").read_text() == "hello local\n"
+
+
+def test_continue_on_output_pattern(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "co.yaml",
+        "working_dir: .\nsteps:\n  - id: a\n    run: \"echo 'WARN: disk almost full'; exit 2\"\n    continue_on:\n      output: 're:^WARN'\n"
+        "  - {id: b, depends: a, run: touch b.txt}\n",
+    )
+    run_dagctl(["run", "co.yaml"], tmp_path)
+    assert (tmp_path / "b.txt").exists()
+    assert status_doc(tmp_path, "co")["status"] == "partially_succeeded"
+
+
+def test_logs_follow_streams_until_the_step_ends(tmp_path: Path) -> None:
+    write(
+        tmp_path, "f.yaml", "working_dir: .\nsteps:\n  - id: talk\n    run: 'echo one; touch go; sleep 1; echo two'\n"
+    )
+    proc = _start_background(tmp_path, "f.yaml")
+    _wait_for(tmp_path / "go")
+    r = run_dagctl(["logs", "f", "latest", "talk", "--follow"], tmp_path)
+    proc.wait(timeout=30)
+    assert r.stdout == "one\ntwo\n"
