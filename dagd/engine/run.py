@@ -558,6 +558,13 @@ class Run:
                 r.exit_code = 0
                 open(env["DAGU_OUTPUT_FILE"], "ab").close()
                 stepmod.collect_outputs(step, rt, env, r)
+            elif step.kind is StepKind.ACTION and step.action == "exec":
+                # direct execution: Dagu expands the arguments (process env as a fallback), no shell
+                cfg = resolve_data(fanout.thaw(step.config), dataclasses.replace(scope, env=env))
+                if not cfg.get("command"):
+                    raise stepmod.StepFailed("exec needs with.command (the program to run)")
+                direct = [str(cfg["command"]), *(str(a) for a in cfg.get("args") or [])]
+                await stepmod.run_commands(step, rt, env, cwd, scope, r, direct)
             elif step.kind is StepKind.ACTION and step.action in actions.SUPPORTED:
                 await self._run_action(step, r, rt, env, cwd, scope)
             elif step.extra.get("shell_packages"):

@@ -141,14 +141,23 @@ async def _wait_killing(proc: StepProcess, grace: float, sig: int = signal.SIGTE
 
 
 async def run_attempt(
-    step: Step, rt: StepRuntime, shell: ShellChoice, env: dict[str, str], cwd: str, texts: list[str], result: StepResult
+    step: Step,
+    rt: StepRuntime,
+    shell: ShellChoice,
+    env: dict[str, str],
+    cwd: str,
+    texts: list[str],
+    result: StepResult,
+    direct: list[str] | None = None,
 ) -> Exit:
     """Run the step's command(s) once, output appended to its log files."""
     sig = getattr(signal, step.signal_on_stop or "SIGTERM", signal.SIGTERM)
     last = Exit(0, None, 0.0, 0.0, 0)
     with open(result.stdout_path, "ab") as out, open(result.stderr_path, "ab") as err:
         for i, text in enumerate(texts):
-            if step.kind is StepKind.SCRIPT:
+            if direct is not None:  # action exec: no shell at all
+                argv = direct
+            elif step.kind is StepKind.SCRIPT:
                 path = script_file(
                     os.path.join(rt.log_dir, "scripts"),
                     f"{os.path.basename(result.stdout_path)[:-4]}.{result.attempts}.sh",
@@ -193,11 +202,17 @@ def step_texts(step: Step, scope: Scope) -> list[str]:
 
 
 async def run_commands(
-    step: Step, rt: StepRuntime, env: dict[str, str], cwd: str, scope: Scope, result: StepResult
+    step: Step,
+    rt: StepRuntime,
+    env: dict[str, str],
+    cwd: str,
+    scope: Scope,
+    result: StepResult,
+    direct: list[str] | None = None,
 ) -> None:
     """Attempts with retry and repeat; fills `result`. Raises StepFailed on a setup error."""
     shell = choose_shell(step.shell, rt.dag_shell, rt.default_shell)
-    texts = step_texts(step, scope)
+    texts = ["<exec>"] if direct is not None else step_texts(step, scope)
     output_file = env["DAGU_OUTPUT_FILE"]
     retry = step.retry_policy
     repeat = step.repeat_policy
@@ -209,7 +224,7 @@ async def run_commands(
         timed_out = False
         try:
             with trio.fail_after(step.timeout_sec) if step.timeout_sec else _no_timeout():
-                exit_ = await run_attempt(step, rt, shell, env, cwd, texts, result)
+                exit_ = await run_attempt(step, rt, shell, env, cwd, texts, result, direct)
         except trio.TooSlowError:
             timed_out = True
             exit_ = Exit(124, None, 0, 0, 0)

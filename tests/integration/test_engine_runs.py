@@ -358,3 +358,15 @@ def test_logs_follow_streams_until_the_step_ends(tmp_path: Path) -> None:
     r = run_dagctl(["logs", "f", "latest", "talk", "--follow"], tmp_path)
     proc.wait(timeout=30)
     assert r.stdout == "one\ntwo\n"
+
+
+def test_exec_action_runs_without_a_shell(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "x.yaml",
+        "working_dir: .\nenv:\n  - WHO: world\nsteps:\n  - action: exec\n    with:\n      command: python3\n"
+        "      args: ['-c', 'import sys; open(\"argv.txt\", \"w\").write(\"|\".join(sys.argv[1:]))', 'hello ${WHO}', '$(no shell)']\n",
+    )
+    r = run_dagctl(["run", "x.yaml"], tmp_path)
+    assert r.code == 0, r.stderr
+    assert (tmp_path / "argv.txt").read_text() == "hello world|$(no shell)"
