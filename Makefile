@@ -26,11 +26,11 @@ typecheck: $(VENV_STAMP)
 	.venv/bin/mypy
 	.venv/bin/lint-imports
 
-# Debian packages the tests drive for real: tmux (terminal view).
-APT_TEST_PACKAGES := tmux
+# Debian packages the tests drive for real: tmux (terminal view), time (GNU time: per-step rusage).
+APT_TEST_PACKAGES := tmux time
 
 test-deps:
-	@missing=""; for p in $(APT_TEST_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(APT_TEST_PACKAGES); do [ -x /usr/bin/$$p ] || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 
 test: lint typecheck test-deps

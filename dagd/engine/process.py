@@ -19,6 +19,10 @@ import trio
 from dagd.procfs import group_alive
 
 ENV_PROGRAM = shutil.which("env") or "/usr/bin/env"
+# Linux charges a child the memory of the process that spawned it (the exec'ing mm's high-water
+# mark), so wait4's ru_maxrss for a child of dagd is never below dagd's own size. GNU time, a
+# small process, forks the step and reports the step's own rusage; it is used when installed.
+TIME_PROGRAM = next((p for p in ("/usr/bin/time",) if os.access(p, os.X_OK)), None)
 
 
 @dataclass(frozen=True)
@@ -30,16 +34,18 @@ class Exit:
     max_rss_kb: int
 
 
-def _spawn(argv: list[str], env: dict[str, str], cwd: str, stdout: int, stderr: int) -> int:
+def _spawn(argv: list[str], env: dict[str, str], cwd: str, stdout: int, stderr: int, rusage: str | None = None) -> int:
     """Start argv in a new session with posix_spawn; the caller reaps it with os.wait4.
 
     posix_spawn has no working-directory action before Python 3.13, so coreutils' `env -C`
     changes directory and execs the program in the same process: nothing of this Python
     process is copied into the child, and its rusage (peak RSS) is the program's own.
     """
+    prefix = [TIME_PROGRAM, "-q", "-f", "%M %U %S", "-o", rusage] if (rusage and TIME_PROGRAM) else []
+    full = [*prefix, ENV_PROGRAM, "-C", cwd, "--", *argv]
     return os.posix_spawn(
-        ENV_PROGRAM,
-        [ENV_PROGRAM, "-C", cwd, "--", *argv],
+        full[0],
+        full,
         env,
         file_actions=[
             (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
@@ -53,8 +59,14 @@ def _spawn(argv: list[str], env: dict[str, str], cwd: str, stdout: int, stderr: 
 class StepProcess:
     """One running child. `wait()` must be awaited by its owner; `kill()` ends its whole group."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], cwd: str, stdout: int, stderr: int) -> None:
-        self.pid = _spawn(argv, env, cwd, stdout, stderr)
+    def __init__(
+        self, argv: list[str], env: dict[str, str], cwd: str, stdout: int, stderr: int, rusage: str | None = None
+    ) -> None:
+        self.rusage = rusage
+        if rusage:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(rusage)
+        self.pid = _spawn(argv, env, cwd, stdout, stderr, rusage)
         self.pgid = self.pid
         self.pidfd = os.pidfd_open(self.pid)
         self.result: Exit | None = None
@@ -67,6 +79,10 @@ class StepProcess:
             sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
             code = 128 + sig if sig is not None else os.waitstatus_to_exitcode(status)
             self.result = Exit(code, sig, ru.ru_utime, ru.ru_stime, ru.ru_maxrss)
+            measured = _read_rusage(self.rusage)
+            if measured is not None:
+                rss, user, system = measured
+                self.result = Exit(code, sig, user, system, rss)
         return self.result
 
     def signal_group(self, sig: int) -> None:
@@ -86,3 +102,15 @@ class StepProcess:
                     while group_alive(self.pgid):
                         await trio.sleep(0.02)
             await self.wait()
+
+
+def _read_rusage(path: str | None) -> tuple[int, float, float] | None:
+    """The step's own (peak RSS KB, user s, system s) as GNU time wrote them, if it did."""
+    if not path:
+        return None
+    try:
+        with open(path) as fh:
+            fields = fh.read().split()
+        return int(fields[-3]), float(fields[-2]), float(fields[-1])
+    except (OSError, ValueError, IndexError):
+        return None

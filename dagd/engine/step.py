@@ -171,7 +171,7 @@ async def run_attempt(
             else:
                 argv = command_argv(shell, text, errexit=rt.errexit)
             try:
-                proc = StepProcess(argv, env, cwd, out.fileno(), err.fileno())
+                proc = StepProcess(argv, env, cwd, out.fileno(), err.fileno(), result.stdout_path[:-4] + ".rusage")
             except OSError as exc:
                 err.write(f"dagd: cannot start {argv[0]}: {exc.strerror or exc}\n".encode())
                 return Exit(127, None, 0.0, 0.0, 0)
