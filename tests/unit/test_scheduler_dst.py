@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import zoneinfo
 
 import pytest
@@ -93,7 +94,7 @@ def test_frequent_jobs_keep_their_real_interval(name: str, expr: str) -> None:
         start = (dt.datetime(day.year, day.month, day.day, tzinfo=tz) - dt.timedelta(hours=12)).astimezone(UTC)
         end = start + dt.timedelta(days=2)
         got = fires(expr, tz, start, end)
-        gaps = {b - a for a, b in zip(got, got[1:], strict=False)}
+        gaps = {b - a for a, b in itertools.pairwise(got)}
         shift = abs(
             dt.datetime(day.year, day.month, day.day, 23, 59, tzinfo=tz).utcoffset()  # type: ignore[operator]
             - (dt.datetime(day.year, day.month, day.day, tzinfo=tz) - dt.timedelta(hours=1)).utcoffset()
