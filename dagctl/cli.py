@@ -164,8 +164,17 @@ def run_cmd(
     Exit code 0 when the run succeeds, 1 otherwise. Ctrl-C aborts the run: every step's
     process group is killed and the run is recorded as aborted.
     """
+    from dagctl.client import connect
+
+    client = connect(str(config.socket_path()))
+    if client is not None and not _is_file_outside_daemon(target):
+        with contextlib.closing(client):
+            _run_in_daemon(client, target, list(params), params_opt, run_id, as_json)
+        return
     from dagd.engine.local import run_local
 
+    if client is None and not _is_file_outside_daemon(target) and config.socket_path().exists():
+        click.echo(f"dagctl: no dagd answering at {config.socket_path()}; running in this process", err=True)
     path = config.resolve_dag_file(target)
     if path is None:
         click.echo(f"dagctl: no DAG file or DAG named {target!r} (looked in . and {config.dags_dir()})", err=True)
@@ -372,6 +381,162 @@ def retry(target: str, run_id: str) -> None:
     )
     if code:
         raise ExitWith(code)
+
+
+def _is_file_outside_daemon(target: str) -> bool:
+    """A path to a file (not a bare name of the DAGs folder) runs in this process."""
+    return ("/" in target or target.endswith((".yaml", ".yml"))) and Path(target).exists()
+
+
+def _daemon(required: bool = True) -> Any:
+    from dagctl.client import connect
+
+    client = connect(str(config.socket_path()))
+    if client is None and required:
+        click.echo(f"dagctl: no dagd answering at {config.socket_path()} (start it, or set DAGD_SOCKET)", err=True)
+        raise ExitWith(1)
+    return client
+
+
+def _rpc(client: Any, method: str, **params: Any) -> Any:
+    from dagctl.client import RpcError
+
+    try:
+        return client.call(method, **params)
+    except RpcError as exc:
+        click.echo(f"dagctl: {exc.message}", err=True)
+        raise ExitWith(1) from None
+
+
+def _run_in_daemon(
+    client: Any, name: str, params: list[str], param_string: str | None, run_id: str | None, as_json: bool
+) -> None:
+    from dagctl.client import Client
+    from dagd.engine.status import StepStatus
+
+    overrides = ([param_string] if param_string else []) + params
+    watcher = Client(client.path)
+    events = watcher.events()
+    rid = _rpc(client, "run.start", name=name, params=overrides, run_id=run_id)["run_id"]
+    click.echo(f"run {rid} of {name} started in dagd (following it; Ctrl-C stops following, not the run)", err=True)
+    status = None
+    try:
+        for ev in events:
+            if ev.get("run_id") != rid:
+                continue
+            if ev["type"] == "StepChanged" and ev["status"] != StepStatus.NOT_STARTED.value:
+                extra = (
+                    f" (exit {ev['exit_code']})" if ev["status"] == "failed" and ev.get("exit_code") is not None else ""
+                )
+                click.echo(f"{ev['step']} {ev['status']}{extra}", err=True)
+            elif ev["type"] == "RunFinished":
+                status = ev["status"]
+                click.echo(f"run {rid} {status}" + (f": {ev['error']}" if ev.get("error") else ""), err=True)
+                break
+    except KeyboardInterrupt:
+        click.echo(f"stopped following; the run goes on (dagctl stop {name} {rid})", err=True)
+        raise ExitWith(130) from None
+    finally:
+        watcher.close()
+    if as_json:
+        click.echo(json.dumps(_rpc(client, "run.status", name=name, run_id=rid), indent=2))
+    if status != "succeeded":
+        raise ExitWith(1)
+
+
+@main.command("list", context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+def list_cmd(as_json: bool) -> None:
+    """The DAGs dagd knows: schedule, next fire, last status, suspended."""
+    from dagctl.render import table
+
+    client = _daemon()
+    with contextlib.closing(client):
+        rows = _rpc(client, "dag.list")
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    body = [
+        [
+            r["name"],
+            " | ".join(r["schedule"]) or "-",
+            r["next_fire"] or "-",
+            r["last_status"] or "-",
+            "yes" if r["suspended"] else "",
+            (r["error"] and "INVALID") or "",
+        ]
+        for r in rows
+    ]
+    click.echo(table(body, ["NAME", "SCHEDULE", "NEXT FIRE", "LAST STATUS", "SUSPENDED", ""]))
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("name")
+@click.argument("params", nargs=-1)
+@click.option("--params", "params_opt", default=None, help='Parameters: "K=V K2=V2".')
+@click.option("--run-id", default=None, help="Use this run id.")
+def enqueue(name: str, params: tuple[str, ...], params_opt: str | None, run_id: str | None) -> None:
+    """Queue a run of NAME in dagd; it starts when max_active_runs and the global limit allow."""
+    client = _daemon()
+    with contextlib.closing(client):
+        result = _rpc(
+            client, "run.enqueue", name=name, params=([params_opt] if params_opt else []) + list(params), run_id=run_id
+        )
+    click.echo(result["run_id"])
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("name")
+@click.argument("run_id")
+def dequeue(name: str, run_id: str) -> None:
+    """Take a queued run out of the queue (it is recorded aborted)."""
+    client = _daemon()
+    with contextlib.closing(client):
+        _rpc(client, "run.dequeue", name=name, run_id=run_id)
+    click.echo(f"run {run_id} dequeued")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("name")
+def suspend(name: str) -> None:
+    """Stop scheduling NAME (manual runs still work)."""
+    client = _daemon()
+    with contextlib.closing(client):
+        _rpc(client, "dag.suspend", name=name)
+    click.echo(f"{name} suspended")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("name")
+def resume(name: str) -> None:
+    """Schedule NAME again."""
+    client = _daemon()
+    with contextlib.closing(client):
+        _rpc(client, "dag.resume", name=name)
+    click.echo(f"{name} resumed")
+
+
+@main.command(context_settings=CONTEXT)
+def reload() -> None:
+    """Make dagd re-read the DAGs folder now; exit 1 when a file does not load."""
+    client = _daemon()
+    with contextlib.closing(client):
+        result = _rpc(client, "daemon.reload")
+    for file, error in result["errors"].items():
+        click.echo(f"{file}: {error}", err=True)
+    click.echo(f"{result['dags']} DAG files, {len(result['changed'])} changed")
+    if result["errors"]:
+        raise ExitWith(1)
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True)
+def daemon(as_json: bool) -> None:
+    """Is dagd up? Its pid, uptime, DAG count, running runs, paths."""
+    client = _daemon()
+    with contextlib.closing(client):
+        info = _rpc(client, "daemon.status")
+    click.echo(json.dumps(info, indent=2) if as_json else "\n".join(f"{k:12} {v}" for k, v in info.items()))
 
 
 def run() -> None:  # console-script entry point

@@ -96,3 +96,14 @@ def state_dir() -> Path:
         return Path("/var/lib/dagd")
     xdg = _env("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(xdg) / "dagd"
+
+
+def socket_path() -> Path:
+    """The control socket: DAGD_SOCKET, /run/dagd/dagd.sock (root) or $XDG_RUNTIME_DIR/dagd/dagd.sock."""
+    explicit = _env("DAGD_SOCKET")
+    if explicit:
+        return Path(explicit)
+    if not user_mode():
+        return Path("/run/dagd/dagd.sock")
+    runtime = _env("XDG_RUNTIME_DIR") or f"/tmp/dagd-{os.geteuid()}"
+    return Path(runtime) / "dagd" / "dagd.sock"

@@ -22,6 +22,9 @@ ENV_PROGRAM = shutil.which("env") or "/usr/bin/env"
 # Linux charges a child the memory of the process that spawned it (the exec'ing mm's high-water
 # mark), so wait4's ru_maxrss for a child of dagd is never below dagd's own size. GNU time, a
 # small process, forks the step and reports the step's own rusage; it is used when installed.
+# pids whose owner will wait4 them: the orphan reaper leaves these alone
+OWNED: set[int] = set()
+
 TIME_PROGRAM = next((p for p in ("/usr/bin/time",) if os.access(p, os.X_OK)), None)
 
 
@@ -67,6 +70,7 @@ class StepProcess:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(rusage)
         self.pid = _spawn(argv, env, cwd, stdout, stderr, rusage)
+        OWNED.add(self.pid)
         self.pgid = self.pid
         self.pidfd = os.pidfd_open(self.pid)
         self.result: Exit | None = None
@@ -75,6 +79,7 @@ class StepProcess:
         if self.result is None:
             await trio.lowlevel.wait_readable(self.pidfd)
             _, status, ru = os.wait4(self.pid, 0)
+            OWNED.discard(self.pid)
             os.close(self.pidfd)
             sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
             code = 128 + sig if sig is not None else os.waitstatus_to_exitcode(status)
@@ -114,3 +119,33 @@ def _read_rusage(path: str | None) -> tuple[int, float, float] | None:
         return int(fields[-3]), float(fields[-2]), float(fields[-1])
     except (OSError, ValueError, IndexError):
         return None
+
+
+def reap_orphans() -> int:
+    """Reap zombie children nobody owns (orphans re-parented to us as subreaper); how many."""
+    me = str(os.getpid()).encode()
+    reaped = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) in OWNED:
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as fh:
+                rest = fh.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if rest[0] == b"Z" and rest[1] == me:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(int(entry.name), os.WNOHANG)
+                reaped += 1
+    return reaped
+
+
+def become_subreaper() -> bool:
+    """PR_SET_CHILD_SUBREAPER: orphaned descendants are re-parented to us, not to PID 1."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(36, 1, 0, 0, 0) == 0)
+    except OSError:
+        return False

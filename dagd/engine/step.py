@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import signal
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -113,14 +114,15 @@ async def evaluate(text: str, shell: ShellChoice, env: dict[str, str], cwd: str)
     # command substitution, so a failing `cmd` fails the evaluation.
     script = 'eval "__dagd_value=\\"$DAGD_EVAL_TEXT\\"" && printf "%s" "$__dagd_value"'
     argv = command_argv(ShellChoice(shell.argv, True), script, errexit=False)
-    result = await trio.run_process(
-        argv, env={**env, "DAGD_EVAL_TEXT": text}, cwd=cwd, capture_stdout=True, capture_stderr=True, check=False
-    )
-    if result.returncode != 0:
-        raise StepFailed(
-            f"eval failed: {result.stderr.decode(errors='replace').strip() or 'exit ' + str(result.returncode)}"
-        )
-    return result.stdout.decode(errors="replace")
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = StepProcess(argv, {**env, "DAGD_EVAL_TEXT": text}, cwd, out.fileno(), err.fileno())
+        code = (await _wait_killing(proc, 5.0)).code
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if code != 0:
+        raise StepFailed(f"eval failed: {stderr.decode(errors='replace').strip() or 'exit ' + str(code)}")
+    return stdout.decode(errors="replace")
 
 
 async def _run_quiet(argv: list[str], env: dict[str, str], cwd: str) -> int:

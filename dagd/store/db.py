@@ -62,6 +62,20 @@ MIGRATIONS = [
         PRIMARY KEY (run_id, step)
     );
     CREATE TABLE dag_last_run (dag TEXT PRIMARY KEY, run_id TEXT NOT NULL);
+    CREATE TABLE dag_state (
+        dag TEXT PRIMARY KEY,
+        watermark REAL,
+        suspended INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE run_queue (
+        run_id TEXT PRIMARY KEY,
+        dag TEXT NOT NULL,
+        file TEXT NOT NULL,
+        params TEXT NOT NULL,
+        trigger TEXT NOT NULL,
+        schedule_time TEXT,
+        queued_at REAL NOT NULL
+    );
     """,
 ]
 
@@ -170,12 +184,14 @@ class Store:
                     (event.status.value, event.status.code, event.finished_at, event.error, event.run_id),
                 )
 
-    def reconcile(self, run_id: str) -> None:
-        """A run left `running` by a process that no longer exists is recorded as aborted."""
+    def reconcile(self, run_id: str, reason: str | None = None, status: str = "aborted") -> None:
+        """A run left `running` by a process that no longer exists is recorded as ended."""
         with self.lock:
             row = self.db.execute("SELECT status, runner_pid FROM dag_runs WHERE id = ?", (run_id,)).fetchone()
         if row is None or row["status"] not in ("running", "queued") or _runner_alive(row["runner_pid"]):
             return
+        code = {"aborted": 3, "failed": 2}[status]
+        why = reason or f"the process running it (pid {row['runner_pid']}) died before the run finished"
         now = time.time()
         with self.lock:
             groups = self.db.execute(
@@ -191,8 +207,8 @@ class Store:
                 (now, run_id),
             )
             db.execute(
-                "UPDATE dag_runs SET status='aborted', status_code=3, finished_at=?, error=? WHERE id = ? AND status IN ('running', 'queued')",
-                (now, f"the process running it (pid {row['runner_pid']}) died before the run finished", run_id),
+                "UPDATE dag_runs SET status=?, status_code=?, finished_at=?, error=? WHERE id = ? AND status IN ('running', 'queued')",
+                (status, code, now, why, run_id),
             )
 
     def prune(self, dag: str, keep_days: float, keep_runs: int | None) -> list[str]:
@@ -261,6 +277,93 @@ class Store:
         args.append(limit)
         with self.lock:
             return [dict(r) for r in self.db.execute(q, args).fetchall()]
+
+    # ---- daemon state: watermarks, suspension, the persistent FIFO queue ---------------------
+
+    def watermark(self, dag: str) -> float | None:
+        with self.lock:
+            row = self.db.execute("SELECT watermark FROM dag_state WHERE dag = ?", (dag,)).fetchone()
+        return row[0] if row else None
+
+    def claim_slot(self, dag: str, run_id: str, file: str, fire_at: float, trigger: str) -> bool:
+        """Record a scheduled fire once: the run row (id derived from the slot) and the watermark
+        in one transaction. False when that slot was already claimed (a replay)."""
+        with self.transaction() as db:
+            cur = db.execute(
+                "INSERT INTO dag_runs (id, dag, file, status, status_code, trigger, params, started_at)"
+                " VALUES (?, ?, ?, 'queued', 5, ?, '{}', NULL) ON CONFLICT (id) DO NOTHING",
+                (run_id, dag, file, trigger),
+            )
+            db.execute(
+                "INSERT INTO dag_state (dag, watermark) VALUES (?, ?)"
+                " ON CONFLICT (dag) DO UPDATE SET watermark = MAX(COALESCE(watermark, 0), excluded.watermark)",
+                (dag, fire_at),
+            )
+            return cur.rowcount == 1
+
+    def set_watermark(self, dag: str, at: float) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO dag_state (dag, watermark) VALUES (?, ?) ON CONFLICT (dag) DO UPDATE SET watermark = excluded.watermark",
+                (dag, at),
+            )
+
+    def suspended(self) -> set[str]:
+        with self.lock:
+            return {r[0] for r in self.db.execute("SELECT dag FROM dag_state WHERE suspended = 1")}
+
+    def set_suspended(self, dag: str, value: bool) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO dag_state (dag, suspended) VALUES (?, ?) ON CONFLICT (dag) DO UPDATE SET suspended = excluded.suspended",
+                (dag, int(value)),
+            )
+
+    def enqueue(
+        self, run_id: str, dag: str, file: str, params: list[str], trigger: str, schedule_time: str | None
+    ) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO dag_runs (id, dag, file, status, status_code, trigger, params) VALUES (?, ?, ?, 'queued', 5, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET status = 'queued', status_code = 5",
+                (run_id, dag, file, trigger, json.dumps({"named": {}, "positional": [], "overrides": params})),
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO run_queue (run_id, dag, file, params, trigger, schedule_time, queued_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (run_id, dag, file, json.dumps(params), trigger, schedule_time, time.time()),
+            )
+
+    def queued(self) -> list[dict[str, Any]]:
+        with self.lock:
+            rows = self.db.execute("SELECT * FROM run_queue ORDER BY queued_at, rowid").fetchall()
+        return [dict(r) | {"params": json.loads(r["params"])} for r in rows]
+
+    def dequeue(self, run_id: str, *, cancelled: bool = False) -> bool:
+        with self.transaction() as db:
+            cur = db.execute("DELETE FROM run_queue WHERE run_id = ?", (run_id,))
+            if cancelled and cur.rowcount:
+                db.execute(
+                    "UPDATE dag_runs SET status = 'aborted', status_code = 3, finished_at = ?, error = 'dequeued' WHERE id = ?",
+                    (time.time(), run_id),
+                )
+            return cur.rowcount == 1
+
+    def stale_runs(self) -> list[str]:
+        """Runs a previous process left running or queued-but-not-in-the-queue."""
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT id FROM dag_runs WHERE status = 'running'"
+                " OR (status = 'queued' AND id NOT IN (SELECT run_id FROM run_queue))"
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def last_success_since(self, dag: str, since: float) -> bool:
+        with self.lock:
+            row = self.db.execute(
+                "SELECT 1 FROM dag_runs WHERE dag = ? AND status = 'succeeded' AND started_at >= ? LIMIT 1",
+                (dag, since),
+            ).fetchone()
+        return row is not None
 
     def close(self) -> None:
         self.db.close()

@@ -1,0 +1,74 @@
+"""A blocking JSON-RPC client for dagd's control socket (no trio on the CLI path)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+
+class DaemonUnavailable(Exception):
+    pass
+
+
+class RpcError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Client:
+    def __init__(self, path: str, timeout: float = 30.0) -> None:
+        self.path = path
+        self.ids = itertools.count(1)
+        try:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(timeout)
+            self.sock.connect(path)
+        except OSError as exc:
+            raise DaemonUnavailable(f"no dagd answering at {path}: {exc.strerror or exc}") from None
+        self.file = self.sock.makefile("rb")
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+    def _send(self, method: str, params: dict[str, Any]) -> int:
+        rid = next(self.ids)
+        self.sock.sendall(
+            json.dumps({"jsonrpc": "2.0", "id": rid, "method": method, "params": params}).encode() + b"\n"
+        )
+        return rid
+
+    def _read(self) -> dict[str, Any]:
+        line = self.file.readline()
+        if not line:
+            raise DaemonUnavailable("dagd closed the connection")
+        doc: dict[str, Any] = json.loads(line)
+        return doc
+
+    def call(self, method: str, **params: Any) -> Any:
+        self._send(method, params)
+        doc = self._read()
+        if "error" in doc:
+            raise RpcError(doc["error"]["code"], doc["error"]["message"])
+        return doc["result"]
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        """Subscribe; yields run events as the daemon announces them."""
+        self.sock.settimeout(None)
+        self.call("events.subscribe")
+        while True:
+            doc = self._read()
+            if doc.get("method") == "event":
+                yield doc["params"]
+
+
+def connect(path: str) -> Client | None:
+    try:
+        return Client(path)
+    except DaemonUnavailable:
+        return None

@@ -1,0 +1,276 @@
+"""dagd: one trio.run with the scheduler, the queue, the runs, and the control socket.
+
+Start-up: reconcile what a previous process left running (kill its orphaned step groups, mark
+the runs failed), load the DAGs folder, bind the socket, then READY=1. SIGHUP reloads, SIGTERM
+stops scheduling, aborts running runs (their groups killed, handlers run, state recorded) and
+exits 0.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from typing import ClassVar
+
+import click
+import trio
+
+from dagd import __version__, config, rpc, scheduler
+from dagd.catalog import Catalog
+from dagd.engine.process import become_subreaper, reap_orphans
+from dagd.service import Service
+from dagd.store.db import Store
+from dagd.systemd import Notifier, listen_fds
+
+log = logging.getLogger("dagd")
+
+
+@dataclass
+class Options:
+    dags_dir: str
+    state_dir: str
+    socket: str
+    max_concurrent_runs: int
+    poll_sec: float
+    user: bool
+
+
+class JournalFormatter(logging.Formatter):
+    """`<N>` priority prefixes when stderr goes to journald; one line per event."""
+
+    LEVELS: ClassVar[dict[int, int]] = {
+        logging.DEBUG: 7,
+        logging.INFO: 6,
+        logging.WARNING: 4,
+        logging.ERROR: 3,
+        logging.CRITICAL: 2,
+    }
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record).replace("\n", " | ")
+        return f"<{self.LEVELS.get(record.levelno, 6)}>{text}"
+
+
+def setup_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if os.environ.get("JOURNAL_STREAM"):
+        handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+
+
+async def scheduler_loop(svc: Service) -> None:
+    """Fire schedules: at most once per (DAG, slot), catch-up bounded by catchup_window."""
+    while True:
+        now = dt.datetime.now(dt.UTC)
+        suspended = await svc.db(svc.store.suspended)
+        nearest: dt.datetime | None = None
+        for name, entry in svc.catalog.dags().items():
+            dag = entry.dag
+            if (
+                dag is None
+                or not (dag.schedule.start or dag.schedule.stop or dag.schedule.restart)
+                or name in suspended
+            ):
+                continue
+            mark = await svc.db(svc.store.watermark, name)
+            if mark is None:  # first sight: start from now, no replay of the past
+                await svc.db(svc.store.set_watermark, name, now.timestamp())
+                mark = now.timestamp()
+            after = dt.datetime.fromtimestamp(mark, dt.UTC)
+            for fire in scheduler.due(dag.schedule, after, now, svc.default_tz):
+                await fire_one(svc, name, fire, now)
+            nxt = scheduler.next_due(dag.schedule, max(after, now), svc.default_tz)
+            if nxt is not None and (nearest is None or nxt.at < nearest):
+                nearest = nxt.at
+        await svc.dispatch()
+        delay = 60.0 if nearest is None else max(0.0, min(60.0, (nearest - dt.datetime.now(dt.UTC)).total_seconds()))
+        with trio.move_on_after(delay):
+            await svc.wakeup.wait()
+        svc.wakeup = trio.Event()
+
+
+async def fire_one(svc: Service, name: str, fire: scheduler.Fire, now: dt.datetime) -> None:
+    dag = svc.dag(name)
+    late = (now - fire.at).total_seconds()
+    stamp = fire.at.timestamp()
+    if fire.action in ("stop", "restart"):
+        await svc.db(svc.store.set_watermark, name, stamp)
+        if late > 60:
+            return
+        if any(a.dag == name for a in svc.active.values()):
+            log.info("schedule %s: stop %s", fire.expression, name)
+            await svc.stop(name, None)
+        if fire.action == "stop":
+            return
+        await trio.sleep(dag.restart_wait_sec)
+    trigger = "scheduler"
+    if late > 60:  # missed while dagd was down or busy
+        if not dag.catchup_window_sec or late > dag.catchup_window_sec:
+            await svc.db(svc.store.set_watermark, name, stamp)
+            return
+        trigger = "catchup"
+    if dag.skip_if_successful and await svc.db(svc.store.last_success_since, name, stamp - 86400 * 366):
+        prev = await _previous_fire(svc, dag, fire)
+        if prev is not None and await svc.db(svc.store.last_success_since, name, prev):
+            log.info("schedule %s: %s skipped (succeeded since the previous fire)", fire.expression, name)
+            await svc.db(svc.store.set_watermark, name, stamp)
+            return
+    busy = any(a.dag == name for a in svc.active.values())
+    if busy and dag.overlap_policy == "skip":
+        log.info("schedule %s: %s skipped (a run is still active; overlap_policy skip)", fire.expression, name)
+        await svc.db(svc.store.set_watermark, name, stamp)
+        return
+    if dag.overlap_policy == "latest":
+        for item in await svc.db(svc.store.queued):
+            if item["dag"] == name and item["trigger"] in ("scheduler", "catchup"):
+                await svc.db(lambda rid=item["run_id"]: svc.store.dequeue(rid, cancelled=True))
+    run_id = scheduler.slot_run_id(name, fire)
+    if not await svc.db(svc.store.claim_slot, name, run_id, dag.file, stamp, trigger):
+        return  # this slot already fired (a replay after a crash)
+    log.info("schedule %s: %s fires (%s, run %s)", fire.expression, name, trigger, run_id)
+    await svc.enqueue(name, [], run_id=run_id, trigger=trigger, schedule_time=fire.slot)
+
+
+async def _previous_fire(svc: Service, dag: object, fire: scheduler.Fire) -> float | None:
+    from dagd.spec.model import Dag
+
+    assert isinstance(dag, Dag)
+    probe = fire.at - dt.timedelta(days=400)
+    prev = None
+    for f in scheduler.due(dag.schedule, probe, fire.at - dt.timedelta(seconds=1), svc.default_tz):
+        if f.action == "start":
+            prev = f.at.timestamp()
+    return prev
+
+
+async def watch_catalog(svc: Service, notifier: Notifier, poll: float) -> None:
+    while True:
+        await trio.sleep(poll)
+        changed = await trio.to_thread.run_sync(svc.catalog.refresh)
+        if changed:
+            for path in changed:
+                entry = svc.catalog.entries.get(path)
+                if entry is None:
+                    log.info("DAG file removed: %s", path)
+                elif entry.error:
+                    log.error("DAG file %s does not load (keeping its last good version): %s", path, entry.error)
+                else:
+                    log.info("DAG file loaded: %s", path)
+            svc.wakeup.set()
+            notifier.status(_status_line(svc))
+
+
+async def reaper() -> None:
+    while True:
+        await trio.sleep(1.0)
+        reap_orphans()
+
+
+async def watchdog(notifier: Notifier) -> None:
+    while True:
+        notifier.watchdog()
+        await trio.sleep(notifier.watchdog_sec / 2)
+
+
+def _status_line(svc: Service) -> str:
+    return f"{len(svc.catalog.entries)} DAGs, {len(svc.active)} running"
+
+
+async def main(opts: Options) -> None:
+    notifier = Notifier()
+    os.makedirs(opts.state_dir, exist_ok=True)
+    store = Store(os.path.join(opts.state_dir, "dagd.db"))
+    become_subreaper()
+    for run_id in store.stale_runs():
+        store.reconcile(run_id, reason="daemon restart", status="failed")
+        log.warning("run %s was left running by a previous dagd: recorded failed (daemon restart)", run_id)
+    catalog = Catalog(opts.dags_dir, config.base_config())
+    catalog.refresh()
+    for entry in catalog.entries.values():
+        if entry.error:
+            log.error("DAG file %s does not load: %s", entry.file, entry.error)
+    svc = Service(
+        catalog,
+        store,
+        opts.state_dir,
+        max_concurrent_runs=opts.max_concurrent_runs,
+        default_shell=config.default_shell(),
+    )
+    fds = listen_fds()
+    async with trio.open_nursery() as nursery:
+        svc.nursery = nursery
+        await nursery.start(
+            lambda task_status: rpc.serve(
+                opts.socket, svc, 0o600 if opts.user else 0o660, task_status=task_status, listener_fd=fds.get("control")
+            )
+        )
+        nursery.start_soon(scheduler_loop, svc)
+        nursery.start_soon(watch_catalog, svc, notifier, opts.poll_sec)
+        nursery.start_soon(reaper)
+        if notifier.watchdog_sec:
+            nursery.start_soon(watchdog, notifier)
+        log.info(
+            "dagd %s ready: %d DAGs from %s, socket %s", __version__, len(catalog.entries), opts.dags_dir, opts.socket
+        )
+        notifier.ready(_status_line(svc))
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            async for sig in signals:
+                if sig == signal.SIGHUP:
+                    notifier.reloading()
+                    result = svc.reload()
+                    log.info("reloaded: %d DAGs, %d changed", result["dags"], len(result["changed"]))
+                    notifier.ready(_status_line(svc))
+                    continue
+                log.info("stopping: aborting %d running runs", len(svc.active))
+                notifier.stopping()
+                for active in list(svc.active.values()):
+                    active.run.abort()
+                    active.scope.cancel()
+                deadline = time.monotonic() + 30
+                while svc.active and time.monotonic() < deadline:
+                    await trio.sleep(0.05)
+                nursery.cancel_scope.cancel()
+                break
+    store.close()
+    if os.path.exists(opts.socket) and not fds:
+        os.unlink(opts.socket)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", "-V", prog_name="dagd")
+@click.option("--user", is_flag=True, help="Run as a user daemon with XDG paths.")
+@click.option("--dags", "dags_dir", default=None, help="The DAGs folder (DAGD_DAGS_DIR).")
+@click.option("--state", "state_dir", default=None, help="History and logs (DAGD_STATE_DIR).")
+@click.option("--socket", "socket_path", default=None, help="The control socket (DAGD_SOCKET).")
+@click.option("--max-concurrent-runs", default=8, show_default=True, help="Global limit on runs at once.")
+@click.option("--poll", "poll_sec", default=2.0, show_default=True, help="Seconds between checks of the DAGs folder.")
+def cli(
+    user: bool,
+    dags_dir: str | None,
+    state_dir: str | None,
+    socket_path: str | None,
+    max_concurrent_runs: int,
+    poll_sec: float,
+) -> None:
+    """The dagd daemon: schedules and runs DAGs; dagctl drives it over its socket."""
+    setup_logging()
+    opts = Options(
+        dags_dir=dags_dir or str(config.dags_dir()),
+        state_dir=state_dir or str(config.state_dir()),
+        socket=socket_path or str(config.socket_path()),
+        max_concurrent_runs=max_concurrent_runs,
+        poll_sec=poll_sec,
+        user=user or config.user_mode(),
+    )
+    trio.run(main, opts)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,247 @@
+"""The operations every transport calls (JSON-RPC today, HTTP next): one method each.
+
+The service owns the catalog of DAGs, the store, the queue and the runs in flight. Runs are
+tasks in the daemon's nursery; the queue is persisted in SQLite so queued runs survive a
+restart; admission honours each DAG's max_active_runs and a global limit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from dagd import scheduler
+from dagd.catalog import Catalog
+from dagd.engine.events import Event, RunFinished
+from dagd.engine.local import new_run_id, resume_from
+from dagd.engine.run import Run, RunOptions, RunSetupError
+from dagd.engine.status import RunStatus
+from dagd.spec import Dag, SpecError, load_file
+from dagd.store.db import Store
+
+
+class ServiceError(Exception):
+    """A request the service refuses; `code` is the stable JSON-RPC error code."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+NOT_FOUND = -32004
+CONFLICT = -32009
+INVALID = -32602
+
+
+@dataclass
+class Active:
+    run: Run
+    scope: trio.CancelScope
+    dag: str
+    done: trio.Event = field(default_factory=trio.Event)
+
+
+class Service:
+    def __init__(
+        self,
+        catalog: Catalog,
+        store: Store,
+        state_dir: str,
+        *,
+        max_concurrent_runs: int = 8,
+        default_tz: dt.tzinfo | None = None,
+        default_shell: str | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.store = store
+        self.state_dir = state_dir
+        self.max_concurrent_runs = max_concurrent_runs
+        self.default_tz = default_tz or dt.datetime.now().astimezone().tzinfo or dt.UTC
+        self.default_shell = default_shell
+        self.active: dict[str, Active] = {}
+        self.nursery: trio.Nursery | None = None
+        self.wakeup = trio.Event()  # poked when the queue or the catalog changes
+        self.lock = trio.Lock()  # one store writer at a time from the daemon
+        self.subscribers: list[trio.MemorySendChannel[dict[str, Any]]] = []
+        self.started_at = time.time()
+
+    # ---- store access from the event loop ----------------------------------------------------
+
+    async def db(self, fn: Any, *args: Any) -> Any:
+        async with self.lock:
+            return await trio.to_thread.run_sync(fn, *args)
+
+    async def emit(self, event: Event) -> None:
+        await self.db(self.store.record, event)
+        doc = {
+            "type": type(event).__name__,
+            **{k: (v.value if hasattr(v, "value") else v) for k, v in vars(event).items()},
+        }
+        for ch in list(self.subscribers):
+            try:
+                ch.send_nowait(doc)
+            except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                self.subscribers.remove(ch)
+
+    # ---- DAGs --------------------------------------------------------------------------------
+
+    def dag(self, name: str) -> Dag:
+        entry = self.catalog.find(name)
+        if entry is None or entry.dag is None:
+            raise ServiceError(NOT_FOUND, f"no DAG named {name!r}" + (f" loads: {entry.error}" if entry else ""))
+        return entry.dag
+
+    async def list_dags(self) -> list[dict[str, Any]]:
+        suspended = await self.db(self.store.suspended)
+        now = dt.datetime.now(dt.UTC)
+        out = []
+        for name, entry in sorted(self.catalog.dags().items()):
+            last = await self.db(self.store.run, name, None) if entry.dag else None
+            nxt = scheduler.next_due(entry.dag.schedule, now, self.default_tz) if entry.dag else None
+            out.append(
+                {
+                    "name": name,
+                    "file": entry.file,
+                    "schedule": [e.expression or e.at for e in entry.dag.schedule.start] if entry.dag else [],
+                    "next_fire": nxt.at.isoformat() if nxt and nxt.action == "start" else None,
+                    "last_status": last["status"] if last else None,
+                    "last_run": last["id"] if last else None,
+                    "suspended": name in suspended,
+                    "error": entry.error,
+                    "running": sum(1 for a in self.active.values() if a.dag == name),
+                }
+            )
+        return out
+
+    def reload(self) -> dict[str, Any]:
+        changed = self.catalog.refresh()
+        self.wakeup.set()
+        return {
+            "changed": changed,
+            "dags": len(self.catalog.entries),
+            "errors": {e.file: e.error for e in self.catalog.entries.values() if e.error},
+        }
+
+    async def suspend(self, name: str, value: bool) -> dict[str, Any]:
+        self.dag(name)
+        await self.db(self.store.set_suspended, name, value)
+        self.wakeup.set()
+        return {"name": name, "suspended": value}
+
+    # ---- runs --------------------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        name: str,
+        params: list[str],
+        *,
+        run_id: str | None = None,
+        trigger: str = "manual",
+        schedule_time: str | None = None,
+    ) -> str:
+        dag = self.dag(name)
+        rid = run_id or new_run_id()
+        await self.db(self.store.enqueue, rid, dag.name, dag.file, params, trigger, schedule_time)
+        self.wakeup.set()
+        return rid
+
+    async def dequeue(self, name: str, run_id: str) -> dict[str, Any]:
+        if not await self.db(lambda: self.store.dequeue(run_id, cancelled=True)):
+            raise ServiceError(NOT_FOUND, f"run {run_id} of {name} is not queued")
+        return {"run_id": run_id, "status": "aborted"}
+
+    async def stop(self, name: str, run_id: str | None) -> dict[str, Any]:
+        targets = [rid for rid, a in self.active.items() if a.dag == name and (run_id is None or rid == run_id)]
+        if not targets:
+            raise ServiceError(NOT_FOUND, f"no running run of {name}" + (f" with id {run_id}" if run_id else ""))
+        for rid in targets:
+            active = self.active[rid]
+            active.run.abort()
+            active.scope.cancel()
+        for rid in targets:
+            if rid in self.active:
+                await self.active[rid].done.wait()
+        return {"stopped": targets}
+
+    async def retry(self, name: str, run_id: str) -> str:
+        doc = await self.db(self.store.run, name, run_id)
+        if doc is None:
+            raise ServiceError(NOT_FOUND, f"no run {run_id} of {name}")
+        if doc["status"] in ("running", "queued"):
+            raise ServiceError(CONFLICT, f"run {run_id} is still {doc['status']}")
+        try:
+            dag = load_file(doc["file"]).dag
+        except SpecError as exc:
+            raise ServiceError(INVALID, str(exc)) from None
+        overrides, kept = resume_from(doc)
+        self._spawn(dag, RunOptions(run_id, self.state_dir, overrides, "retry", default_shell=self.default_shell), kept)
+        return run_id
+
+    def _spawn(self, dag: Dag, opts: RunOptions, resume: Any = None) -> None:
+        assert self.nursery is not None
+        run = Run(dag, opts, self.emit, resume=resume)
+        scope = trio.CancelScope()
+        active = Active(run, scope, dag.name)
+        self.active[opts.run_id] = active
+
+        async def go() -> None:
+            try:
+                with scope:
+                    try:
+                        await run.prepare()
+                        await run.execute()
+                    except (RunSetupError, ValueError) as exc:
+                        await self.emit(RunFinished(opts.run_id, dag.name, RunStatus.FAILED, time.time(), str(exc)))
+                if not run.status.finished:  # stopped from outside: record it
+                    run.status = RunStatus.ABORTED
+                    with trio.CancelScope(shield=True):
+                        await run._handlers_after()
+                        await self.emit(RunFinished(opts.run_id, dag.name, RunStatus.ABORTED, time.time(), "stopped"))
+            finally:
+                self.active.pop(opts.run_id, None)
+                active.done.set()
+                with trio.CancelScope(shield=True):
+                    dirs = await self.db(self.store.prune, dag.name, dag.hist_retention_days, dag.hist_retention_runs)
+                for path in dirs:
+                    if path.startswith(self.state_dir):
+                        shutil.rmtree(path, ignore_errors=True)
+                self.wakeup.set()
+
+        self.nursery.start_soon(go)
+
+    async def dispatch(self) -> None:
+        """Start queued runs, oldest first, as admission allows."""
+        for item in await self.db(self.store.queued):
+            if len(self.active) >= self.max_concurrent_runs:
+                return
+            entry = self.catalog.find(item["dag"])
+            dag = entry.dag if entry and entry.dag else None
+            if dag is None:
+                continue
+            if sum(1 for a in self.active.values() if a.dag == dag.name) >= max(1, dag.max_active_runs):
+                continue
+            await self.db(self.store.dequeue, item["run_id"])
+            params = item["params"]
+            self._spawn(
+                dag,
+                RunOptions(
+                    item["run_id"], self.state_dir, params, item["trigger"], item["schedule_time"], self.default_shell
+                ),
+            )
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "uptime_sec": round(time.time() - self.started_at, 1),
+            "dags": len(self.catalog.entries),
+            "running": len(self.active),
+            "dags_folder": self.catalog.folder,
+            "state_dir": self.state_dir,
+        }

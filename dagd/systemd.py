@@ -1,0 +1,62 @@
+"""systemd integration: sd_notify (READY, STATUS, WATCHDOG, RELOADING, STOPPING), socket fds.
+
+sdnotify swallows errors and drops non-latin-1 text, so messages are sent here over the
+datagram socket directly (abstract `@` names included) and kept ASCII.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+
+
+class Notifier:
+    def __init__(self) -> None:
+        addr = os.environ.get("NOTIFY_SOCKET", "")
+        self.addr = ("\0" + addr[1:]) if addr.startswith("@") else addr
+        usec = os.environ.get("WATCHDOG_USEC", "")
+        pid = os.environ.get("WATCHDOG_PID", "")
+        self.watchdog_sec = int(usec) / 1e6 if usec.isdigit() and (not pid or pid == str(os.getpid())) else 0.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.addr)
+
+    def send(self, *lines: str) -> None:
+        if not self.addr:
+            return
+        text = "\n".join(lines).encode("ascii", "replace")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s, contextlib.suppress(OSError):
+            s.sendto(text, self.addr)
+
+    def ready(self, status: str) -> None:
+        self.send("READY=1", f"STATUS={status}")
+
+    def status(self, status: str) -> None:
+        self.send(f"STATUS={status}")
+
+    def reloading(self) -> None:
+        self.send("RELOADING=1", f"MONOTONIC_USEC={int(time.monotonic() * 1e6)}")
+
+    def stopping(self) -> None:
+        self.send("STOPPING=1")
+
+    def watchdog(self) -> None:
+        self.send("WATCHDOG=1")
+
+
+def listen_fds() -> dict[str, int]:
+    """Sockets passed by systemd socket activation, by name (LISTEN_FDNAMES)."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return {}
+    count = int(os.environ.get("LISTEN_FDS", "0") or 0)
+    names = (os.environ.get("LISTEN_FDNAMES") or "").split(":")
+    out = {}
+    for i in range(count):
+        name = names[i] if i < len(names) and names[i] else f"fd{i}"
+        out[name] = 3 + i
+    for key in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(key, None)
+    return out

@@ -1,0 +1,289 @@
+"""The real dagd as a subprocess: notify socket, control socket, scheduler, queue, recovery."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Result, run_dagctl
+
+
+@dataclass
+class Daemon:
+    root: Path
+    proc: subprocess.Popen[bytes]
+    notify: socket.socket
+    messages: list[str] = field(default_factory=list)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "DAGD_SOCKET": str(self.root / "dagd.sock"),
+            "DAGD_STATE_DIR": str(self.root / "state"),
+            "DAGD_DAGS_DIR": str(self.root / "dags"),
+        }
+
+    def ctl(self, *args: str) -> Result:
+        return run_dagctl(list(args), self.root, self.env)
+
+    def wait_message(self, text: str, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in m for m in self.messages):
+            assert time.monotonic() < deadline, (text, self.messages)
+            self.notify.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                self.messages.append(self.notify.recv(4096).decode())
+            except TimeoutError:
+                pass
+
+    def rpc(self, payload: bytes) -> list[dict]:  # type: ignore[type-arg]
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(10)
+            s.connect(str(self.root / "dagd.sock"))
+            s.sendall(payload)
+            s.shutdown(socket.SHUT_WR)
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        return [json.loads(line) for line in data.splitlines() if line.strip()]
+
+
+def start_daemon(root: Path, extra_env: dict[str, str] | None = None) -> Daemon:
+    (root / "dags").mkdir(exist_ok=True)
+    notify_path = root / f"notify-{time.monotonic_ns()}.sock"
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(notify_path))
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(root / ".home"),
+        "DAGD_SOCKET": str(root / "dagd.sock"),
+        "DAGD_STATE_DIR": str(root / "state"),
+        "DAGD_DAGS_DIR": str(root / "dags"),
+        "NOTIFY_SOCKET": str(notify_path),
+        "TZ": "UTC",
+        **(extra_env or {}),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dagd.daemon", "--user", "--poll", "0.3"],
+        env=env,
+        cwd=root,
+        stderr=open(root / "dagd.log", "ab"),
+    )
+    d = Daemon(root, proc, notify)
+    d.wait_message("READY=1")
+    return d
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Daemon]:
+    (tmp_path / "dags").mkdir()
+    (tmp_path / "dags" / "hello.yaml").write_text(
+        "steps:\n  - id: a\n    run: echo hello\n  - {id: b, depends: a, run: echo world}\n"
+    )
+    d = start_daemon(tmp_path)
+    yield d
+    if d.proc.poll() is None:
+        d.proc.send_signal(signal.SIGTERM)
+        d.proc.wait(timeout=30)
+    d.notify.close()
+
+
+def test_ready_status_then_stopping_and_exit_0(daemon: Daemon) -> None:
+    assert any("STATUS=1 DAGs, 0 running" in m for m in daemon.messages)
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert daemon.proc.wait(timeout=30) == 0
+    daemon.wait_message("STOPPING=1")
+    assert not (daemon.root / "dagd.sock").exists()
+
+
+def test_watchdog_pings_at_half_the_interval(tmp_path: Path) -> None:
+    d = start_daemon(tmp_path, {"WATCHDOG_USEC": "400000"})
+    try:
+        count = 0
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            d.notify.settimeout(0.5)
+            try:
+                count += d.notify.recv(4096).decode().count("WATCHDOG=1")
+            except TimeoutError:
+                pass
+        assert count >= 6  # ~every 0.2 s
+    finally:
+        d.proc.terminate()
+        d.proc.wait(timeout=30)
+
+
+def test_run_through_the_daemon_and_look_at_it(daemon: Daemon) -> None:
+    r = daemon.ctl("run", "hello")
+    assert r.code == 0, r.stderr
+    assert "run " in r.stderr and "succeeded" in r.stderr
+    doc = json.loads(daemon.ctl("status", "hello", "--json").stdout)
+    assert doc["status"] == "succeeded" and [s["status"] for s in doc["steps"]] == ["succeeded", "succeeded"]
+    assert doc["runner_pid"] == daemon.proc.pid
+    info = json.loads(daemon.ctl("daemon", "--json").stdout)
+    assert info["pid"] == daemon.proc.pid and info["dags"] == 1
+
+
+def test_list_reload_and_a_file_that_stops_validating(daemon: Daemon) -> None:
+    (daemon.root / "dags" / "nightly.yaml").write_text('schedule: "30 2 * * *"\nsteps:\n  - run: echo nightly run\n')
+    r = daemon.ctl("reload")
+    assert r.code == 0, r.stderr
+    rows = {row["name"]: row for row in json.loads(daemon.ctl("list", "--json").stdout)}
+    assert rows["nightly"]["schedule"] == ["30 2 * * *"] and rows["nightly"]["next_fire"].endswith("02:30:00+00:00")
+    (daemon.root / "dags" / "nightly.yaml").write_text("steps: [\n")
+    r = daemon.ctl("reload")
+    assert r.code == 1 and "nightly.yaml" in r.stderr
+    rows = {row["name"]: row for row in json.loads(daemon.ctl("list", "--json").stdout)}
+    assert rows["nightly"]["schedule"] == ["30 2 * * *"]  # the last good version stays
+    assert rows["nightly"]["error"] and daemon.proc.poll() is None
+
+
+def test_bad_requests_get_errors_and_the_daemon_stays_up(daemon: Daemon) -> None:
+    replies = daemon.rpc(
+        b'{"jsonrpc": "2.0", "id": 1, "method": "nope"}\nnot json\n{"jsonrpc": "2.0", "id": 2, "method": "run.status", "params": []}\n{"jsonrpc": "2.0", "id": 3, "method": "run.start", "params": {}}\n'
+    )
+    assert [r["error"]["code"] for r in replies] == [-32601, -32700, -32602, -32602]
+    # clients that hang up mid-request, and many at once
+    for _ in range(50):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(str(daemon.root / "dagd.sock"))
+            s.sendall(b'{"jsonrpc": "2.0", "id": 1, "meth')
+    socks = []
+    for _ in range(200):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(str(daemon.root / "dagd.sock"))
+        s.sendall(b'{"jsonrpc": "2.0", "id": 7, "method": "daemon.status"}\n')
+        socks.append(s)
+    for s in socks:
+        s.settimeout(10)
+        assert json.loads(s.makefile().readline())["result"]["pid"] == daemon.proc.pid
+        s.close()
+    assert daemon.proc.poll() is None
+
+
+def test_queue_honours_max_active_runs_and_dequeue(daemon: Daemon) -> None:
+    (daemon.root / "dags" / "slow.yaml").write_text("max_active_runs: 1\nsteps:\n  - run: sleep 2\n")
+    daemon.ctl("reload")
+    first = daemon.ctl("enqueue", "slow").stdout.strip()
+    second = daemon.ctl("enqueue", "slow").stdout.strip()
+    third = daemon.ctl("enqueue", "slow").stdout.strip()
+    time.sleep(0.7)
+    statuses = {r["id"]: r["status"] for r in json.loads(daemon.ctl("history", "slow", "--json").stdout)}
+    assert statuses[first] == "running" and statuses[second] == "queued" and statuses[third] == "queued"
+    assert daemon.ctl("dequeue", "slow", third).code == 0
+    deadline = time.monotonic() + 20
+    while True:
+        statuses = {r["id"]: r["status"] for r in json.loads(daemon.ctl("history", "slow", "--json").stdout)}
+        if statuses[second] == "succeeded":
+            break
+        assert time.monotonic() < deadline, statuses
+        time.sleep(0.2)
+    assert statuses[first] == "succeeded" and statuses[third] == "aborted"
+
+
+def test_stop_through_the_daemon_kills_the_groups(daemon: Daemon) -> None:
+    (daemon.root / "dags" / "long.yaml").write_text(
+        f"working_dir: {daemon.root}\nsteps:\n  - run: 'sh -c \"echo $$ > child.pid; sleep 60\" & sleep 60'\n"
+    )
+    daemon.ctl("reload")
+    daemon.ctl("enqueue", "long")
+    deadline = time.monotonic() + 10
+    while not (daemon.root / "child.pid").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.2)
+    r = daemon.ctl("stop", "long")
+    assert r.code == 0, r.stderr
+    doc = json.loads(daemon.ctl("status", "long", "--json").stdout)
+    assert doc["status"] == "aborted"
+    assert not Path(f"/proc/{int((daemon.root / 'child.pid').read_text())}").exists() or _zombie(
+        int((daemon.root / "child.pid").read_text())
+    )
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
+
+
+def test_kill_9_of_dagd_leaves_no_orphans_and_no_run_stuck_running(tmp_path: Path) -> None:
+    (tmp_path / "dags").mkdir()
+    (tmp_path / "dags" / "long.yaml").write_text(
+        f"working_dir: {tmp_path}\nsteps:\n  - run: 'sh -c \"echo $$ > child.pid; sleep 60\" & sleep 60'\n"
+    )
+    d = start_daemon(tmp_path)
+    d.ctl("enqueue", "long")
+    deadline = time.monotonic() + 10
+    while not (tmp_path / "child.pid").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.2)
+    d.proc.kill()
+    d.proc.wait()
+    d2 = start_daemon(tmp_path)
+    try:
+        doc = json.loads(d2.ctl("status", "long", "--json").stdout)
+        assert doc["status"] == "failed" and "daemon restart" in doc["error"]
+        assert _zombie(int((tmp_path / "child.pid").read_text()))
+    finally:
+        d2.proc.terminate()
+        d2.proc.wait(timeout=30)
+
+
+def test_suspend_and_resume(daemon: Daemon) -> None:
+    assert daemon.ctl("suspend", "hello").code == 0
+    rows = {r["name"]: r for r in json.loads(daemon.ctl("list", "--json").stdout)}
+    assert rows["hello"]["suspended"] is True
+    assert daemon.ctl("resume", "hello").code == 0
+    rows = {r["name"]: r for r in json.loads(daemon.ctl("list", "--json").stdout)}
+    assert rows["hello"]["suspended"] is False
+
+
+def test_sighup_reloads_with_reloading_then_ready(daemon: Daemon) -> None:
+    (daemon.root / "dags" / "extra.yaml").write_text("steps:\n  - run: echo extra step\n")
+    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.wait_message("RELOADING=1")
+    daemon.wait_message("STATUS=2 DAGs")
+
+
+def test_orphaned_daemons_of_steps_are_reaped(daemon: Daemon) -> None:
+    (daemon.root / "dags" / "fork.yaml").write_text("steps:\n  - run: '(sleep 0.3 &) ; echo forked'\n")
+    daemon.ctl("reload")
+    for _ in range(20):
+        assert daemon.ctl("run", "fork").code == 0
+    time.sleep(1.5)
+    zombies = [p.name for p in Path("/proc").iterdir() if p.name.isdigit() and _ppid_state(p) == (daemon.proc.pid, "Z")]
+    assert zombies == []
+
+
+def _ppid_state(p: Path) -> tuple[int, str]:
+    try:
+        rest = (p / "stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return (0, "")
+    return int(rest[1]), rest[0]
+
+
+def test_a_minute_schedule_fires_for_real(daemon: Daemon) -> None:
+    (daemon.root / "dags" / "every.yaml").write_text('schedule: "* * * * *"\nsteps:\n  - run: echo tick\n')
+    daemon.ctl("reload")
+    deadline = time.monotonic() + 75
+    while True:
+        rows = json.loads(daemon.ctl("history", "every", "--json").stdout or "[]")
+        if rows and rows[0]["status"] == "succeeded":
+            break
+        assert time.monotonic() < deadline, rows
+        time.sleep(1)
+    assert rows[0]["trigger"] == "scheduler" and rows[0]["id"].startswith("sched_")
