@@ -325,11 +325,23 @@ def stop(target: str, run_id: str | None) -> None:
     import signal
     import time
 
+    client = _daemon(required=False)
+    if client is not None:
+        with contextlib.closing(client):
+            result = _rpc(client, "run.stop", name=_dag_name(target), run_id=run_id)
+        click.echo(f"run {', '.join(result['stopped'])} stopped")
+        return
     doc = _run_doc(target, run_id)
     if doc["status"] not in ("running", "queued"):
         click.echo(f"dagctl: run {doc['id']} is not running (status {doc['status']})", err=True)
         raise ExitWith(1)
     pid = doc.get("runner_pid")
+    if pid and _is_daemon(pid):
+        click.echo(
+            f"dagctl: run {doc['id']} belongs to dagd (pid {pid}), which does not answer at {config.socket_path()}",
+            err=True,
+        )
+        raise ExitWith(1)
     try:
         if not pid:
             raise ProcessLookupError
@@ -357,6 +369,16 @@ def stop(target: str, run_id: str | None) -> None:
 def retry(target: str, run_id: str) -> None:
     """Run a recorded run again under the same id: steps that succeeded keep their results
     (and outputs), failed, aborted and never-started steps run again with the same params."""
+    client = _daemon(required=False)
+    if client is not None:
+        from dagctl.client import Client
+
+        with contextlib.closing(client):
+            watcher = Client(client.path)
+            events = watcher.events()  # subscribe before the run starts: no event is missed
+            _rpc(client, "run.retry", name=_dag_name(target), run_id=run_id)
+            _follow(client, _dag_name(target), run_id, watcher, events)
+        return
     from dagd.engine.local import resume_from, run_local
 
     doc = _run_doc(target, run_id)
@@ -381,6 +403,15 @@ def retry(target: str, run_id: str) -> None:
     )
     if code:
         raise ExitWith(code)
+
+
+def _is_daemon(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            argv = fh.read().split(b"\0")
+        return b"dagd.daemon" in argv or any(a.endswith(b"/dagd") or a == b"dagd" for a in argv[:2])
+    except OSError:
+        return False
 
 
 def _is_file_outside_daemon(target: str) -> bool:
@@ -412,13 +443,23 @@ def _run_in_daemon(
     client: Any, name: str, params: list[str], param_string: str | None, run_id: str | None, as_json: bool
 ) -> None:
     from dagctl.client import Client
-    from dagd.engine.status import StepStatus
 
     overrides = ([param_string] if param_string else []) + params
     watcher = Client(client.path)
     events = watcher.events()
     rid = _rpc(client, "run.start", name=name, params=overrides, run_id=run_id)["run_id"]
     click.echo(f"run {rid} of {name} started in dagd (following it; Ctrl-C stops following, not the run)", err=True)
+    _follow(client, name, rid, watcher, events, as_json)
+
+
+def _follow(client: Any, name: str, rid: str, watcher: Any = None, events: Any = None, as_json: bool = False) -> None:
+    """Print a daemon run's events until it finishes; exit 1 unless it succeeded."""
+    from dagctl.client import Client
+    from dagd.engine.status import StepStatus
+
+    if watcher is None:
+        watcher = Client(client.path)
+        events = watcher.events()
     status = None
     try:
         for ev in events:

@@ -58,9 +58,12 @@ class Client:
         return doc["result"]
 
     def events(self) -> Iterator[dict[str, Any]]:
-        """Subscribe; yields run events as the daemon announces them."""
+        """Subscribe now; the iterator yields run events as the daemon announces them."""
         self.sock.settimeout(None)
         self.call("events.subscribe")
+        return self._events()
+
+    def _events(self) -> Iterator[dict[str, Any]]:
         while True:
             doc = self._read()
             if doc.get("method") == "event":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -41,10 +42,8 @@ class Daemon:
         while not any(text in m for m in self.messages):
             assert time.monotonic() < deadline, (text, self.messages)
             self.notify.settimeout(max(0.01, deadline - time.monotonic()))
-            try:
+            with contextlib.suppress(TimeoutError):
                 self.messages.append(self.notify.recv(4096).decode())
-            except TimeoutError:
-                pass
 
     def rpc(self, payload: bytes) -> list[dict]:  # type: ignore[type-arg]
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
@@ -73,12 +72,10 @@ def start_daemon(root: Path, extra_env: dict[str, str] | None = None) -> Daemon:
         "TZ": "UTC",
         **(extra_env or {}),
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dagd.daemon", "--user", "--poll", "0.3"],
-        env=env,
-        cwd=root,
-        stderr=open(root / "dagd.log", "ab"),
-    )
+    with open(root / "dagd.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dagd.daemon", "--user", "--poll", "0.3"], env=env, cwd=root, stderr=log
+        )
     d = Daemon(root, proc, notify)
     d.wait_message("READY=1")
     return d
@@ -113,10 +110,8 @@ def test_watchdog_pings_at_half_the_interval(tmp_path: Path) -> None:
         deadline = time.monotonic() + 2
         while time.monotonic() < deadline:
             d.notify.settimeout(0.5)
-            try:
+            with contextlib.suppress(TimeoutError):
                 count += d.notify.recv(4096).decode().count("WATCHDOG=1")
-            except TimeoutError:
-                pass
         assert count >= 6  # ~every 0.2 s
     finally:
         d.proc.terminate()
@@ -204,6 +199,7 @@ def test_stop_through_the_daemon_kills_the_groups(daemon: Daemon) -> None:
     time.sleep(0.2)
     r = daemon.ctl("stop", "long")
     assert r.code == 0, r.stderr
+    assert daemon.proc.poll() is None  # stopping a run never stops the daemon
     doc = json.loads(daemon.ctl("status", "long", "--json").stdout)
     assert doc["status"] == "aborted"
     assert not Path(f"/proc/{int((daemon.root / 'child.pid').read_text())}").exists() or _zombie(
@@ -287,3 +283,16 @@ def test_a_minute_schedule_fires_for_real(daemon: Daemon) -> None:
         assert time.monotonic() < deadline, rows
         time.sleep(1)
     assert rows[0]["trigger"] == "scheduler" and rows[0]["id"].startswith("sched_")
+
+
+def test_retry_through_the_daemon(daemon: Daemon) -> None:
+    flag = daemon.root / "fixed"
+    (daemon.root / "dags" / "flaky.yaml").write_text(f"steps:\n  - {{id: a, run: echo a}}\n  - {{id: b, depends: a, run: 'test -f {flag}'}}\n")
+    daemon.ctl("reload")
+    assert daemon.ctl("run", "flaky").code == 1
+    run_id = json.loads(daemon.ctl("status", "flaky", "--json").stdout)["id"]
+    flag.write_text("")
+    r = daemon.ctl("retry", "flaky", run_id)
+    assert r.code == 0, r.stderr
+    doc = json.loads(daemon.ctl("status", "flaky", "--json").stdout)
+    assert doc["id"] == run_id and doc["status"] == "succeeded" and doc["trigger"] == "retry"
