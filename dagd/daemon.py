@@ -122,14 +122,15 @@ async def fire_one(svc: Service, name: str, fire: scheduler.Fire, now: dt.dateti
             log.info("schedule %s: %s skipped (succeeded since the previous fire)", fire.expression, name)
             await svc.db(svc.store.set_watermark, name, stamp)
             return
-    busy = any(a.dag == name for a in svc.active.values())
+    queued = [q for q in await svc.db(svc.store.queued) if q["dag"] == name]
+    busy = any(a.dag == name for a in svc.active.values()) or bool(queued)
     if busy and dag.overlap_policy == "skip":
         log.info("schedule %s: %s skipped (a run is still active; overlap_policy skip)", fire.expression, name)
         await svc.db(svc.store.set_watermark, name, stamp)
         return
-    if dag.overlap_policy == "latest":
-        for item in await svc.db(svc.store.queued):
-            if item["dag"] == name and item["trigger"] in ("scheduler", "catchup"):
+    if dag.overlap_policy == "latest":  # only the most recent missed interval is kept
+        for item in queued:
+            if item["trigger"] in ("scheduler", "catchup"):
                 await svc.db(lambda rid=item["run_id"]: svc.store.dequeue(rid, cancelled=True))
     run_id = scheduler.slot_run_id(name, fire)
     if not await svc.db(svc.store.claim_slot, name, run_id, dag.file, stamp, trigger):

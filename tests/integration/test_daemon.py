@@ -287,7 +287,9 @@ def test_a_minute_schedule_fires_for_real(daemon: Daemon) -> None:
 
 def test_retry_through_the_daemon(daemon: Daemon) -> None:
     flag = daemon.root / "fixed"
-    (daemon.root / "dags" / "flaky.yaml").write_text(f"steps:\n  - {{id: a, run: echo a}}\n  - {{id: b, depends: a, run: 'test -f {flag}'}}\n")
+    (daemon.root / "dags" / "flaky.yaml").write_text(
+        f"steps:\n  - {{id: a, run: echo a}}\n  - {{id: b, depends: a, run: 'test -f {flag}'}}\n"
+    )
     daemon.ctl("reload")
     assert daemon.ctl("run", "flaky").code == 1
     run_id = json.loads(daemon.ctl("status", "flaky", "--json").stdout)["id"]
@@ -296,3 +298,97 @@ def test_retry_through_the_daemon(daemon: Daemon) -> None:
     assert r.code == 0, r.stderr
     doc = json.loads(daemon.ctl("status", "flaky", "--json").stdout)
     assert doc["id"] == run_id and doc["status"] == "succeeded" and doc["trigger"] == "retry"
+
+
+def _missed(tmp_path: Path, policy: str, minutes: int = 5) -> list[dict]:  # type: ignore[type-arg]
+    """Start dagd as if it had been down for `minutes` minutes; the runs it then makes."""
+    from dagd.store.db import Store
+
+    (tmp_path / "dags").mkdir(parents=True)
+    (tmp_path / "dags" / "tick.yaml").write_text(
+        f'schedule: "* * * * *"\ncatchup_window: 10m\noverlap_policy: {policy}\nsteps:\n  - run: sleep 0.3\n'
+    )
+    (tmp_path / "state").mkdir()
+    store = Store(str(tmp_path / "state" / "dagd.db"))
+    store.set_watermark("tick", time.time() - minutes * 60 - 1)
+    store.close()
+    d = start_daemon(tmp_path)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            rows = json.loads(d.ctl("history", "tick", "--json").stdout or "[]")
+            if rows and all(r["status"] not in ("queued", "running") for r in rows):
+                return rows
+            assert time.monotonic() < deadline, rows
+            time.sleep(0.3)
+    finally:
+        d.proc.terminate()
+        d.proc.wait(timeout=30)
+
+
+def test_catch_up_all_replays_every_missed_fire(tmp_path: Path) -> None:
+    rows = _missed(tmp_path, "all")
+    catchup = [r for r in rows if r["trigger"] == "catchup"]
+    assert len(catchup) >= 4 and all(r["status"] == "succeeded" for r in catchup)
+    assert len({r["id"] for r in rows}) == len(rows)  # one run per slot
+
+
+def test_catch_up_skip_runs_one_and_latest_keeps_the_newest(tmp_path: Path) -> None:
+    skip = _missed(tmp_path / "skip", "skip")
+    assert [r["trigger"] for r in skip if r["status"] == "succeeded"] == ["catchup"]
+    latest = _missed(tmp_path / "latest", "latest")
+    done = [r for r in latest if r["status"] == "succeeded"]
+    assert len(done) == 1 and done[0]["id"] == max(r["id"] for r in latest)
+
+
+def test_catch_up_is_bounded_by_the_window(tmp_path: Path) -> None:
+    rows = _missed(tmp_path, "all", minutes=30)
+    assert 8 <= len([r for r in rows if r["trigger"] == "catchup"]) <= 11  # 10m window, not 30
+
+
+def test_journald_priorities_and_socket_activation(tmp_path: Path) -> None:
+    (tmp_path / "dags").mkdir()
+    path = tmp_path / "activated.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(16)
+    fd = listener.fileno()
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "DAGD_STATE_DIR": str(tmp_path / "state"),
+        "DAGD_DAGS_DIR": str(tmp_path / "dags"),
+        "DAGD_SOCKET": str(tmp_path / "unused.sock"),
+        "JOURNAL_STREAM": "8:1234",
+        "LISTEN_FDS": "1",
+        "LISTEN_FDNAMES": "control",
+    }
+    # what systemd does: the socket as fd 3, LISTEN_PID naming the process that gets it
+    launcher = (
+        f"import os, sys; os.dup2({fd}, 3); os.environ['LISTEN_PID'] = str(os.getpid()); "
+        f"os.execv(sys.executable, [sys.executable, '-m', 'dagd.daemon', '--user'])"
+    )
+    with open(tmp_path / "log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-c", launcher], env=env, pass_fds=(fd,), stderr=log)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                    s.settimeout(5)
+                    s.connect(str(path))
+                    s.sendall(b'{"jsonrpc": "2.0", "id": 1, "method": "daemon.status"}\n')
+                    reply = json.loads(s.makefile().readline())
+                break
+            except (OSError, ValueError):
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert reply["result"]["pid"] == proc.pid
+        assert not (tmp_path / "unused.sock").exists()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        listener.close()
+    lines = (tmp_path / "log").read_text().splitlines()
+    assert lines and all(line.startswith("<") for line in lines)
+    assert any(line.startswith("<6>dagd: dagd") and "ready" in line for line in lines)
