@@ -217,9 +217,8 @@ async def main(opts: Options) -> None:
         nursery.start_soon(reaper)
         if notifier.watchdog_sec:
             nursery.start_soon(watchdog, notifier)
-        log.info(
-            "dagd %s ready: %d DAGs from %s, socket %s", __version__, len(catalog.entries), opts.dags_dir, opts.socket
-        )
+        where = "passed by systemd" if "control" in fds else opts.socket
+        log.info("dagd %s ready: %d DAGs from %s, socket %s", __version__, len(catalog.entries), opts.dags_dir, where)
         notifier.ready(_status_line(svc))
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async for sig in signals:
