@@ -35,9 +35,54 @@ class Options:
     dags_dir: str
     state_dir: str
     socket: str
-    max_concurrent_runs: int
-    poll_sec: float
-    user: bool
+    max_concurrent_runs: int = 8
+    poll_sec: float = 2.0
+    user: bool = False
+    stop_grace_sec: float = 0.0  # on SIGTERM: wait this long for running runs before aborting them
+    on_restart: str = "fail"  # runs a dead dagd left running: "fail" or "requeue"
+    timezone: str | None = None  # the zone of schedules without CRON_TZ= (default: the system's)
+
+
+CONFIG_KEYS = {
+    "dags_dir": str,
+    "state_dir": str,
+    "socket": str,
+    "max_concurrent_runs": int,
+    "poll_sec": float,
+    "stop_grace_sec": float,
+    "on_restart": str,
+    "timezone": str,
+}
+
+
+def read_config(path: str | None) -> dict[str, object]:
+    """config.yaml: the same settings as the flags; unknown keys and wrong types are errors."""
+    import yaml
+
+    if path is None:
+        candidate = config.config_dir() / "config.yaml"
+        if not candidate.is_file():
+            return {}
+        path = str(candidate)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise click.ClickException(f"{path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise click.ClickException(f"{path}: must be a mapping of settings")
+    out: dict[str, object] = {}
+    for key, value in data.items():
+        kind = CONFIG_KEYS.get(key)
+        if kind is None:
+            raise click.ClickException(f"{path}: {key}: unknown setting (allowed: {', '.join(CONFIG_KEYS)})")
+        try:
+            out[key] = kind(value)
+        except (TypeError, ValueError):
+            raise click.ClickException(f"{path}: {key}: must be {kind.__name__}, got {value!r}") from None
+    if out.get("on_restart", "fail") not in ("fail", "requeue"):
+        raise click.ClickException(f"{path}: on_restart: must be fail or requeue")
+    return out
 
 
 class JournalFormatter(logging.Formatter):
@@ -190,18 +235,29 @@ async def main(opts: Options) -> None:
     store = Store(os.path.join(opts.state_dir, "dagd.db"))
     become_subreaper()
     for run_id in store.stale_runs():
+        doc = store.run_by_id(run_id)
         store.reconcile(run_id, reason="daemon restart", status="failed")
         log.warning("run %s was left running by a previous dagd: recorded failed (daemon restart)", run_id)
+        if opts.on_restart == "requeue" and doc is not None:
+            params = doc["params"] if isinstance(doc["params"], dict) else {}
+            overrides = list(params.get("overrides") or [])
+            overrides += [f"{k}={v}" for k, v in (params.get("named") or {}).items()]
+            new_id = f"{run_id}_requeued"
+            store.enqueue(new_id, doc["dag"], doc["file"], overrides, "retry", None)
+            log.warning("run %s re-queued as %s (on_restart: requeue)", run_id, new_id)
     catalog = Catalog(opts.dags_dir, config.base_config())
     catalog.refresh()
     for entry in catalog.entries.values():
         if entry.error:
             log.error("DAG file %s does not load: %s", entry.file, entry.error)
+    import zoneinfo
+
     svc = Service(
         catalog,
         store,
         opts.state_dir,
         max_concurrent_runs=opts.max_concurrent_runs,
+        default_tz=zoneinfo.ZoneInfo(opts.timezone) if opts.timezone else None,
         default_shell=config.default_shell(),
     )
     fds = listen_fds()
@@ -228,8 +284,13 @@ async def main(opts: Options) -> None:
                     log.info("reloaded: %d DAGs, %d changed", result["dags"], len(result["changed"]))
                     notifier.ready(_status_line(svc))
                     continue
-                log.info("stopping: aborting %d running runs", len(svc.active))
                 notifier.stopping()
+                if svc.active and opts.stop_grace_sec:
+                    log.info("stopping: waiting up to %gs for %d running runs", opts.stop_grace_sec, len(svc.active))
+                    with trio.move_on_after(opts.stop_grace_sec):
+                        while svc.active:
+                            await trio.sleep(0.1)
+                log.info("stopping: aborting %d running runs", len(svc.active))
                 for active in list(svc.active.values()):
                     active.run.abort()
                     active.scope.cancel()
@@ -249,25 +310,46 @@ async def main(opts: Options) -> None:
 @click.option("--dags", "dags_dir", default=None, help="The DAGs folder (DAGD_DAGS_DIR).")
 @click.option("--state", "state_dir", default=None, help="History and logs (DAGD_STATE_DIR).")
 @click.option("--socket", "socket_path", default=None, help="The control socket (DAGD_SOCKET).")
-@click.option("--max-concurrent-runs", default=8, show_default=True, help="Global limit on runs at once.")
-@click.option("--poll", "poll_sec", default=2.0, show_default=True, help="Seconds between checks of the DAGs folder.")
+@click.option("--max-concurrent-runs", default=None, type=int, help="Global limit on runs at once [8].")
+@click.option("--poll", "poll_sec", default=None, type=float, help="Seconds between checks of the DAGs folder [2].")
+@click.option(
+    "--stop-grace", "stop_grace_sec", default=None, type=float, help="On SIGTERM, wait this long for runs [0]."
+)
+@click.option("--config", "config_path", default=None, help="Settings file (default: <config dir>/config.yaml).")
 def cli(
     user: bool,
     dags_dir: str | None,
     state_dir: str | None,
     socket_path: str | None,
-    max_concurrent_runs: int,
-    poll_sec: float,
+    max_concurrent_runs: int | None,
+    poll_sec: float | None,
+    stop_grace_sec: float | None,
+    config_path: str | None,
 ) -> None:
-    """The dagd daemon: schedules and runs DAGs; dagctl drives it over its socket."""
+    """The dagd daemon: schedules and runs DAGs; dagctl drives it over its socket.
+
+    Settings come from flags, then the environment (DAGD_*), then config.yaml, then defaults.
+    """
     setup_logging()
+    cfg = read_config(config_path)
+
+    def pick(flag: object, env: str | None, key: str, default: object) -> object:
+        if flag is not None:
+            return flag
+        if env:
+            return env
+        return cfg.get(key, default)
+
     opts = Options(
-        dags_dir=dags_dir or str(config.dags_dir()),
-        state_dir=state_dir or str(config.state_dir()),
-        socket=socket_path or str(config.socket_path()),
-        max_concurrent_runs=max_concurrent_runs,
-        poll_sec=poll_sec,
+        dags_dir=str(pick(dags_dir, os.environ.get("DAGD_DAGS_DIR"), "dags_dir", None) or config.dags_dir()),
+        state_dir=str(pick(state_dir, os.environ.get("DAGD_STATE_DIR"), "state_dir", None) or config.state_dir()),
+        socket=str(pick(socket_path, os.environ.get("DAGD_SOCKET"), "socket", None) or config.socket_path()),
+        max_concurrent_runs=int(pick(max_concurrent_runs, None, "max_concurrent_runs", 8)),  # type: ignore[call-overload]
+        poll_sec=float(pick(poll_sec, None, "poll_sec", 2.0)),  # type: ignore[arg-type]
         user=user or config.user_mode(),
+        stop_grace_sec=float(pick(stop_grace_sec, None, "stop_grace_sec", 0.0)),  # type: ignore[arg-type]
+        on_restart=str(cfg.get("on_restart", "fail")),
+        timezone=str(cfg["timezone"]) if "timezone" in cfg else None,
     )
     trio.run(main, opts)
 

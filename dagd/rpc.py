@@ -39,6 +39,28 @@ MUTATING = {
 }
 
 
+FORBIDDEN = -32003
+
+
+def allowed(uid: int, gid: int) -> bool:
+    """Root, the daemon's own user, and members of group dagd; nobody else (SO_PEERCRED)."""
+    if uid in (0, os.geteuid()):
+        return True
+    try:
+        group = grp.getgrnam("dagd")
+    except KeyError:
+        return False
+    if gid == group.gr_gid:
+        return True
+    import pwd
+
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return False
+    return name in group.gr_mem
+
+
 def peer(stream: trio.SocketStream) -> tuple[int, int, int]:
     """(pid, uid, gid) of the process at the other end."""
     raw = stream.socket.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
@@ -78,6 +100,25 @@ def methods(svc: Service) -> dict[str, Callable[[dict[str, Any]], Awaitable[Any]
             "diagnostics": [d.as_json() for d in loaded.diagnostics],
         }
 
+    async def logs(p: dict[str, Any]) -> Any:
+        doc = await status(p)
+        key = "stderr_path" if p.get("stream") == "stderr" else "stdout_path"
+        out = []
+        for s in doc["steps"]:
+            if p.get("step") not in (None, s["step"]):
+                continue
+            try:
+                with open(s[key], "rb") as fh:
+                    fh.seek(0, os.SEEK_END)
+                    fh.seek(max(0, fh.tell() - MAX_LINE))
+                    text = fh.read().decode("utf-8", errors="replace")
+            except (OSError, TypeError):
+                text = ""
+            out.append({"step": s["step"], "status": s["status"], "text": text})
+        if p.get("step") is not None and not out:
+            raise ServiceError(-32004, f"run {doc['id']} has no step {p['step']!r}")
+        return {"run_id": doc["id"], "steps": out}
+
     async def reload(p: dict[str, Any]) -> Any:
         return svc.reload()
 
@@ -99,6 +140,7 @@ def methods(svc: Service) -> dict[str, Callable[[dict[str, Any]], Awaitable[Any]
         "run.retry": lambda p: _wrap_retry(svc, need(p, "name"), need(p, "run_id")),
         "run.status": status,
         "run.history": history,
+        "run.logs": logs,
         "daemon.status": daemon_status,
         "daemon.reload": reload,
     }
@@ -168,6 +210,9 @@ async def _one(
     fn = table.get(method)
     if fn is None:
         return _error(rid, METHOD_NOT_FOUND, f"unknown method {method!r}")
+    if not allowed(who[1], who[2]):
+        log.warning("rpc %s refused: pid=%d uid=%d gid=%d is neither root, dagd's user nor in group dagd", method, *who)
+        return _error(rid, FORBIDDEN, "permission denied: root, dagd's own user and the dagd group may use this socket")
     if method in MUTATING:
         log.info("rpc %s %s by pid=%d uid=%d gid=%d", method, json.dumps(params)[:200], *who)
     try:

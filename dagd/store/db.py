@@ -233,6 +233,15 @@ class Store:
             db.execute("DELETE FROM dag_last_run WHERE dag = ? AND run_id NOT IN (SELECT id FROM dag_runs)", (dag,))
         return [d for r in rows for d in (r["log_dir"], r["work_dir"]) if d]
 
+    def run_by_id(self, run_id: str) -> dict[str, Any] | None:
+        with self.lock:
+            row = self.db.execute("SELECT * FROM dag_runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            return None
+        doc = dict(row)
+        doc["params"] = json.loads(doc["params"] or "{}")
+        return doc
+
     def run(self, dag: str, run_id: str | None = None) -> dict[str, Any] | None:
         with self.lock:
             if run_id is None:

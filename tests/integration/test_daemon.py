@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -392,3 +393,101 @@ def test_journald_priorities_and_socket_activation(tmp_path: Path) -> None:
     lines = (tmp_path / "log").read_text().splitlines()
     assert lines and all(line.startswith("<") for line in lines)
     assert any(line.startswith("<6>dagd: dagd") and "ready" in line for line in lines)
+
+
+def test_config_file_sets_the_daemon_up_and_rejects_unknown_keys(tmp_path: Path) -> None:
+    (tmp_path / "mydags").mkdir()
+    (tmp_path / "mydags" / "a.yaml").write_text("steps:\n  - run: sleep 1\n")
+    (tmp_path / "mydags" / "b.yaml").write_text("steps:\n  - run: sleep 1\n")
+    (tmp_path / "config.yaml").write_text(
+        f"dags_dir: {tmp_path / 'mydags'}\nmax_concurrent_runs: 1\nstop_grace_sec: 20\n"
+    )
+    (tmp_path / "wrong.yaml").write_text("dag_folder: /tmp\n")
+    r = subprocess.run(
+        [sys.executable, "-m", "dagd.daemon", "--config", str(tmp_path / "wrong.yaml"), "--user"],
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert r.returncode != 0 and "dag_folder: unknown setting" in r.stderr
+    env_extra: dict[str, str] = {}
+    notify_root = tmp_path / "run"
+    notify_root.mkdir()
+    dd = _start_with_config(notify_root, tmp_path / "config.yaml", env_extra)
+    try:
+        assert {r["name"] for r in json.loads(dd.ctl("list", "--json").stdout)} == {"a", "b"}
+        a = dd.ctl("enqueue", "a").stdout.strip()
+        b = dd.ctl("enqueue", "b").stdout.strip()
+        time.sleep(0.5)
+        hist = {r["id"]: r["status"] for r in json.loads(dd.ctl("history", "--json").stdout)}
+        assert hist[a] == "running" and hist[b] == "queued"  # global limit 1
+        dd.proc.send_signal(signal.SIGTERM)  # stop_grace_sec: the running run may finish
+        assert dd.proc.wait(timeout=30) == 0
+        hist = {r["id"]: r["status"] for r in json.loads(dd.ctl("history", "--json").stdout)}
+        assert hist[a] == "succeeded"
+    finally:
+        if dd.proc.poll() is None:
+            dd.proc.kill()
+
+
+def _start_with_config(root: Path, cfg: Path, extra: dict[str, str]) -> Daemon:
+    notify_path = root / "notify.sock"
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(notify_path))
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(root / ".home"),
+        "DAGD_SOCKET": str(root / "dagd.sock"),
+        "DAGD_STATE_DIR": str(root / "state"),
+        "NOTIFY_SOCKET": str(notify_path),
+    }
+    with open(root / "dagd.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dagd.daemon", "--user", "--config", str(cfg)], env=env, stderr=log
+        )
+    d = Daemon(root, proc, notify)
+    d.wait_message("READY=1")
+    return d
+
+
+def test_run_logs_over_rpc(daemon: Daemon) -> None:
+    assert daemon.ctl("run", "hello").code == 0
+    replies = daemon.rpc(
+        b'{"jsonrpc": "2.0", "id": 1, "method": "run.logs", "params": {"name": "hello", "step": "a"}}\n'
+    )
+    assert replies[0]["result"]["steps"] == [{"step": "a", "status": "succeeded", "text": "hello\n"}]
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not os.path.exists("/usr/bin/python3"), reason="needs root and /usr/bin/python3"
+)
+def test_other_users_are_refused_by_peer_credentials(tmp_path: Path) -> None:
+    import tempfile
+
+    public = Path(tempfile.mkdtemp(prefix="dagd-peer-"))
+    try:
+        public.chmod(0o755)
+        d = start_daemon(tmp_path, {"DAGD_SOCKET": str(public / "dagd.sock")})
+        try:
+            os.chmod(public / "dagd.sock", 0o666)  # let the socket mode through; SO_PEERCRED must still refuse
+            code = (
+                "import socket; s = socket.socket(socket.AF_UNIX); s.connect({!r}); "
+                's.sendall(b\'{{"jsonrpc": "2.0", "id": 1, "method": "daemon.status"}}\\n\'); '
+                "print(s.makefile().readline())"
+            ).format(str(public / "dagd.sock"))
+            r = subprocess.run(
+                ["/usr/bin/python3", "-c", code],
+                user=65534,
+                group=65534,
+                capture_output=True,
+                text=True,
+                timeout=30,
+                cwd="/",
+            )
+            assert json.loads(r.stdout)["error"]["code"] == -32003, r.stderr
+        finally:
+            d.proc.terminate()
+            d.proc.wait(timeout=30)
+    finally:
+        shutil.rmtree(public, ignore_errors=True)
