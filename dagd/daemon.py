@@ -226,7 +226,7 @@ async def watchdog(notifier: Notifier) -> None:
 
 
 def _status_line(svc: Service) -> str:
-    return f"{len(svc.catalog.entries)} DAGs, {len(svc.active)} running"
+    return f"{len(svc.catalog.entries)} DAGs, {len(svc.active)} running, {len(svc.store.queued())} queued"
 
 
 async def main(opts: Options) -> None:
@@ -261,6 +261,12 @@ async def main(opts: Options) -> None:
         default_shell=config.default_shell(),
     )
     fds = listen_fds()
+
+    def on_reload() -> None:  # `dagctl reload` is announced to systemd like SIGHUP
+        notifier.reloading()
+
+    svc.before_reload = on_reload
+    svc.after_reload = lambda: notifier.ready(_status_line(svc))
     async with trio.open_nursery() as nursery:
         svc.nursery = nursery
         await nursery.start(
@@ -279,10 +285,8 @@ async def main(opts: Options) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async for sig in signals:
                 if sig == signal.SIGHUP:
-                    notifier.reloading()
-                    result = svc.reload()
+                    result = svc.reload()  # announces RELOADING=1 … READY=1
                     log.info("reloaded: %d DAGs, %d changed", result["dags"], len(result["changed"]))
-                    notifier.ready(_status_line(svc))
                     continue
                 notifier.stopping()
                 if svc.active and opts.stop_grace_sec:

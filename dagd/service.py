@@ -11,6 +11,7 @@ import datetime as dt
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +72,8 @@ class Service:
         self.lock = trio.Lock()  # one store writer at a time from the daemon
         self.subscribers: list[trio.MemorySendChannel[dict[str, Any]]] = []
         self.started_at = time.time()
+        self.before_reload: Callable[[], None] = lambda: None
+        self.after_reload: Callable[[], None] = lambda: None
 
     # ---- store access from the event loop ----------------------------------------------------
 
@@ -121,8 +124,10 @@ class Service:
         return out
 
     def reload(self) -> dict[str, Any]:
+        self.before_reload()
         changed = self.catalog.refresh()
         self.wakeup.set()
+        self.after_reload()
         return {
             "changed": changed,
             "dags": len(self.catalog.entries),

@@ -208,8 +208,8 @@ def build_dag(ctx: Ctx, doc: Node, index: int, run_is_sub_dag: Callable[[str], b
         ctx.error(doc, "steps", f"{label} must define steps (a non-empty list)")
         return None
     if not f["steps"]:
-        if m["steps"].kind not in ("seq", "map") or not m["steps"].value:
-            ctx.error(m["steps"], "steps", f"{label} steps must be a non-empty sequence")
+        if m["steps"].kind not in ("seq", "map") or not m["steps"].value or not ctx.failed:
+            ctx.error(m["steps"], "steps", f"{label} steps must be a non-empty sequence of steps")
         return None
     return Dag(**f)
 

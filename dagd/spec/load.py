@@ -120,8 +120,8 @@ def load_text(
         dag = dagfile.build_dag(ctx, merged, index, run_is_sub_dag)
         if dag is not None:
             dags.append(dag)
-    if ctx.failed:
-        raise SpecError(ctx.diagnostics)
+    if ctx.failed or not dags:
+        raise SpecError(ctx.diagnostics or [Diagnostic(file, 0, 0, "", "the file defines no DAG")])
     entry = dags[0]
     locals_ = {d.name: d for d in dags[1:]}
     entry = replace(entry, local_dags=locals_, base_config=base_config if base is not None else None)

@@ -248,11 +248,15 @@ def test_suspend_and_resume(daemon: Daemon) -> None:
     assert rows["hello"]["suspended"] is False
 
 
-def test_sighup_reloads_with_reloading_then_ready(daemon: Daemon) -> None:
+def test_sighup_and_dagctl_reload_announce_reloading_then_ready(daemon: Daemon) -> None:
     (daemon.root / "dags" / "extra.yaml").write_text("steps:\n  - run: echo extra step\n")
     daemon.proc.send_signal(signal.SIGHUP)
     daemon.wait_message("RELOADING=1")
-    daemon.wait_message("STATUS=2 DAGs")
+    daemon.wait_message("STATUS=2 DAGs, 0 running, 0 queued")
+    daemon.messages.clear()
+    assert daemon.ctl("reload").code == 0
+    daemon.wait_message("RELOADING=1")
+    daemon.wait_message("READY=1")
 
 
 def test_orphaned_daemons_of_steps_are_reaped(daemon: Daemon) -> None:
@@ -491,3 +495,118 @@ def test_other_users_are_refused_by_peer_credentials(tmp_path: Path) -> None:
             d.proc.wait(timeout=30)
     finally:
         shutil.rmtree(public, ignore_errors=True)
+
+
+def test_on_restart_requeue_runs_the_interrupted_run_again(tmp_path: Path) -> None:
+    (tmp_path / "dags").mkdir()
+    marker = tmp_path / "attempts"
+    (tmp_path / "dags" / "job.yaml").write_text(
+        f"steps:\n  - run: 'echo x >> {marker}; test $(wc -l < {marker}) -ge 2 || sleep 60'\n"
+    )
+    (tmp_path / "config.yaml").write_text("on_restart: requeue\n")
+    d = start_daemon(tmp_path)
+    run_id = d.ctl("enqueue", "job").stdout.strip()
+    deadline = time.monotonic() + 10
+    while not marker.exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    d.proc.kill()
+    d.proc.wait()
+    env_root = tmp_path
+    notify_path = env_root / "notify2.sock"
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(notify_path))
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(env_root / ".home"),
+        "DAGD_SOCKET": str(env_root / "dagd.sock"),
+        "DAGD_STATE_DIR": str(env_root / "state"),
+        "DAGD_DAGS_DIR": str(env_root / "dags"),
+        "NOTIFY_SOCKET": str(notify_path),
+    }
+    with open(env_root / "dagd2.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dagd.daemon", "--user", "--config", str(tmp_path / "config.yaml")],
+            env=env,
+            stderr=log,
+        )
+    again = Daemon(env_root, proc, notify)
+    try:
+        again.wait_message("READY=1")
+        deadline = time.monotonic() + 20
+        while True:
+            rows = {r["id"]: r for r in json.loads(again.ctl("history", "job", "--json").stdout)}
+            if rows.get(run_id + "_requeued", {}).get("status") == "succeeded":
+                break
+            assert time.monotonic() < deadline, rows
+            time.sleep(0.2)
+        assert rows[run_id]["status"] == "failed" and "daemon restart" in rows[run_id]["error"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None, reason="needs root and unshare")
+def test_as_pid_1_of_a_namespace_dagd_leaves_no_zombies_after_1000_runs(tmp_path: Path) -> None:
+    (tmp_path / "dags").mkdir()
+    (tmp_path / "dags" / "fork.yaml").write_text("steps:\n  - run: '(sleep 0.2 &) ; true'\n")
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "DAGD_SOCKET": str(tmp_path / "dagd.sock"),
+        "DAGD_STATE_DIR": str(tmp_path / "state"),
+        "DAGD_DAGS_DIR": str(tmp_path / "dags"),
+    }
+    with open(tmp_path / "dagd.log", "ab") as log:
+        proc = subprocess.Popen(
+            [
+                "unshare",
+                "--pid",
+                "--fork",
+                "--mount-proc",
+                sys.executable,
+                "-m",
+                "dagd.daemon",
+                "--user",
+                "--max-concurrent-runs",
+                "16",
+            ],
+            env=env,
+            stderr=log,
+        )
+    try:
+        d = Daemon(tmp_path, proc, socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM))
+        deadline = time.monotonic() + 20
+        while not (tmp_path / "dagd.sock").exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(0.3)
+        batch = b"".join(
+            b'{"jsonrpc": "2.0", "id": %d, "method": "run.enqueue", "params": {"name": "fork"}}\n' % i
+            for i in range(1000)
+        )
+        assert all("result" in r for r in d.rpc(batch))
+        deadline = time.monotonic() + 240
+        while True:
+            done = d.rpc(
+                b'{"jsonrpc": "2.0", "id": 1, "method": "run.history", "params": {"name": "fork", "limit": 2000, "status": "succeeded"}}\n'
+            )
+            if len(done[0]["result"]) == 1000:
+                break
+            assert time.monotonic() < deadline, len(done[0]["result"])
+            time.sleep(1)
+        time.sleep(2)  # the last double-forked sleepers end and are reaped
+        init = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _ppid_state(p)[0] == proc.pid]
+        assert len(init) == 1  # unshare's child: dagd as PID 1 of the namespace
+        dagd_pid = int(init[0].name)
+        zombies = [p.name for p in Path("/proc").iterdir() if p.name.isdigit() and _ppid_state(p) == (dagd_pid, "Z")]
+        assert zombies == []
+    finally:
+        # unshare does not forward signals: stop dagd (PID 1 inside) directly, then unshare ends
+        for p in Path("/proc").iterdir():
+            if p.name.isdigit() and _ppid_state(p)[0] == proc.pid:
+                os.kill(int(p.name), signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
