@@ -281,8 +281,9 @@ async def main(opts: Options) -> None:
             nursery.start_soon(watchdog, notifier)
         where = "passed by systemd" if "control" in fds else opts.socket
         log.info("dagd %s ready: %d DAGs from %s, socket %s", __version__, len(catalog.entries), opts.dags_dir, where)
-        notifier.ready(_status_line(svc))
+        # the handlers are in place before READY=1: a stop that follows at once is a clean stop
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            notifier.ready(_status_line(svc))
             async for sig in signals:
                 if sig == signal.SIGHUP:
                     result = svc.reload()  # announces RELOADING=1 … READY=1

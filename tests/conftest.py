@@ -9,6 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# CI runs the same examples every time: a red run must be reproducible, never a roll of the dice.
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("DAGD_SHARED", ROOT.parent / "shared"))
@@ -43,6 +49,17 @@ def run_dagctl(args: list[str], cwd: Path, env: dict[str, str] | None = None) ->
         timeout=60,
     )
     return Result(p.returncode, p.stdout, p.stderr)
+
+
+def lay_out(root: Path, entries: dict[str, str | None]) -> None:
+    """Create files (str content) and directories (None) under root."""
+    for name, content in entries.items():
+        path = root / name
+        if content is None:
+            path.mkdir(parents=True, exist_ok=True)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content)
 
 
 @pytest.fixture

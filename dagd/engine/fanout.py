@@ -22,6 +22,7 @@ from dagd.engine.resolve import Scope, resolve, resolve_data
 from dagd.engine.status import RunStatus
 from dagd.engine.step import StepFailed, StepResult
 from dagd.spec.errors import SpecError
+from dagd.spec.fields import thaw
 from dagd.spec.load import load_file
 from dagd.spec.model import Dag, DagType, Step
 
@@ -29,15 +30,6 @@ if TYPE_CHECKING:
     from dagd.engine.run import Run
 
 _SPLIT = re.compile(r'"[^"]*"|[^\s,;|]+')
-
-
-def thaw(value: Any) -> Any:
-    """Spec data (mappingproxies, tuples) as plain JSON-able data."""
-    if isinstance(value, Mapping):
-        return {k: thaw(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [thaw(v) for v in value]
-    return value
 
 
 def _item_text(item: Any) -> str:

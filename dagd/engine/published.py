@@ -12,6 +12,7 @@ import yaml
 
 from dagd.engine.resolve import Scope, json_path, resolve, resolve_data
 from dagd.engine.step import StepFailed, StepResult
+from dagd.spec.fields import thaw
 
 
 def _read(path: str, limit: int) -> str:
@@ -25,7 +26,7 @@ def _read(path: str, limit: int) -> str:
 def _entry(entry: Any, scope: Scope, r: StepResult, cwd: str, limit: int, default_from: str | None) -> Any:
     if isinstance(entry, Mapping) and ("value" in entry or "from" in entry or "decode" in entry or "select" in entry):
         if "value" in entry:
-            return resolve_data(_plain(entry["value"]), scope)
+            return resolve_data(thaw(entry["value"]), scope)
         source = str(entry.get("from", default_from or "stdout"))
         if source == "stdout":
             text = _read(r.stdout_path, limit)
@@ -60,15 +61,7 @@ def _entry(entry: Any, scope: Scope, r: StepResult, cwd: str, limit: int, defaul
             except ValueError:
                 value = selected
         return value
-    return resolve_data(_plain(entry), scope)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
+    return resolve_data(thaw(entry), scope)
 
 
 def object_output(fields: Mapping[str, Any], scope: Scope, r: StepResult, cwd: str, limit: int) -> str:

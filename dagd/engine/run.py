@@ -26,6 +26,7 @@ from dagd.engine.resolve import Scope, resolve, resolve_data
 from dagd.engine.shell import choose_shell
 from dagd.engine.status import RunStatus, StepStatus
 from dagd.expand import resolve_params
+from dagd.spec.fields import thaw
 from dagd.spec.model import Dag, Dialect, Secret, Step, StepKind
 from dagd.spec.params import split_param_string
 
@@ -560,7 +561,7 @@ class Run:
                 stepmod.collect_outputs(step, rt, env, r)
             elif step.kind is StepKind.ACTION and step.action == "exec":
                 # direct execution: Dagu expands the arguments (process env as a fallback), no shell
-                cfg = resolve_data(fanout.thaw(step.config), dataclasses.replace(scope, env=env))
+                cfg = resolve_data(thaw(step.config), dataclasses.replace(scope, env=env))
                 if not cfg.get("command"):
                     raise stepmod.StepFailed("exec needs with.command (the program to run)")
                 direct = [str(cfg["command"]), *(str(a) for a in cfg.get("args") or [])]

@@ -219,6 +219,15 @@ def unknown_key_message(raw: str, allowed: set[str], what: str) -> str:
     return f"has invalid keys: {raw} (unknown key{where}; allowed: {shown})"
 
 
+def thaw(value: Any) -> Any:
+    """Read-only spec data (mappingproxies, tuples) as plain, JSON-able data."""
+    if isinstance(value, Mapping):
+        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [thaw(v) for v in value]
+    return value
+
+
 def frozen(value: Any) -> Any:
     """Plain data made read-only: dicts become mappingproxies, lists tuples."""
     from types import MappingProxyType

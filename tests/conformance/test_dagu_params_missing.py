@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import DAGU, run_dagctl
+from tests.conftest import DAGU, lay_out, run_dagctl
 
 TESTDATA = DAGU / "conformance" / "spec005_params" / "testdata"
 
@@ -738,13 +738,7 @@ def _variants() -> list[Any]:
 def test_spec005(case: dict[str, Any], variant: dict[str, Any], tmp_path: Path) -> None:
     wd = tmp_path / "project"
     shutil.copytree(TESTDATA, wd)
-    for name, content in SETUP.get(case["setup"] or "", {}).items():
-        path = wd / name
-        if content is None:
-            path.mkdir(parents=True, exist_ok=True)
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(content)
+    lay_out(wd, SETUP.get(case["setup"] or "", {}))
     args = list(variant["args"])
     args[0] = "run"
     r = run_dagctl(args, wd)

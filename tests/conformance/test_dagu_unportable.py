@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DAGU, Result, run_dagctl
+from tests.conftest import DAGU, Result, lay_out, run_dagctl
 
 CONF = DAGU / "conformance"
 pytestmark = pytest.mark.skipif(not CONF.exists(), reason=f"{CONF} not found")
@@ -106,13 +106,7 @@ def test_spec023_preconditions(
     setup: dict[str, str | None],
 ) -> None:
     wd = project(tmp_path, "spec023_preconditions")
-    for name, content in setup.items():
-        path = wd / name
-        if content is None:
-            path.mkdir(parents=True, exist_ok=True)
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(content)
+    lay_out(wd, setup)
     r = run_dagctl(["run", file], wd)
     if code is not None:
         assert r.code == code, r.stderr

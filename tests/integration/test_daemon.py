@@ -58,12 +58,16 @@ class Daemon:
         return [json.loads(line) for line in data.splitlines() if line.strip()]
 
 
-def start_daemon(root: Path, extra_env: dict[str, str] | None = None) -> Daemon:
-    (root / "dags").mkdir(exist_ok=True)
+def start_daemon(root: Path, extra_env: dict[str, str | None] | None = None, args: tuple[str, ...] = ()) -> Daemon:
+    """dagd as a subprocess in `root` (dags/, state/, dagd.sock); waits for READY=1.
+
+    extra_env overrides the environment; a None value removes the variable.
+    """
+    (root / "dags").mkdir(parents=True, exist_ok=True)
     notify_path = root / f"notify-{time.monotonic_ns()}.sock"
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(notify_path))
-    env = {
+    env: dict[str, str | None] = {
         "PATH": os.environ["PATH"],
         "HOME": str(root / ".home"),
         "DAGD_SOCKET": str(root / "dagd.sock"),
@@ -75,7 +79,10 @@ def start_daemon(root: Path, extra_env: dict[str, str] | None = None) -> Daemon:
     }
     with open(root / "dagd.log", "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "dagd.daemon", "--user", "--poll", "0.3"], env=env, cwd=root, stderr=log
+            [sys.executable, "-m", "dagd.daemon", "--user", "--poll", "0.3", *args],
+            env={k: v for k, v in env.items() if v is not None},
+            cwd=root,
+            stderr=log,
         )
     d = Daemon(root, proc, notify)
     d.wait_message("READY=1")
@@ -435,24 +442,8 @@ def test_config_file_sets_the_daemon_up_and_rejects_unknown_keys(tmp_path: Path)
             dd.proc.kill()
 
 
-def _start_with_config(root: Path, cfg: Path, extra: dict[str, str]) -> Daemon:
-    notify_path = root / "notify.sock"
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify.bind(str(notify_path))
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(root / ".home"),
-        "DAGD_SOCKET": str(root / "dagd.sock"),
-        "DAGD_STATE_DIR": str(root / "state"),
-        "NOTIFY_SOCKET": str(notify_path),
-    }
-    with open(root / "dagd.log", "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "dagd.daemon", "--user", "--config", str(cfg)], env=env, stderr=log
-        )
-    d = Daemon(root, proc, notify)
-    d.wait_message("READY=1")
-    return d
+def _start_with_config(root: Path, cfg: Path, extra: dict[str, str | None]) -> Daemon:
+    return start_daemon(root, {"DAGD_DAGS_DIR": None, **extra}, ("--config", str(cfg)))
 
 
 def test_run_logs_over_rpc(daemon: Daemon) -> None:
@@ -512,27 +503,9 @@ def test_on_restart_requeue_runs_the_interrupted_run_again(tmp_path: Path) -> No
         time.sleep(0.05)
     d.proc.kill()
     d.proc.wait()
-    env_root = tmp_path
-    notify_path = env_root / "notify2.sock"
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify.bind(str(notify_path))
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(env_root / ".home"),
-        "DAGD_SOCKET": str(env_root / "dagd.sock"),
-        "DAGD_STATE_DIR": str(env_root / "state"),
-        "DAGD_DAGS_DIR": str(env_root / "dags"),
-        "NOTIFY_SOCKET": str(notify_path),
-    }
-    with open(env_root / "dagd2.log", "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "dagd.daemon", "--user", "--config", str(tmp_path / "config.yaml")],
-            env=env,
-            stderr=log,
-        )
-    again = Daemon(env_root, proc, notify)
+    again = start_daemon(tmp_path, args=("--config", str(tmp_path / "config.yaml")))
+    proc = again.proc
     try:
-        again.wait_message("READY=1")
         deadline = time.monotonic() + 20
         while True:
             rows = {r["id"]: r for r in json.loads(again.ctl("history", "job", "--json").stdout)}
