@@ -162,7 +162,7 @@ def test_bad_requests_get_errors_and_the_daemon_stays_up(daemon: Daemon) -> None
             s.connect(str(daemon.root / "dagd.sock"))
             s.sendall(b'{"jsonrpc": "2.0", "id": 1, "meth')
     socks = []
-    for _ in range(200):
+    for _ in range(1000):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.connect(str(daemon.root / "dagd.sock"))
         s.sendall(b'{"jsonrpc": "2.0", "id": 7, "method": "daemon.status"}\n')
@@ -583,3 +583,59 @@ def test_as_pid_1_of_a_namespace_dagd_leaves_no_zombies_after_1000_runs(tmp_path
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def test_queued_runs_survive_a_restart(tmp_path: Path) -> None:
+    (tmp_path / "dags").mkdir()
+    (tmp_path / "dags" / "q.yaml").write_text("max_active_runs: 1\nsteps:\n  - run: sleep 1\n")
+    d = start_daemon(tmp_path)
+    first = d.ctl("enqueue", "q").stdout.strip()
+    second = d.ctl("enqueue", "q").stdout.strip()
+    time.sleep(0.3)
+    d.proc.terminate()  # the running one is aborted; the queued one must wait for the next dagd
+    assert d.proc.wait(timeout=30) == 0
+    d2 = start_daemon(tmp_path)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            rows = {r["id"]: r["status"] for r in json.loads(d2.ctl("history", "q", "--json").stdout)}
+            if rows.get(second) == "succeeded":
+                break
+            assert time.monotonic() < deadline, rows
+            time.sleep(0.2)
+        assert rows[first] == "aborted"
+    finally:
+        d2.proc.terminate()
+        d2.proc.wait(timeout=30)
+
+
+def test_skip_if_successful_skips_a_fire_after_a_success_since_the_previous_one(tmp_path: Path) -> None:
+    from dagd.engine.events import RunFinished, RunStarted
+    from dagd.engine.status import RunStatus
+    from dagd.store.db import Store
+
+    (tmp_path / "dags").mkdir()
+    (tmp_path / "dags" / "once.yaml").write_text(
+        'schedule: "* * * * *"\nskip_if_successful: true\nsteps:\n  - run: "true"\n'
+    )
+    (tmp_path / "state").mkdir()
+    now = time.time()
+    if now % 60 > 50:  # keep clear of the next minute boundary
+        time.sleep(61 - now % 60)
+        now = time.time()
+    slot = now - now % 60  # the fire dagd will find due at start
+    store = Store(str(tmp_path / "state" / "dagd.db"))
+    store.set_watermark("once", slot - 1)
+    store.record(RunStarted("manual_ok", "once", "once.yaml", {}, "manual", slot - 30, "", ""))
+    store.record(RunFinished("manual_ok", "once", RunStatus.SUCCEEDED, slot - 29))
+    store.close()
+    d = start_daemon(tmp_path)
+    try:
+        time.sleep(2)
+        ids = [r["id"] for r in json.loads(d.ctl("history", "once", "--json").stdout)]
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(slot))
+        assert f"sched_{stamp}" not in ids and "manual_ok" in ids
+        assert "skipped (succeeded since the previous fire)" in (tmp_path / "dagd.log").read_text()
+    finally:
+        d.proc.terminate()
+        d.proc.wait(timeout=30)
