@@ -129,6 +129,9 @@ async def scheduler_loop(svc: Service) -> None:
                 await svc.db(svc.store.set_watermark, name, now.timestamp())
                 mark = now.timestamp()
             after = dt.datetime.fromtimestamp(mark, dt.UTC)
+            # fires older than the catch-up window can only be dropped: do not even enumerate them
+            horizon = now - dt.timedelta(seconds=(dag.catchup_window_sec or 0) + 120)
+            after = max(after, horizon)
             for fire in scheduler.due(dag.schedule, after, now, svc.default_tz):
                 await fire_one(svc, name, fire, now)
             nxt = scheduler.next_due(dag.schedule, max(after, now), svc.default_tz)
@@ -185,15 +188,23 @@ async def fire_one(svc: Service, name: str, fire: scheduler.Fire, now: dt.dateti
 
 
 async def _previous_fire(svc: Service, dag: object, fire: scheduler.Fire) -> float | None:
+    """The start fire before `fire`: searched in growing windows, so a minutely schedule costs
+    a handful of cron steps, not a year of them."""
     from dagd.spec.model import Dag
 
     assert isinstance(dag, Dag)
-    probe = fire.at - dt.timedelta(days=400)
-    prev = None
-    for f in scheduler.due(dag.schedule, probe, fire.at - dt.timedelta(seconds=1), svc.default_tz):
-        if f.action == "start":
-            prev = f.at.timestamp()
-    return prev
+    end = fire.at - dt.timedelta(seconds=1)
+    for window in (
+        dt.timedelta(minutes=2),
+        dt.timedelta(hours=2),
+        dt.timedelta(days=2),
+        dt.timedelta(days=64),
+        dt.timedelta(days=400),
+    ):
+        starts = [f for f in scheduler.due(dag.schedule, end - window, end, svc.default_tz) if f.action == "start"]
+        if starts:
+            return starts[-1].at.timestamp()
+    return None
 
 
 async def watch_catalog(svc: Service, notifier: Notifier, poll: float) -> None:
