@@ -48,8 +48,22 @@ def _dag_exists_near(file: str) -> Any:
     return exists
 
 
-def load(path: str, *, strict: bool = False) -> Loaded:
-    return load_file(path, base_config=config.base_config(), strict=strict, dag_exists=_dag_exists_near(path))
+DIALECT = click.option(
+    "--dialect",
+    type=click.Choice(["auto", "current", "classic"]),
+    default="auto",
+    show_default=True,
+    help="Read the file as Dagu >= 2.7 (current) or Dagu 1.x (classic) instead of detecting it.",
+)
+
+
+def load(path: str, *, strict: bool = False, dialect: str = "auto") -> Loaded:
+    from dagd.spec import Dialect
+
+    forced = None if dialect == "auto" else Dialect(dialect)
+    return load_file(
+        path, base_config=config.base_config(), strict=strict, dag_exists=_dag_exists_near(path), dialect=forced
+    )
 
 
 @click.group(context_settings=CONTEXT)
@@ -68,7 +82,8 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document with every finding.")
 @click.option("--show-unresolved", is_flag=True, help="Also list references that only resolve at run time.")
 @click.option("--verbose", "-v", is_flag=True, help="Name the Dagu dialect chosen for each file.")
-def validate(files: tuple[str, ...], as_json: bool, show_unresolved: bool, verbose: bool) -> None:
+@DIALECT
+def validate(files: tuple[str, ...], as_json: bool, show_unresolved: bool, verbose: bool, dialect: str) -> None:
     """Check DAG files. Silent with exit 0 when every file is valid; exit 1 otherwise."""
     from dagd.spec.references import unresolved
 
@@ -76,10 +91,10 @@ def validate(files: tuple[str, ...], as_json: bool, show_unresolved: bool, verbo
     report: list[dict[str, Any]] = []
     for path in files:
         findings: list[Diagnostic] = []
-        dialect = None
+        chosen = None
         try:
-            loaded = load(path, strict=True)
-            dialect = loaded.dag.dialect.value
+            loaded = load(path, strict=True, dialect=dialect)
+            chosen = loaded.dag.dialect.value
             findings = loaded.diagnostics + unresolved(loaded.dag)
             if not show_unresolved:
                 findings = [d for d in findings if d.severity is not Severity.NOTICE]
@@ -94,7 +109,7 @@ def validate(files: tuple[str, ...], as_json: bool, show_unresolved: bool, verbo
             {
                 "file": path,
                 "valid": not any(d.severity is Severity.ERROR for d in findings),
-                "dialect": dialect,
+                "dialect": chosen,
                 "diagnostics": [d.as_json() for d in findings],
             }
         )

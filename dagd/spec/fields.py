@@ -51,6 +51,7 @@ class Ctx:
 
     def __init__(self, file: str, dialect: Dialect, *, strict: bool = False) -> None:
         self.strict = strict  # `validate`: Dagu's stricter shape rules
+        self.forced = False  # the dialect was chosen by the user, not detected
         self.file = file
         self.dialect = dialect
         self.diagnostics: list[Diagnostic] = []

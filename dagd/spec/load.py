@@ -56,13 +56,16 @@ def load_file(
     base_config: str | None = None,
     strict: bool = False,
     dag_exists: Callable[[str], bool] | None = None,
+    dialect: Dialect | None = None,
 ) -> Loaded:
     """Load and validate one DAG file.
 
     strict applies the extra shape rules of `dagu validate` (no entrypoint name in current
     files, steps must be a non-empty sequence, no empty documents).
     """
-    return load_text(read_text(path), path, base_config=base_config, strict=strict, dag_exists=dag_exists)
+    return load_text(
+        read_text(path), path, base_config=base_config, strict=strict, dag_exists=dag_exists, dialect=dialect
+    )
 
 
 def load_text(
@@ -72,7 +75,9 @@ def load_text(
     base_config: str | None = None,
     strict: bool = False,
     dag_exists: Callable[[str], bool] | None = None,
+    dialect: Dialect | None = None,
 ) -> Loaded:
+    """As load_file; `dialect` forces a reading instead of detecting it (docs/compat.md)."""
     raw_docs = _compose(text, file)
     docs: list[Node] = []
     diags: list[Diagnostic] = []
@@ -100,8 +105,13 @@ def load_text(
     if diags:
         raise SpecError(diags)
 
-    dialect, run_sub_dag_always = detect(docs)
+    detected, run_sub_dag_always = detect(docs)
+    if dialect is Dialect.CLASSIC:
+        run_sub_dag_always = True
+    forced = dialect is not None
+    dialect = dialect or detected
     ctx = Ctx(file, dialect, strict=strict)
+    ctx.forced = forced
     base = _load_base(base_config, ctx)
     local_names = _local_names(ctx, docs)
 

@@ -75,3 +75,13 @@ def test_binary_junk_is_a_clean_error(dagctl, tmp_path: Path) -> None:  # type: 
     (tmp_path / "junk.yaml").write_bytes(bytes(range(256)) * 4)
     r = dagctl("validate", "junk.yaml")
     assert r.code == 1 and "Traceback" not in r.stderr and "junk.yaml" in r.stderr
+
+
+def test_dialect_can_be_forced(dagctl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "frag.yaml").write_text("histRetentionDays: 3\n")
+    assert dagctl("validate", "frag.yaml").code == 1  # Dagu 2's rule: a DAG needs steps
+    r = dagctl("validate", "--dialect", "classic", "frag.yaml")
+    assert r.code == 0 and "no steps" in r.stderr
+    (tmp_path / "sub.yaml").write_text("steps:\n  - name: a\n    run: child\n")
+    classic = json.loads(dagctl("dry", "--json", "sub.yaml").stdout)
+    assert classic["levels"][0][0]["kind"] == "command"  # no DAG named child: a command
