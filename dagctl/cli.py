@@ -100,7 +100,7 @@ def validate(files: tuple[str, ...], as_json: bool, show_unresolved: bool, verbo
                 findings = [d for d in findings if d.severity is not Severity.NOTICE]
             if verbose and not as_json:
                 click.echo(
-                    f"{path}: dialect {dialect} ({loaded.dag.type.value} DAG, {len(loaded.dag.steps)} steps)", err=True
+                    f"{path}: dialect {chosen} ({loaded.dag.type.value} DAG, {len(loaded.dag.steps)} steps)", err=True
                 )
         except SpecError as exc:
             failed = True
