@@ -41,6 +41,9 @@ class Options:
     stop_grace_sec: float = 0.0  # on SIGTERM: wait this long for running runs before aborting them
     on_restart: str = "fail"  # runs a dead dagd left running: "fail" or "requeue"
     timezone: str | None = None  # the zone of schedules without CRON_TZ= (default: the system's)
+    http_bind: str | None = "127.0.0.1:8090"  # None: no HTTP server
+    api_token: str | None = None  # bearer token for state-changing HTTP calls (required off loopback)
+    http_hosts: tuple[str, ...] = ()  # extra Host names the HTTP API answers to
 
 
 CONFIG_KEYS = {
@@ -52,6 +55,9 @@ CONFIG_KEYS = {
     "stop_grace_sec": float,
     "on_restart": str,
     "timezone": str,
+    "http_bind": str,
+    "api_token": str,
+    "http_hosts": list,
 }
 
 
@@ -99,6 +105,31 @@ class JournalFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record).replace("\n", " | ")
         return f"<{self.LEVELS.get(record.levelno, 6)}>{text}"
+
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+def http_hosts(bind: str, extra: tuple[str, ...]) -> set[str]:
+    host = bind.rsplit(":", 1)[0]
+    return {"localhost", "127.0.0.1", "[::1]", host, *extra}
+
+
+async def serve_http(
+    svc: Service, opts: Options, fd: int | None, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    from hypercorn.config import Config
+    from hypercorn.trio import serve
+
+    from dagd.http.app import create_app
+
+    cfg = Config()
+    cfg.bind = [f"fd://{fd}"] if fd is not None else [opts.http_bind or "127.0.0.1:8090"]
+    cfg.accesslog = None
+    cfg.graceful_timeout = 1.0
+    app = create_app(svc, http_hosts(opts.http_bind or "127.0.0.1:8090", opts.http_hosts), opts.api_token)
+    task_status.started()
+    await serve(app, cfg, shutdown_trigger=trio.sleep_forever)  # type: ignore[arg-type]
 
 
 def setup_logging() -> None:
@@ -288,6 +319,8 @@ async def main(opts: Options) -> None:
         nursery.start_soon(scheduler_loop, svc)
         nursery.start_soon(watch_catalog, svc, notifier, opts.poll_sec)
         nursery.start_soon(reaper)
+        if opts.http_bind or "http" in fds:
+            await nursery.start(serve_http, svc, opts, fds.get("http"))
         if notifier.watchdog_sec:
             nursery.start_soon(watchdog, notifier)
         where = "passed by systemd" if "control" in fds else opts.socket
@@ -332,6 +365,8 @@ async def main(opts: Options) -> None:
     "--stop-grace", "stop_grace_sec", default=None, type=float, help="On SIGTERM, wait this long for runs [0]."
 )
 @click.option("--config", "config_path", default=None, help="Settings file (default: <config dir>/config.yaml).")
+@click.option("--http-bind", default=None, help="Address of the HTTP API and web UI [127.0.0.1:8090].")
+@click.option("--no-http", is_flag=True, help="Serve no HTTP at all.")
 def cli(
     user: bool,
     dags_dir: str | None,
@@ -341,6 +376,8 @@ def cli(
     poll_sec: float | None,
     stop_grace_sec: float | None,
     config_path: str | None,
+    http_bind: str | None,
+    no_http: bool,
 ) -> None:
     """The dagd daemon: schedules and runs DAGs; dagctl drives it over its socket.
 
@@ -366,7 +403,17 @@ def cli(
         stop_grace_sec=float(pick(stop_grace_sec, None, "stop_grace_sec", 0.0)),  # type: ignore[arg-type]
         on_restart=str(cfg.get("on_restart", "fail")),
         timezone=str(cfg["timezone"]) if "timezone" in cfg else None,
+        http_bind=None
+        if no_http
+        else str(pick(http_bind, os.environ.get("DAGD_HTTP_BIND"), "http_bind", "127.0.0.1:8090")),
+        api_token=str(cfg["api_token"]) if "api_token" in cfg else os.environ.get("DAGD_API_TOKEN"),
+        http_hosts=tuple(str(h) for h in cfg.get("http_hosts", []) or []),  # type: ignore[attr-defined]
     )
+    if opts.http_bind and opts.http_bind.rsplit(":", 1)[0] not in LOOPBACK and not opts.api_token:
+        raise click.ClickException(
+            f"refusing to serve HTTP on {opts.http_bind} without authentication: set api_token in config.yaml "
+            "(or DAGD_API_TOKEN), or bind 127.0.0.1"
+        )
     trio.run(main, opts)
 
 

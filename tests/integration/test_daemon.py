@@ -79,7 +79,7 @@ def start_daemon(root: Path, extra_env: dict[str, str | None] | None = None, arg
     }
     with open(root / "dagd.log", "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "dagd.daemon", "--user", "--poll", "0.3", *args],
+            [sys.executable, "-m", "dagd.daemon", "--user", "--poll", "0.3", *(args or ("--no-http",))],
             env={k: v for k, v in env.items() if v is not None},
             cwd=root,
             stderr=log,
@@ -378,7 +378,7 @@ def test_journald_priorities_and_socket_activation(tmp_path: Path) -> None:
     # what systemd does: the socket as fd 3, LISTEN_PID naming the process that gets it
     launcher = (
         f"import os, sys; os.dup2({fd}, 3); os.environ['LISTEN_PID'] = str(os.getpid()); "
-        f"os.execv(sys.executable, [sys.executable, '-m', 'dagd.daemon', '--user'])"
+        f"os.execv(sys.executable, [sys.executable, '-m', 'dagd.daemon', '--user', '--no-http'])"
     )
     with open(tmp_path / "log", "wb") as log:
         proc = subprocess.Popen([sys.executable, "-c", launcher], env=env, pass_fds=(fd,), stderr=log)
@@ -415,7 +415,7 @@ def test_config_file_sets_the_daemon_up_and_rejects_unknown_keys(tmp_path: Path)
     )
     (tmp_path / "wrong.yaml").write_text("dag_folder: /tmp\n")
     r = subprocess.run(
-        [sys.executable, "-m", "dagd.daemon", "--config", str(tmp_path / "wrong.yaml"), "--user"],
+        [sys.executable, "-m", "dagd.daemon", "--config", str(tmp_path / "wrong.yaml"), "--user", "--no-http"],
         env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)},
         capture_output=True,
         text=True,
@@ -443,7 +443,7 @@ def test_config_file_sets_the_daemon_up_and_rejects_unknown_keys(tmp_path: Path)
 
 
 def _start_with_config(root: Path, cfg: Path, extra: dict[str, str | None]) -> Daemon:
-    return start_daemon(root, {"DAGD_DAGS_DIR": None, **extra}, ("--config", str(cfg)))
+    return start_daemon(root, {"DAGD_DAGS_DIR": None, **extra}, ("--config", str(cfg), "--no-http"))
 
 
 def test_run_logs_over_rpc(daemon: Daemon) -> None:
@@ -503,7 +503,7 @@ def test_on_restart_requeue_runs_the_interrupted_run_again(tmp_path: Path) -> No
         time.sleep(0.05)
     d.proc.kill()
     d.proc.wait()
-    again = start_daemon(tmp_path, args=("--config", str(tmp_path / "config.yaml")))
+    again = start_daemon(tmp_path, args=("--config", str(tmp_path / "config.yaml"), "--no-http"))
     proc = again.proc
     try:
         deadline = time.monotonic() + 20

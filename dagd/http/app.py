@@ -1,0 +1,174 @@
+"""Litestar app: thin handlers over the service layer, Dagu's /api/v1 shapes, SSE, metrics.
+
+Security baseline: requests whose Host is not an allowed name are refused (DNS rebinding);
+state-changing requests must come from the same origin (Origin / Sec-Fetch-Site) or carry the
+configured bearer token (CSRF); DAG names are checked against one pattern; errors are JSON
+objects `{code, message}` and never carry a traceback.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import trio
+from litestar import Litestar, MediaType, Request, Response, get, post
+from litestar.exceptions import HTTPException
+from litestar.middleware import ASGIMiddleware
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from dagd import __version__
+from dagd.http import shapes
+from dagd.service import NOT_FOUND, Service, ServiceError
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+def _name(value: str) -> str:
+    if not NAME.match(value) or ".." in value:
+        raise HTTPException(status_code=400, detail=f"invalid name {value!r}")
+    return value
+
+
+class Guard(ASGIMiddleware):
+    """Host allow-list (DNS rebinding) and same-origin or token for state changes (CSRF)."""
+
+    def __init__(self, hosts: set[str], token: str | None) -> None:
+        self.hosts = hosts
+        self.token = token
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        await self._handle(scope, receive, send, next_app)
+
+    async def _handle(self, scope: Any, receive: Receive, send: Any, next_app: ASGIApp) -> None:
+        if scope["type"] != "http":
+            await next_app(scope, receive, send)
+            return
+        headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
+        host = headers.get("host", "")
+        hostname = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
+        if hostname not in self.hosts:
+            await _refuse(send, 421, "host_not_allowed", f"Host {host!r} is not served here")
+            return
+        if scope["method"] not in SAFE_METHODS:
+            bearer = headers.get("authorization", "")
+            token_ok = self.token is not None and bearer == f"Bearer {self.token}"
+            origin = headers.get("origin")
+            site = headers.get("sec-fetch-site")
+            same = (origin is None or origin.split("://", 1)[-1] == host) and site in (None, "same-origin", "none")
+            if not token_ok and not same:
+                await _refuse(send, 403, "forbidden", "cross-site request refused (CSRF protection)")
+                return
+        await next_app(scope, receive, send)
+
+
+async def _refuse(send: Any, status: int, code: str, message: str) -> None:
+    body = json.dumps({"code": code, "message": message}).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, str]]:
+    if isinstance(exc, ServiceError):
+        status = 404 if exc.code == NOT_FOUND else 409 if exc.code == -32009 else 400
+        return Response(
+            {"code": "not_found" if status == 404 else "bad_request", "message": exc.message}, status_code=status
+        )
+    if isinstance(exc, HTTPException):
+        return Response(
+            {"code": "bad_request" if exc.status_code < 500 else "internal_error", "message": str(exc.detail)},
+            status_code=exc.status_code,
+        )
+    return Response({"code": "internal_error", "message": "internal error (see dagd's log)"}, status_code=500)
+
+
+def create_app(svc: Service, hosts: set[str], token: str | None = None) -> Litestar:
+    @get("/api/v1/health", sync_to_thread=False)
+    def health() -> dict[str, Any]:
+        return {
+            "status": "healthy",
+            "version": __version__,
+            "uptime": int(time.time() - svc.started_at),
+            "timestamp": dt.datetime.now(dt.UTC).isoformat(),
+        }
+
+    @get("/api/v1/dags")
+    async def list_dags() -> dict[str, Any]:
+        rows = await svc.list_dags()
+        files = []
+        for row in rows:
+            entry = svc.catalog.find(row["name"])
+            last = await svc.db(svc.store.run, row["name"], None) if entry and entry.dag else None
+            files.append(shapes.dag_file(row, entry.dag if entry else None, last))
+        return {
+            "dags": files,
+            "errors": [f"{r['file']}: {r['error']}" for r in rows if r["error"]],
+            "pagination": shapes.page(len(files)),
+        }
+
+    @post("/api/v1/dags/{file_name:str}/start", status_code=200)
+    async def start(file_name: str, request: Request[Any, Any, Any]) -> dict[str, Any]:
+        body = await _json(request)
+        params = body.get("params")
+        overrides = [params] if isinstance(params, str) and params else []
+        rid = await svc.enqueue(_name(file_name), overrides, run_id=body.get("dagRunId"))
+        return {"dagRunId": rid}
+
+    @get("/api/v1/dag-runs/{name:str}/{run_id:str}")
+    async def run_details(name: str, run_id: str) -> dict[str, Any]:
+        doc = await svc.db(svc.store.run, _name(name), _name(run_id))
+        if doc is None:
+            raise ServiceError(NOT_FOUND, f"no run {run_id} of {name}")
+        return {"dagRunDetails": shapes.run_details(doc)}
+
+    @post("/api/v1/dag-runs/{name:str}/{run_id:str}/stop", status_code=200)
+    async def stop(name: str, run_id: str) -> dict[str, Any]:
+        await svc.stop(_name(name), _name(run_id))
+        return {}
+
+    @get("/api/v1/events")
+    async def events() -> ServerSentEvent:
+        send, receive = trio.open_memory_channel[dict[str, Any]](1000)
+        svc.subscribers.append(send)
+
+        async def stream() -> AsyncIterator[ServerSentEventMessage]:
+            try:
+                yield ServerSentEventMessage(event="hello", data="{}")
+                async for doc in receive:
+                    yield ServerSentEventMessage(event=doc["type"], data=json.dumps(doc, default=str))
+            finally:
+                if send in svc.subscribers:
+                    svc.subscribers.remove(send)
+
+        return ServerSentEvent(stream())
+
+    @get("/api/v1/metrics", media_type=MediaType.TEXT)
+    async def metrics() -> str:
+        return await shapes.metrics(svc)
+
+    return Litestar(
+        route_handlers=[health, list_dags, start, run_details, stop, events, metrics],
+        middleware=[Guard(hosts, token)],
+        exception_handlers={Exception: _error_handler},
+        openapi_config=None,
+        debug=False,
+    )
+
+
+async def _json(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise HTTPException(status_code=400, detail=f"body is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise HTTPException(status_code=400, detail="body must be a JSON object")
+    return data

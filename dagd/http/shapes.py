@@ -1,0 +1,147 @@
+"""Dagu's /api/v1 JSON shapes, built from our store documents and models."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from dagd.engine.status import RunStatus, StepStatus
+from dagd.spec.model import Dag
+
+
+def _iso(ts: float | None) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat() if ts else ""
+
+
+def page(total: int) -> dict[str, Any]:
+    return {"totalRecords": total, "currentPage": 1, "totalPages": 1, "nextPage": 1, "prevPage": 1}
+
+
+def run_summary(doc: dict[str, Any]) -> dict[str, Any]:
+    status = RunStatus(doc["status"])
+    return {
+        "dagRunId": doc["id"],
+        "name": doc["dag"],
+        "status": status.code,
+        "statusLabel": status.value,
+        "startedAt": _iso(doc.get("started_at")),
+        "finishedAt": _iso(doc.get("finished_at")),
+        "artifactsAvailable": False,
+        "autoRetryCount": 0,
+        "triggerType": doc.get("trigger") or "manual",
+    }
+
+
+def dag_file(row: dict[str, Any], dag: Dag | None, last: dict[str, Any] | None) -> dict[str, Any]:
+    latest = (
+        run_summary(last)
+        if last
+        else {
+            "dagRunId": "none",  # no run yet: the schema wants a non-empty id
+            "name": row["name"],
+            "status": 0,
+            "statusLabel": "not_started",
+            "startedAt": "",
+            "finishedAt": "",
+            "artifactsAvailable": False,
+            "autoRetryCount": 0,
+        }
+    )
+    spec: dict[str, Any] = {"name": row["name"]}
+    if dag is not None:
+        spec.update(
+            {
+                "group": dag.group,
+                "description": dag.description,
+                "schedule": [{"expression": e.expression or e.at or ""} for e in dag.schedule.start],
+                "params": [p.name or (p.default or "") for p in dag.params],
+                "tags": [f"{k}={v}" if v else k for k, v in dag.labels.items()],
+                "maxActiveRuns": dag.max_active_runs,
+            }
+        )
+    out = {
+        "fileName": row["name"],
+        "dag": spec,
+        "latestDAGRun": latest,
+        "suspended": row["suspended"],
+        "errors": [row["error"]] if row["error"] else [],
+    }
+    if row.get("next_fire"):
+        out["nextRun"] = row["next_fire"]
+    return out
+
+
+def run_details(doc: dict[str, Any]) -> dict[str, Any]:
+    nodes = []
+    handlers = {}
+    for s in doc["steps"]:
+        status = StepStatus(s["status"])
+        node = {
+            "step": {"name": s["step"]},
+            "stdout": s["stdout_path"] or "",
+            "stderr": s["stderr_path"] or "",
+            "startedAt": _iso(s["started_at"]),
+            "finishedAt": _iso(s["finished_at"]),
+            "status": status.code,
+            "statusLabel": status.value,
+            "retryCount": max(0, (s["attempt"] or 1) - 1),
+            "doneCount": s["attempt"] or 0,
+            # dagd's own additions: resource use from wait4 / GNU time
+            "exitCode": s["exit_code"],
+            "cpuUserSec": s["cpu_user"],
+            "cpuSysSec": s["cpu_sys"],
+            "maxRssKb": s["max_rss_kb"],
+        }
+        if s["error"]:
+            node["error"] = s["error"]
+        if s["handler"]:
+            handlers[s["step"]] = node
+        else:
+            nodes.append(node)
+    out = run_summary(doc)
+    out["nodes"] = nodes
+    for key, name in (
+        ("onSuccess", "onSuccess"),
+        ("onFailure", "onFailure"),
+        ("onAbort", "onAbort"),
+        ("onExit", "onExit"),
+    ):
+        if name in handlers:
+            out[key] = handlers[name]
+    if doc.get("error"):
+        out["error"] = doc["error"]
+    return out
+
+
+async def metrics(svc: Any) -> str:
+    """Prometheus text: runs by status and DAG, running, queued, uptime."""
+    import time
+
+    counts = await svc.db(_run_counts, svc.store)
+    lines = [
+        "# HELP dagu_info dagd build information",
+        "# TYPE dagu_info gauge",
+        'dagu_info{{version="{}",name="dagd"}} 1'.format(__import__("dagd").__version__),
+        "# HELP dagu_uptime_seconds Seconds since dagd started",
+        "# TYPE dagu_uptime_seconds gauge",
+        f"dagu_uptime_seconds {int(time.time() - svc.started_at)}",
+        "# HELP dagu_dag_runs_currently_running Runs in progress",
+        "# TYPE dagu_dag_runs_currently_running gauge",
+        f"dagu_dag_runs_currently_running {len(svc.active)}",
+        "# HELP dagu_dag_runs_queued_total Runs waiting in the queue",
+        "# TYPE dagu_dag_runs_queued_total gauge",
+        f"dagu_dag_runs_queued_total {len(await svc.db(svc.store.queued))}",
+        "# HELP dagu_dag_runs_total Runs recorded in the history, by DAG and status",
+        "# TYPE dagu_dag_runs_total counter",
+    ]
+    for dag, status, n in counts:
+        lines.append(f'dagu_dag_runs_total{{dag="{dag}",status="{status}"}} {n}')
+    return "\n".join(lines) + "\n"
+
+
+def _run_counts(store: Any) -> list[tuple[str, str, int]]:
+    with store.lock:
+        rows = store.db.execute(
+            "SELECT dag, status, COUNT(*) FROM dag_runs GROUP BY dag, status ORDER BY dag, status"
+        ).fetchall()
+    return [(r[0], r[1], r[2]) for r in rows]

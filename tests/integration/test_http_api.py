@@ -1,0 +1,131 @@
+"""The HTTP API of a real dagd over real HTTP: Dagu's shapes, SSE, metrics, the security baseline."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from tests.conftest import DAGU
+from tests.integration.test_daemon import Daemon, start_daemon
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[tuple[Daemon, str]]:
+    (tmp_path / "dags").mkdir()
+    (tmp_path / "dags" / "hello.yaml").write_text(
+        "description: says hello\nlabels: [team=ops]\nschedule: '0 3 * * *'\nsteps:\n  - {id: a, run: echo hello}\n  - {id: b, depends: a, run: sleep 0.3}\n"
+    )
+    port = free_port()
+    d = start_daemon(tmp_path, args=("--http-bind", f"127.0.0.1:{port}"))
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            httpx.get(base + "/api/v1/health", timeout=2)
+            break
+        except httpx.HTTPError:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    yield d, base
+    d.proc.terminate()
+    d.proc.wait(timeout=30)
+
+
+def dagu_schema(name: str) -> dict:  # type: ignore[type-arg]
+    doc = yaml.safe_load((DAGU / "api-v1.yaml").read_text())
+    return {"$ref": f"#/components/schemas/{name}", "components": doc["components"]}
+
+
+def check(instance: object, name: str) -> None:
+    import jsonschema
+
+    jsonschema.validate(instance, dagu_schema(name))
+
+
+def test_health_and_dags_match_dagus_schemas(api: tuple[Daemon, str]) -> None:
+    _, base = api
+    health = httpx.get(base + "/api/v1/health").json()
+    check(health, "HealthResponse")
+    dags = httpx.get(base + "/api/v1/dags").json()
+    assert [f["fileName"] for f in dags["dags"]] == ["hello"]
+    check(dags["dags"][0], "DAGFile")
+    assert dags["dags"][0]["dag"]["description"] == "says hello" and dags["dags"][0]["nextRun"]
+
+
+def test_start_a_run_follow_it_and_read_its_details(api: tuple[Daemon, str]) -> None:
+    _, base = api
+    events: list[str] = []
+
+    def listen() -> None:
+        with httpx.stream("GET", base + "/api/v1/events", timeout=30) as r:
+            for line in r.iter_lines():
+                events.append(line)
+                if "RunFinished" in line:
+                    return
+
+    t = threading.Thread(target=listen, daemon=True)
+    t.start()
+    time.sleep(0.5)
+    r = httpx.post(base + "/api/v1/dags/hello/start", json={})
+    assert r.status_code == 200, r.text
+    run_id = r.json()["dagRunId"]
+    t.join(timeout=20)
+    assert any("StepChanged" in e for e in events) and any("RunFinished" in e for e in events)
+    details = httpx.get(f"{base}/api/v1/dag-runs/hello/{run_id}").json()["dagRunDetails"]
+    check(details, "DAGRunSummary")
+    assert details["statusLabel"] == "succeeded" and details["status"] == 4
+    for node in details["nodes"]:
+        check(node, "Node")
+        assert node["statusLabel"] == "succeeded" and node["maxRssKb"] > 0
+    metrics = httpx.get(base + "/api/v1/metrics").text
+    assert 'dagu_dag_runs_total{dag="hello",status="succeeded"} 1' in metrics
+
+
+def test_security_baseline(api: tuple[Daemon, str]) -> None:
+    _, base = api
+    assert httpx.get(base + "/api/v1/health", headers={"Host": "evil.example"}).status_code == 421  # DNS rebinding
+    r = httpx.post(base + "/api/v1/dags/hello/start", json={}, headers={"Origin": "http://evil.example"})
+    assert r.status_code == 403  # CSRF
+    r = httpx.post(base + "/api/v1/dags/hello/start", json={}, headers={"Sec-Fetch-Site": "cross-site"})
+    assert r.status_code == 403
+    for bad in ("..%2F..%2Fetc%2Fpasswd", "%2e%2e", "a%00b"):
+        r = httpx.get(f"{base}/api/v1/dag-runs/{bad}/x")
+        assert r.status_code in (400, 404) and "Traceback" not in r.text
+    r = httpx.get(f"{base}/api/v1/dag-runs/hello/nope")
+    assert r.status_code == 404 and r.json()["code"] == "not_found"
+    r = httpx.post(base + "/api/v1/dags/hello/start", content=b"{not json")
+    assert r.status_code == 400 and json.loads(r.text)["message"]
+
+
+def test_a_non_loopback_bind_without_auth_is_refused(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    r = subprocess.run(
+        [sys.executable, "-m", "dagd.daemon", "--user", "--http-bind", "0.0.0.0:18090"],
+        env={
+            "PATH": os.environ["PATH"],
+            "HOME": str(tmp_path),
+            "DAGD_STATE_DIR": str(tmp_path / "s"),
+            "DAGD_SOCKET": str(tmp_path / "s.sock"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert r.returncode != 0 and "without authentication" in r.stderr
