@@ -13,15 +13,15 @@ $(VENV_STAMP): pyproject.toml constraints.txt
 	$(PY) -m compileall -q dagd dagctl
 	@touch $@
 
-# dagd on examples/, state under .dagd-run/; drive it from another terminal with
+# dagd on examples/, state under .dagd-run/, HTTP API on http://127.0.0.1:8090 (the web UI is
+# not built yet); drive it from another terminal with
 #   DAGD_SOCKET=$(PWD)/.dagd-run/dagd.sock .venv/bin/dagctl list
-# (the web UI on http://127.0.0.1:8090 arrives with the HTTP issue)
 RUN_DIR := $(CURDIR)/.dagd-run
 
 run: $(VENV_STAMP)
 	@$(PY) -m dagctl validate examples/*.yaml
 	@mkdir -p $(RUN_DIR)
-	@echo "dagd on examples/ — in another terminal: DAGD_SOCKET=$(RUN_DIR)/dagd.sock .venv/bin/dagctl list"
+	@echo "dagd on examples/, API on http://127.0.0.1:8090/api/v1/dags — in another terminal: DAGD_SOCKET=$(RUN_DIR)/dagd.sock .venv/bin/dagctl list"
 	DAGD_STATE_DIR=$(RUN_DIR)/state exec $(PY) -m dagd.daemon --user --dags examples --socket $(RUN_DIR)/dagd.sock
 
 lint: $(VENV_STAMP)
