@@ -178,7 +178,11 @@ def build_step(ctx: Ctx, node: Node, path: str, auto_index: int, scope: StepScop
         else:
             var = (ctx.string(out, f"{path}.output") or "").strip().lstrip("$")
             if var and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", var):
-                ctx.error(out, f"{path}.output", f'output variable "{var}" must match ^[A-Za-z_][A-Za-z0-9_]*$')
+                if ctx.classic:  # Dagu 1.x stored it anyway; nothing can read such a name
+                    ctx.warn(out, f"{path}.output", f'output "{var}" is not a variable name; it is ignored')
+                    var = ""
+                else:
+                    ctx.error(out, f"{path}.output", f'output variable "{var}" must match ^[A-Za-z_][A-Za-z0-9_]*$')
             fields["output"] = var or None
     if "outputs" in m:
         fields["outputs"] = parse_outputs(ctx, m["outputs"], f"{path}.outputs", step_id)
@@ -301,7 +305,25 @@ def _selector(
     if shell:
         f["shell"] = shell
     if "foreach" in m:
-        f["foreach"] = _foreach(ctx, m["foreach"], f"{path}.foreach", scope)
+        fe = m["foreach"]
+        if ctx.classic and fe.kind == "scalar" and isinstance(fe.value, str):
+            # Dagu 1.16's example form `foreach: "[1, 2, 3]"`: the step itself runs once per item
+            ctx.warn(
+                fe,
+                f"{path}.foreach",
+                "a foreach string is a Dagu 1.16 example form; read as items of a loop over this step",
+                once="foreach-str",
+            )
+            body_node = Node(
+                {k: v for k, v in m.items() if k not in ("foreach", "output", "depends", "name")},
+                fe.line,
+                fe.col,
+                "map",
+            )
+            inner = build_step(ctx, body_node, f"{path}.foreach", 1, StepScope(run_is_sub_dag=scope.run_is_sub_dag))
+            f["foreach"] = Foreach(fe.value, (inner,) if inner is not None else ())
+            return StepKind.FOREACH, "foreach"
+        f["foreach"] = _foreach(ctx, fe, f"{path}.foreach", scope)
         return StepKind.FOREACH, "foreach"
 
     action: str | None = None
