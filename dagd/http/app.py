@@ -8,6 +8,7 @@ objects `{code, message}` and never carry a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import re
@@ -16,7 +17,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import trio
-from litestar import Litestar, MediaType, Request, Response, get, post
+from litestar import Litestar, MediaType, Request, Response, get, post, put
 from litestar.exceptions import HTTPException
 from litestar.middleware import ASGIMiddleware
 from litestar.response import ServerSentEvent, ServerSentEventMessage
@@ -132,6 +133,102 @@ def create_app(svc: Service, hosts: set[str], token: str | None = None) -> Lites
         await svc.stop(_name(name), _name(run_id))
         return {}
 
+    def entry_of(file_name: str) -> Any:
+        entry = svc.catalog.find(_name(file_name))
+        if entry is None:
+            raise ServiceError(NOT_FOUND, f"no DAG named {file_name!r}")
+        return entry
+
+    @post("/api/v1/dags/validate", status_code=200)
+    async def validate(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        body = await _json(request)
+        spec = body.get("spec")
+        if not isinstance(spec, str):
+            raise HTTPException(status_code=400, detail="spec (the DAG's YAML text) is required")
+        errors, dag = shapes.check_spec(spec, str(body.get("name") or "dag"), strict=True)
+        out: dict[str, Any] = {"valid": not errors, "errors": errors}
+        if dag is not None:
+            out["dag"] = shapes.dag_details(dag)
+        return out
+
+    @get("/api/v1/dags/{file_name:str}/spec")
+    async def get_spec(file_name: str) -> dict[str, Any]:
+        entry = entry_of(file_name)
+        text = await trio.Path(entry.file).read_text()
+        out: dict[str, Any] = {"spec": text, "errors": [entry.error] if entry.error else []}
+        if entry.dag is not None:
+            out["dag"] = shapes.dag_details(entry.dag)
+        return out
+
+    @put("/api/v1/dags/{file_name:str}/spec")
+    async def put_spec(file_name: str, request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+        entry = entry_of(file_name)
+        body = await _json(request)
+        spec = body.get("spec")
+        if not isinstance(spec, str):
+            raise HTTPException(status_code=400, detail="spec (the DAG's YAML text) is required")
+        errors, _ = shapes.check_spec(spec, file_name)
+        if errors:  # the file on disk stays as it was
+            return Response({"errors": errors}, status_code=400)
+        await trio.to_thread.run_sync(shapes.write_atomically, entry.file, spec)
+        svc.reload()
+        return Response({"errors": []}, status_code=200)
+
+    @post("/api/v1/dags/{file_name:str}/enqueue", status_code=200)
+    async def enqueue(file_name: str, request: Request[Any, Any, Any]) -> dict[str, Any]:
+        body = await _json(request)
+        params = body.get("params")
+        rid = await svc.enqueue(
+            _name(file_name), [params] if isinstance(params, str) and params else [], run_id=body.get("dagRunId")
+        )
+        return {"dagRunId": rid}
+
+    @post("/api/v1/dags/{file_name:str}/suspend", status_code=200)
+    async def suspend(file_name: str, request: Request[Any, Any, Any]) -> dict[str, Any]:
+        body = await _json(request)
+        if not isinstance(body.get("suspend"), bool):
+            raise HTTPException(status_code=400, detail="suspend (true or false) is required")
+        await svc.suspend(_name(file_name), body["suspend"])
+        return {}
+
+    @post("/api/v1/dags/{file_name:str}/stop-all", status_code=200)
+    async def stop_all(file_name: str) -> dict[str, Any]:
+        with contextlib.suppress(ServiceError):  # nothing running is not an error here
+            await svc.stop(_name(file_name), None)
+        return {"errors": []}
+
+    @get("/api/v1/dags/{file_name:str}/dag-runs")
+    async def dag_runs(file_name: str) -> dict[str, Any]:
+        rows = await svc.db(svc.store.history, _name(file_name), 50, None, None)
+        docs = [await svc.db(svc.store.run, file_name, r["id"]) for r in rows]
+        return {"dagRuns": [shapes.run_details(d) for d in docs if d is not None], "gridData": []}
+
+    @post("/api/v1/dag-runs/{name:str}/{run_id:str}/retry", status_code=200)
+    async def retry(name: str, run_id: str) -> dict[str, Any]:
+        await svc.retry(_name(name), _name(run_id))
+        return {}
+
+    @get("/api/v1/dag-runs/{name:str}/{run_id:str}/log")
+    async def run_log(name: str, run_id: str, tail: int | None = None) -> dict[str, Any]:
+        doc = await svc.db(svc.store.run, _name(name), _name(run_id))
+        if doc is None:
+            raise ServiceError(NOT_FOUND, f"no run {run_id} of {name}")
+        parts = []
+        for s in doc["steps"]:
+            parts.append(f"==> {s['step']} ({s['status']}) <==\n" + shapes.read_log(s["stdout_path"]))
+        return shapes.log("\n".join(parts), tail)
+
+    @get("/api/v1/dag-runs/{name:str}/{run_id:str}/steps/{step_name:str}/log")
+    async def step_log(
+        name: str, run_id: str, step_name: str, tail: int | None = None, stream: str = "stdout"
+    ) -> dict[str, Any]:
+        doc = await svc.db(svc.store.run, _name(name), _name(run_id))
+        steps = [s for s in (doc or {}).get("steps", []) if s["step"] == step_name]
+        if not steps:
+            raise ServiceError(NOT_FOUND, f"no step {step_name!r} in run {run_id} of {name}")
+        key = "stderr_path" if stream == "stderr" else "stdout_path"
+        return shapes.log(shapes.read_log(steps[0][key]), tail)
+
     @get("/api/v1/events")
     async def events() -> ServerSentEvent:
         send, receive = trio.open_memory_channel[dict[str, Any]](1000)
@@ -153,7 +250,25 @@ def create_app(svc: Service, hosts: set[str], token: str | None = None) -> Lites
         return await shapes.metrics(svc)
 
     return Litestar(
-        route_handlers=[health, list_dags, start, run_details, stop, events, metrics],
+        route_handlers=[
+            health,
+            list_dags,
+            validate,
+            get_spec,
+            put_spec,
+            start,
+            enqueue,
+            suspend,
+            stop_all,
+            dag_runs,
+            run_details,
+            stop,
+            retry,
+            run_log,
+            step_log,
+            events,
+            metrics,
+        ],
         middleware=[Guard(hosts, token)],
         exception_handlers={Exception: _error_handler},
         openapi_config=None,

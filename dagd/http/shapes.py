@@ -145,3 +145,89 @@ def _run_counts(store: Any) -> list[tuple[str, str, int]]:
             "SELECT dag, status, COUNT(*) FROM dag_runs GROUP BY dag, status ORDER BY dag, status"
         ).fetchall()
     return [(r[0], r[1], r[2]) for r in rows]
+
+
+def dag_details(dag: Dag) -> dict[str, Any]:
+    """DAGDetails: what the UI and Dagu clients read about one DAG."""
+    return {
+        "name": dag.name,
+        "group": dag.group,
+        "description": dag.description,
+        "type": dag.type.value,
+        "schedule": [{"expression": e.expression or e.at or ""} for e in dag.schedule.start],
+        "params": [p.name or (p.default or "") for p in dag.params],
+        "defaultParams": " ".join(
+            f"{p.name}={p.default}" if p.name else (p.default or "") for p in dag.params if p.default is not None
+        ),
+        "maxActiveRuns": dag.max_active_runs,
+        "maxActiveSteps": dag.max_active_steps,
+        "histRetentionDays": dag.hist_retention_days,
+        "delay": int(dag.delay_sec),
+        "tags": [f"{k}={v}" if v else k for k, v in dag.labels.items()],
+        "steps": [
+            {
+                "name": s.name,
+                **({"id": s.id} if s.id else {}),
+                "description": s.description,
+                "depends": list(s.depends),
+                "commands": [{"command": c} for c in s.commands],
+            }
+            for s in dag.steps
+        ],
+    }
+
+
+def check_spec(text: str, name: str, *, strict: bool = False) -> tuple[list[str], Dag | None]:
+    """Validate YAML text as a DAG file named `name`; (errors as text, the DAG when valid)."""
+    import os
+    import tempfile
+
+    from dagd.spec import SpecError, load_text
+
+    try:
+        loaded = load_text(text, os.path.join(tempfile.gettempdir(), f"{name}.yaml"), strict=strict)
+    except SpecError as exc:
+        return [d.render().split(": ", 1)[1] if ": " in d.render() else d.render() for d in exc.diagnostics], None
+    return [], loaded.dag
+
+
+def write_atomically(path: str, text: str) -> None:
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".dagd-edit-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_log(path: str | None, limit: int = 4 * 1024 * 1024) -> str:
+    if not path:
+        return ""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, 2)
+            size = fh.tell()
+            fh.seek(max(0, size - limit))
+            return fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def log(text: str, tail: int | None) -> dict[str, Any]:
+    lines = text.splitlines()
+    total = len(lines)
+    if tail:
+        lines = lines[-tail:]
+    return {
+        "content": "\n".join(lines),
+        "lineCount": len(lines),
+        "totalLines": total,
+        "hasMore": len(lines) < total,
+        "isEstimate": False,
+    }

@@ -129,3 +129,46 @@ def test_a_non_loopback_bind_without_auth_is_refused(tmp_path: Path) -> None:
         timeout=30,
     )
     assert r.returncode != 0 and "without authentication" in r.stderr
+
+
+def test_spec_edit_validates_before_saving(api: tuple[Daemon, str]) -> None:
+    d, base = api
+    path = d.root / "dags" / "hello.yaml"
+    before = path.read_text()
+    spec = httpx.get(base + "/api/v1/dags/hello/spec").json()
+    assert spec["spec"] == before and spec["dag"]["name"] == "hello"
+    check(spec["dag"], "DAGDetails")
+    bad = httpx.put(
+        base + "/api/v1/dags/hello/spec", json={"spec": "steps:\n  - run: echo a b\n    timeout_sec: soon\n"}
+    )
+    assert bad.status_code == 400 and any("timeout_sec" in e for e in bad.json()["errors"])
+    assert path.read_text() == before  # untouched
+    good = httpx.put(
+        base + "/api/v1/dags/hello/spec", json={"spec": "description: edited\nsteps:\n  - run: echo edited\n"}
+    )
+    assert good.status_code == 200 and good.json() == {"errors": []}
+    assert "edited" in path.read_text()
+    dags = httpx.get(base + "/api/v1/dags").json()["dags"]
+    assert dags[0]["dag"]["description"] == "edited"
+
+
+def test_validate_enqueue_suspend_runs_logs_and_retry(api: tuple[Daemon, str]) -> None:
+    _, base = api
+    v = httpx.post(base + "/api/v1/dags/validate", json={"spec": "steps: []\n"}).json()
+    assert v["valid"] is False and v["errors"]
+    assert httpx.post(base + "/api/v1/dags/validate", json={"spec": "steps:\n  - run: echo ok then\n"}).json()["valid"]
+    assert httpx.post(base + "/api/v1/dags/hello/suspend", json={"suspend": True}).status_code == 200
+    assert httpx.get(base + "/api/v1/dags").json()["dags"][0]["suspended"] is True
+    rid = httpx.post(base + "/api/v1/dags/hello/enqueue", json={}).json()["dagRunId"]
+    deadline = time.monotonic() + 20
+    while httpx.get(f"{base}/api/v1/dag-runs/hello/{rid}").json()["dagRunDetails"]["statusLabel"] != "succeeded":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    runs = httpx.get(base + "/api/v1/dags/hello/dag-runs").json()["dagRuns"]
+    assert [r["dagRunId"] for r in runs] == [rid]
+    log = httpx.get(f"{base}/api/v1/dag-runs/hello/{rid}/steps/a/log").json()
+    check(log, "Log")
+    assert log["content"] == "hello"
+    assert "==> a (succeeded) <==" in httpx.get(f"{base}/api/v1/dag-runs/hello/{rid}/log").json()["content"]
+    assert httpx.post(f"{base}/api/v1/dag-runs/hello/{rid}/retry", json={"dagRunId": rid}).status_code == 200
+    assert httpx.post(base + "/api/v1/dags/hello/stop-all").json() == {"errors": []}
