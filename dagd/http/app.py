@@ -139,6 +139,33 @@ def create_app(svc: Service, hosts: set[str], token: str | None = None) -> Lites
             raise ServiceError(NOT_FOUND, f"no DAG named {file_name!r}")
         return entry
 
+    @get("/api/v1/dags/{file_name:str}")
+    async def dag_detail(file_name: str) -> dict[str, Any]:
+        entry = entry_of(file_name)
+        last = await svc.db(svc.store.run, file_name, None)
+        suspended = file_name in await svc.db(svc.store.suspended)
+        dag = entry.dag
+        return {
+            **({"dag": shapes.dag_details(dag)} if dag else {}),
+            "localDags": [
+                {"name": n, "dag": shapes.dag_details(local), "errors": []}
+                for n, local in (dag.local_dags.items() if dag else [])
+            ],
+            "latestDAGRun": shapes.run_details(last) if last else shapes.no_run(file_name),
+            "suspended": suspended,
+            "errors": [entry.error] if entry.error else [],
+        }
+
+    @get("/api/v1/dag-runs")
+    async def all_runs(limit: int = 100, status: str | None = None, name: str | None = None) -> dict[str, Any]:
+        rows = await svc.db(svc.store.history, name, min(max(limit, 1), 1000), status, None)
+        return {"dagRuns": [shapes.run_summary(r) for r in rows]}
+
+    @get("/api/v1/queues")
+    async def queues() -> dict[str, Any]:
+        queued = await svc.db(svc.store.queued)
+        return shapes.queues(svc, queued)
+
     @post("/api/v1/dags/validate", status_code=200)
     async def validate(request: Request[Any, Any, Any]) -> dict[str, Any]:
         body = await _json(request)
@@ -253,6 +280,9 @@ def create_app(svc: Service, hosts: set[str], token: str | None = None) -> Lites
         route_handlers=[
             health,
             list_dags,
+            dag_detail,
+            all_runs,
+            queues,
             validate,
             get_spec,
             put_spec,

@@ -32,21 +32,56 @@ def run_summary(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def no_run(name: str) -> dict[str, Any]:
+    """The run summary of a DAG that never ran (the schema wants a non-empty id)."""
+    return {
+        "dagRunId": "none",
+        "name": name,
+        "status": 0,
+        "statusLabel": "not_started",
+        "startedAt": "",
+        "finishedAt": "",
+        "artifactsAvailable": False,
+        "autoRetryCount": 0,
+    }
+
+
+def queues(svc: Any, queued: list[dict[str, Any]]) -> dict[str, Any]:
+    """One DAG-based queue per DAG with running or queued runs."""
+    names = sorted({a.dag for a in svc.active.values()} | {q["dag"] for q in queued})
+    out = []
+    for name in names:
+        running = [rid for rid, a in svc.active.items() if a.dag == name]
+        waiting = [q for q in queued if q["dag"] == name]
+        entry = svc.catalog.find(name)
+        limit = entry.dag.max_active_runs if entry and entry.dag else 1
+        out.append(
+            {
+                "name": name,
+                "type": "dag-based",
+                "maxConcurrency": max(1, limit),
+                "runningCount": len(running),
+                "queuedCount": len(waiting),
+                "running": [
+                    {**no_run(name), "dagRunId": rid, "status": 1, "statusLabel": "running"} for rid in running
+                ],
+            }
+        )
+    capacity = svc.max_concurrent_runs
+    return {
+        "queues": out,
+        "summary": {
+            "totalQueues": len(out),
+            "totalRunning": len(svc.active),
+            "totalQueued": len(queued),
+            "totalCapacity": capacity,
+            "utilizationPercentage": round(100.0 * len(svc.active) / capacity, 1) if capacity else 0.0,
+        },
+    }
+
+
 def dag_file(row: dict[str, Any], dag: Dag | None, last: dict[str, Any] | None) -> dict[str, Any]:
-    latest = (
-        run_summary(last)
-        if last
-        else {
-            "dagRunId": "none",  # no run yet: the schema wants a non-empty id
-            "name": row["name"],
-            "status": 0,
-            "statusLabel": "not_started",
-            "startedAt": "",
-            "finishedAt": "",
-            "artifactsAvailable": False,
-            "autoRetryCount": 0,
-        }
-    )
+    latest = run_summary(last) if last else no_run(row["name"])
     spec: dict[str, Any] = {"name": row["name"]}
     if dag is not None:
         spec.update(

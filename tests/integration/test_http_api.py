@@ -172,3 +172,22 @@ def test_validate_enqueue_suspend_runs_logs_and_retry(api: tuple[Daemon, str]) -
     assert "==> a (succeeded) <==" in httpx.get(f"{base}/api/v1/dag-runs/hello/{rid}/log").json()["content"]
     assert httpx.post(f"{base}/api/v1/dag-runs/hello/{rid}/retry", json={"dagRunId": rid}).status_code == 200
     assert httpx.post(base + "/api/v1/dags/hello/stop-all").json() == {"errors": []}
+
+
+def test_dag_details_runs_listing_and_queues(api: tuple[Daemon, str]) -> None:
+    d, base = api
+    detail = httpx.get(base + "/api/v1/dags/hello").json()
+    assert detail["dag"]["name"] == "hello" and detail["latestDAGRun"]["statusLabel"] == "not_started"
+    check(detail["dag"], "DAGDetails")
+    (d.root / "dags" / "slow.yaml").write_text("max_active_runs: 1\nsteps:\n  - run: sleep 1.5\n")
+    d.ctl("reload")
+    a = httpx.post(base + "/api/v1/dags/slow/enqueue", json={}).json()["dagRunId"]
+    b = httpx.post(base + "/api/v1/dags/slow/enqueue", json={}).json()["dagRunId"]
+    time.sleep(0.5)
+    q = httpx.get(base + "/api/v1/queues").json()
+    check(q, "QueuesResponse")
+    slow = next(x for x in q["queues"] if x["name"] == "slow")
+    assert (slow["runningCount"], slow["queuedCount"]) == (1, 1) and slow["running"][0]["dagRunId"] == a
+    runs = httpx.get(base + "/api/v1/dag-runs", params={"name": "slow"}).json()
+    check(runs, "DAGRunsPageResponse")
+    assert {r["dagRunId"] for r in runs["dagRuns"]} == {a, b}
