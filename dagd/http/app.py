@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import trio
-from litestar import Litestar, MediaType, Request, Response, get, post, put
+from litestar import Litestar, MediaType, Request, Response, delete, get, post, put
 from litestar.exceptions import HTTPException
 from litestar.middleware import ASGIMiddleware
 from litestar.response import ServerSentEvent, ServerSentEventMessage
@@ -156,6 +156,38 @@ def create_app(svc: Service, hosts: set[str], token: str | None = None) -> Lites
             "errors": [entry.error] if entry.error else [],
         }
 
+    @post("/api/v1/dags", status_code=201)
+    async def create(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+        body = await _json(request)
+        name = _name(str(body.get("name") or ""))
+        spec = body.get("spec") or "steps:\n  - run: echo hello from " + name + "\n"
+        if not isinstance(spec, str):
+            raise HTTPException(status_code=400, detail="spec must be YAML text")
+        errors, _ = shapes.check_spec(spec, name)
+        if errors:
+            return Response({"code": "bad_request", "message": "; ".join(errors)}, status_code=400)
+        path = trio.Path(svc.catalog.folder) / f"{name}.yaml"
+        if await path.exists() or svc.catalog.find(name) is not None:
+            return Response({"code": "already_exists", "message": f"DAG {name!r} already exists"}, status_code=409)
+        await trio.to_thread.run_sync(shapes.write_atomically, str(path), spec)
+        svc.reload()
+        return Response({"name": name}, status_code=201)
+
+    @delete("/api/v1/dags/{file_name:str}", status_code=204)
+    async def remove(file_name: str) -> None:
+        entry = entry_of(file_name)
+        await trio.Path(entry.file).unlink()
+        svc.reload()
+
+    @get("/api/v1/dag-runs/{name:str}/{run_id:str}/outputs")
+    async def outputs(name: str, run_id: str) -> dict[str, Any]:
+        doc = await svc.db(svc.store.run, _name(name), _name(run_id))
+        if doc is None:
+            raise ServiceError(NOT_FOUND, f"no run {run_id} of {name}")
+        entry = svc.catalog.find(name)
+        names = {s.name: s.output for s in entry.dag.steps if s.output} if entry and entry.dag else {}
+        return shapes.outputs(doc, names)
+
     @get("/api/v1/dag-runs")
     async def all_runs(limit: int = 100, status: str | None = None, name: str | None = None) -> dict[str, Any]:
         rows = await svc.db(svc.store.history, name, min(max(limit, 1), 1000), status, None)
@@ -281,6 +313,9 @@ def create_app(svc: Service, hosts: set[str], token: str | None = None) -> Lites
             health,
             list_dags,
             dag_detail,
+            create,
+            remove,
+            outputs,
             all_runs,
             queues,
             validate,

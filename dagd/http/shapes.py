@@ -266,3 +266,35 @@ def log(text: str, tail: int | None) -> dict[str, Any]:
         "hasMore": len(lines) < total,
         "isEstimate": False,
     }
+
+
+def _camel(name: str) -> str:
+    """RESULT_VALUE -> resultValue, as Dagu names collected outputs."""
+    parts = name.lower().split("_")
+    return parts[0] + "".join(p.capitalize() for p in parts[1:])
+
+
+def outputs(doc: dict[str, Any], output_names: dict[str, str]) -> dict[str, Any]:
+    """DAGRunOutputs: `output:` variables (camelCased) and published outputs of the run's steps."""
+    import json
+
+    values: dict[str, Any] = {}
+    for s in doc["steps"]:
+        if s["status"] not in ("succeeded", "partially_succeeded"):
+            continue
+        values.update(s.get("outputs") or {})
+        values.update(s.get("published") or {})
+        var = output_names.get(s["step"])
+        if var and s.get("output_value") is not None:
+            values[_camel(var)] = s["output_value"]
+    return {
+        "metadata": {
+            "dagName": doc["dag"],
+            "dagRunId": doc["id"],
+            "attemptId": doc["id"],
+            "status": doc["status"],
+            "completedAt": _iso(doc.get("finished_at")) or dt.datetime.now(dt.UTC).isoformat(),
+            "params": json.dumps(doc.get("params") or {}),
+        },
+        "outputs": values,
+    }

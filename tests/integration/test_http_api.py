@@ -191,3 +191,25 @@ def test_dag_details_runs_listing_and_queues(api: tuple[Daemon, str]) -> None:
     runs = httpx.get(base + "/api/v1/dag-runs", params={"name": "slow"}).json()
     check(runs, "DAGRunsPageResponse")
     assert {r["dagRunId"] for r in runs["dagRuns"]} == {a, b}
+
+
+def test_create_delete_and_outputs(api: tuple[Daemon, str]) -> None:
+    d, base = api
+    spec = "steps:\n  - {id: calc, run: echo 42, output: RESULT_VALUE}\n"
+    r = httpx.post(base + "/api/v1/dags", json={"name": "calc", "spec": spec})
+    assert r.status_code == 201 and r.json() == {"name": "calc"}
+    assert (d.root / "dags" / "calc.yaml").read_text() == spec
+    assert httpx.post(base + "/api/v1/dags", json={"name": "calc"}).status_code == 409
+    assert httpx.post(base + "/api/v1/dags", json={"name": "../escape"}).status_code == 400
+    assert httpx.post(base + "/api/v1/dags", json={"name": "broken", "spec": "steps: ["}).status_code == 400
+    rid = httpx.post(base + "/api/v1/dags/calc/start", json={}).json()["dagRunId"]
+    deadline = time.monotonic() + 20
+    while httpx.get(f"{base}/api/v1/dag-runs/calc/{rid}").json()["dagRunDetails"]["statusLabel"] != "succeeded":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    out = httpx.get(f"{base}/api/v1/dag-runs/calc/{rid}/outputs").json()
+    check(out, "DAGRunOutputs")
+    assert out["outputs"] == {"resultValue": "42"} and out["metadata"]["status"] == "succeeded"
+    assert httpx.delete(base + "/api/v1/dags/calc").status_code == 204
+    assert not (d.root / "dags" / "calc.yaml").exists()
+    assert httpx.get(base + "/api/v1/dags/calc").status_code == 404
