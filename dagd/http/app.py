@@ -20,6 +20,8 @@ import trio
 from litestar import Litestar, MediaType, Request, Response, delete, get, post, put
 from litestar.exceptions import HTTPException
 from litestar.middleware import ASGIMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.types import ASGIApp, Receive, Scope, Send
 
@@ -336,7 +338,13 @@ def create_app(svc: Service, hosts: set[str], token: str | None = None) -> Lites
         ],
         middleware=[Guard(hosts, token)],
         exception_handlers={Exception: _error_handler},
-        openapi_config=None,
+        openapi_config=OpenAPIConfig(
+            title="dagd API",
+            version=__version__,
+            description="Dagu-compatible /api/v1 served by dagd",
+            path="/api/v1",
+            render_plugins=[JsonRenderPlugin(path="/openapi.json")],
+        ),
         debug=False,
     )
 

@@ -213,3 +213,17 @@ def test_create_delete_and_outputs(api: tuple[Daemon, str]) -> None:
     assert httpx.delete(base + "/api/v1/dags/calc").status_code == 204
     assert not (d.root / "dags" / "calc.yaml").exists()
     assert httpx.get(base + "/api/v1/dags/calc").status_code == 404
+
+
+def test_our_openapi_document_lists_every_route(api: tuple[Daemon, str]) -> None:
+    _, base = api
+    doc = httpx.get(base + "/api/v1/openapi.json").json()
+    assert doc["openapi"].startswith("3.") and doc["info"]["title"] == "dagd API"
+    for path in (
+        "/api/v1/health",
+        "/api/v1/dags",
+        "/api/v1/dags/{file_name}/start",
+        "/api/v1/dag-runs/{name}/{run_id}",
+        "/api/v1/events",
+    ):
+        assert path in doc["paths"], path
