@@ -1,0 +1,105 @@
+"""dagctl commands that need the daemon: list, enqueue, dequeue, suspend, resume, reload, daemon."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+import click
+
+from dagctl.base import CONTEXT, ExitWith, daemon_client, rpc
+
+
+@click.command("list", context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+def list_cmd(as_json: bool) -> None:
+    """The DAGs dagd knows: schedule, next fire, last status, suspended."""
+    from dagctl.render import table
+
+    client = daemon_client()
+    with contextlib.closing(client):
+        rows = rpc(client, "dag.list")
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    body = [
+        [
+            r["name"],
+            " | ".join(r["schedule"]) or "-",
+            r["next_fire"] or "-",
+            r["last_status"] or "-",
+            "yes" if r["suspended"] else "",
+            (r["error"] and "INVALID") or "",
+        ]
+        for r in rows
+    ]
+    click.echo(table(body, ["NAME", "SCHEDULE", "NEXT FIRE", "LAST STATUS", "SUSPENDED", ""]))
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("name")
+@click.argument("params", nargs=-1)
+@click.option("--params", "params_opt", default=None, help='Parameters: "K=V K2=V2".')
+@click.option("--run-id", default=None, help="Use this run id.")
+def enqueue(name: str, params: tuple[str, ...], params_opt: str | None, run_id: str | None) -> None:
+    """Queue a run of NAME in dagd; it starts when max_active_runs and the global limit allow."""
+    client = daemon_client()
+    with contextlib.closing(client):
+        result = rpc(
+            client, "run.enqueue", name=name, params=([params_opt] if params_opt else []) + list(params), run_id=run_id
+        )
+    click.echo(result["run_id"])
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("name")
+@click.argument("run_id")
+def dequeue(name: str, run_id: str) -> None:
+    """Take a queued run out of the queue (it is recorded aborted)."""
+    client = daemon_client()
+    with contextlib.closing(client):
+        rpc(client, "run.dequeue", name=name, run_id=run_id)
+    click.echo(f"run {run_id} dequeued")
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("name")
+def suspend(name: str) -> None:
+    """Stop scheduling NAME (manual runs still work)."""
+    client = daemon_client()
+    with contextlib.closing(client):
+        rpc(client, "dag.suspend", name=name)
+    click.echo(f"{name} suspended")
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("name")
+def resume(name: str) -> None:
+    """Schedule NAME again."""
+    client = daemon_client()
+    with contextlib.closing(client):
+        rpc(client, "dag.resume", name=name)
+    click.echo(f"{name} resumed")
+
+
+@click.command(context_settings=CONTEXT)
+def reload() -> None:
+    """Make dagd re-read the DAGs folder now; exit 1 when a file does not load."""
+    client = daemon_client()
+    with contextlib.closing(client):
+        result = rpc(client, "daemon.reload")
+    for file, error in result["errors"].items():
+        click.echo(f"{file}: {error}", err=True)
+    click.echo(f"{result['dags']} DAG files, {len(result['changed'])} changed")
+    if result["errors"]:
+        raise ExitWith(1)
+
+
+@click.command(context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True)
+def daemon(as_json: bool) -> None:
+    """Is dagd up? Its pid, uptime, DAG count, running runs, paths."""
+    client = daemon_client()
+    with contextlib.closing(client):
+        info = rpc(client, "daemon.status")
+    click.echo(json.dumps(info, indent=2) if as_json else "\n".join(f"{k:12} {v}" for k, v in info.items()))

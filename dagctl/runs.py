@@ -1,0 +1,306 @@
+"""dagctl commands about runs: run, status, history, logs, stop, retry."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from typing import Any
+
+import click
+
+from dagctl.base import (
+    CONTEXT,
+    ExitWith,
+    daemon_client,
+    dag_name,
+    is_daemon,
+    load,
+    open_store,
+    rpc,
+    run_doc,
+    runs_in_process,
+)
+from dagd import config
+from dagd.spec import SpecError
+
+
+@click.command("run", context_settings=CONTEXT)
+@click.argument("target")
+@click.argument("params", nargs=-1)
+@click.option(
+    "--params",
+    "params_opt",
+    default=None,
+    help='Parameters as Dagu takes them: "K=V K2=V2", positional values, or JSON.',
+)
+@click.option("--run-id", default=None, help="Use this run id instead of a generated one.")
+@click.option(
+    "--trigger-type", default="manual", show_default=True, help="Recorded trigger: manual, scheduler, webhook, retry, …"
+)
+@click.option("--schedule-time", default=None, help="The scheduled time this run stands for (RFC 3339).")
+@click.option("--json", "as_json", is_flag=True, help="Print the final run document as JSON on stdout.")
+def run_cmd(
+    target: str,
+    params: tuple[str, ...],
+    params_opt: str | None,
+    run_id: str | None,
+    trigger_type: str,
+    schedule_time: str | None,
+    as_json: bool,
+) -> None:
+    """Run a DAG (a file, or a name in the DAGs folder) to its end, with live progress.
+
+    Exit code 0 when the run succeeds, 1 otherwise. Ctrl-C aborts the run: every step's
+    process group is killed and the run is recorded as aborted.
+    """
+    from dagctl.client import connect
+
+    client = connect(str(config.socket_path()))
+    if client is not None and not runs_in_process(target):
+        with contextlib.closing(client):
+            _run_in_daemon(client, target, list(params), params_opt, run_id, as_json)
+        return
+    from dagd.engine.local import run_local
+
+    if client is None and not runs_in_process(target) and config.socket_path().exists():
+        click.echo(f"dagctl: no dagd answering at {config.socket_path()}; running in this process", err=True)
+    path = config.resolve_dag_file(target)
+    if path is None:
+        click.echo(f"dagctl: no DAG file or DAG named {target!r} (looked in . and {config.dags_dir()})", err=True)
+        raise ExitWith(1)
+    try:
+        loaded = load(str(path))
+    except SpecError as exc:
+        for d in exc.diagnostics:
+            click.echo(d.render(), err=True)
+        raise ExitWith(1) from None
+    code = run_local(
+        loaded.dag,
+        state_dir=str(config.state_dir()),
+        params=list(params),
+        param_string=params_opt,
+        run_id=run_id,
+        trigger=trigger_type,
+        schedule_time=schedule_time,
+        default_shell=config.default_shell(),
+        as_json=as_json,
+    )
+    if code:
+        raise ExitWith(code)
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("target")
+@click.argument("run_id", required=False)
+@click.option("--run-id", "run_id_opt", default=None, help="The run to show (Dagu's spelling of RUN_ID).")
+@click.option("--json", "as_json", is_flag=True, help="Print the run document as JSON.")
+def status(target: str, run_id: str | None, run_id_opt: str | None, as_json: bool) -> None:
+    """Show a run (the latest unless RUN_ID is given): its status and every step's."""
+    from dagctl.render import status_text
+
+    doc = run_doc(target, run_id or run_id_opt)
+    click.echo(json.dumps(doc, indent=2) if as_json else status_text(doc))
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("target", required=False)
+@click.option("--limit", "-n", default=20, show_default=True, help="How many runs to show.")
+@click.option("--status", "status_filter", default=None, help="Only runs with this status (succeeded, failed, …).")
+@click.option("--run-id", "run_id", default=None, help="Only this run.")
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", help="Dagu's spelling of --json."
+)
+def history(
+    target: str | None, limit: int, status_filter: str | None, run_id: str | None, as_json: bool, fmt: str
+) -> None:
+    """List runs, newest first: of one DAG, or of every DAG when none is given."""
+    from dagctl.render import history_text
+
+    store = open_store()
+    try:
+        rows = store.history(dag_name(target) if target else None, limit, status_filter, run_id)
+    finally:
+        store.close()
+    click.echo(json.dumps(rows, indent=2) if as_json or fmt == "json" else history_text(rows))
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("target")
+@click.argument("run_id", required=False)
+@click.argument("step", required=False)
+@click.option("--stderr", "stream_err", is_flag=True, help="Show the step's stderr instead of its stdout.")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing as the step writes, until the run ends.")
+def logs(target: str, run_id: str | None, step: str | None, stream_err: bool, follow: bool) -> None:
+    """Print a step's output (or, without STEP, every step's, in order)."""
+    import time
+
+    doc = run_doc(target, run_id if run_id not in (None, "latest") else None)
+    steps = [s for s in doc["steps"] if step is None or s["step"] == step]
+    if step is not None and not steps:
+        click.echo(f"dagctl: run {doc['id']} has no step {step!r}", err=True)
+        raise ExitWith(1)
+    key = "stderr_path" if stream_err else "stdout_path"
+    for s in steps:
+        if step is None:
+            click.echo(f"==> {s['step']} ({s['status']}) <==")
+        path = s[key]
+        offset = 0
+        while True:
+            try:
+                with open(path, "rb") as fh:
+                    fh.seek(offset)
+                    chunk = fh.read()
+            except OSError:
+                chunk = b""
+            if chunk:
+                offset += len(chunk)
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.flush()
+            if not follow:
+                break
+            current = run_doc(target, doc["id"])
+            mine = [x for x in current["steps"] if x["step"] == s["step"]]
+            if (
+                current["status"] not in ("running", "queued")
+                and (not mine or mine[0]["status"] not in ("running", "retrying"))
+                and not chunk
+            ):
+                break
+            time.sleep(0.2)
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("target")
+@click.argument("run_id", required=False)
+def stop(target: str, run_id: str | None) -> None:
+    """Stop a running run: its steps' process groups are killed and the run ends aborted."""
+    import os
+    import signal
+    import time
+
+    client = daemon_client(required=False)
+    if client is not None:
+        with contextlib.closing(client):
+            result = rpc(client, "run.stop", name=dag_name(target), run_id=run_id)
+        click.echo(f"run {', '.join(result['stopped'])} stopped")
+        return
+    doc = run_doc(target, run_id)
+    if doc["status"] not in ("running", "queued"):
+        click.echo(f"dagctl: run {doc['id']} is not running (status {doc['status']})", err=True)
+        raise ExitWith(1)
+    pid = doc.get("runner_pid")
+    if pid and is_daemon(pid):
+        click.echo(
+            f"dagctl: run {doc['id']} belongs to dagd (pid {pid}), which does not answer at {config.socket_path()}",
+            err=True,
+        )
+        raise ExitWith(1)
+    try:
+        if not pid:
+            raise ProcessLookupError
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        click.echo(f"dagctl: the process that ran {doc['id']} is gone; killing its step groups", err=True)
+        for s in doc["steps"]:
+            if s["status"] in ("running", "retrying") and s["pgid"]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(s["pgid"], signal.SIGKILL)
+        return
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if run_doc(target, doc["id"])["status"] not in ("running", "queued"):
+            click.echo(f"run {doc['id']} stopped")
+            return
+        time.sleep(0.1)
+    click.echo(f"dagctl: run {doc['id']} did not stop within 30s", err=True)
+    raise ExitWith(1)
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("target")
+@click.argument("run_id")
+def retry(target: str, run_id: str) -> None:
+    """Run a recorded run again under the same id: steps that succeeded keep their results
+    (and outputs), failed, aborted and never-started steps run again with the same params."""
+    client = daemon_client(required=False)
+    if client is not None:
+        from dagctl.client import Client
+
+        with contextlib.closing(client):
+            watcher = Client(client.path)
+            events = watcher.events()  # subscribe before the run starts: no event is missed
+            rpc(client, "run.retry", name=dag_name(target), run_id=run_id)
+            _follow(client, dag_name(target), run_id, watcher, events)
+        return
+    from dagd.engine.local import resume_from, run_local
+
+    doc = run_doc(target, run_id)
+    if doc["status"] in ("running", "queued"):
+        click.echo(f"dagctl: run {run_id} is still {doc['status']}", err=True)
+        raise ExitWith(1)
+    try:
+        loaded = load(doc["file"])
+    except SpecError as exc:
+        for d in exc.diagnostics:
+            click.echo(d.render(), err=True)
+        raise ExitWith(1) from None
+    overrides, kept = resume_from(doc)
+    code = run_local(
+        loaded.dag,
+        state_dir=str(config.state_dir()),
+        params=overrides,
+        run_id=run_id,
+        trigger="retry",
+        default_shell=config.default_shell(),
+        resume=kept,
+    )
+    if code:
+        raise ExitWith(code)
+
+
+def _run_in_daemon(
+    client: Any, name: str, params: list[str], param_string: str | None, run_id: str | None, as_json: bool
+) -> None:
+    from dagctl.client import Client
+
+    overrides = ([param_string] if param_string else []) + params
+    watcher = Client(client.path)
+    events = watcher.events()
+    rid = rpc(client, "run.start", name=name, params=overrides, run_id=run_id)["run_id"]
+    click.echo(f"run {rid} of {name} started in dagd (following it; Ctrl-C stops following, not the run)", err=True)
+    _follow(client, name, rid, watcher, events, as_json)
+
+
+def _follow(client: Any, name: str, rid: str, watcher: Any = None, events: Any = None, as_json: bool = False) -> None:
+    """Print a daemon run's events until it finishes; exit 1 unless it succeeded."""
+    from dagctl.client import Client
+    from dagd.engine.status import StepStatus
+
+    if watcher is None:
+        watcher = Client(client.path)
+        events = watcher.events()
+    status = None
+    try:
+        for ev in events:
+            if ev.get("run_id") != rid:
+                continue
+            if ev["type"] == "StepChanged" and ev["status"] != StepStatus.NOT_STARTED.value:
+                extra = (
+                    f" (exit {ev['exit_code']})" if ev["status"] == "failed" and ev.get("exit_code") is not None else ""
+                )
+                click.echo(f"{ev['step']} {ev['status']}{extra}", err=True)
+            elif ev["type"] == "RunFinished":
+                status = ev["status"]
+                click.echo(f"run {rid} {status}" + (f": {ev['error']}" if ev.get("error") else ""), err=True)
+                break
+    except KeyboardInterrupt:
+        click.echo(f"stopped following; the run goes on (dagctl stop {name} {rid})", err=True)
+        raise ExitWith(130) from None
+    finally:
+        watcher.close()
+    if as_json:
+        click.echo(json.dumps(rpc(client, "run.status", name=name, run_id=rid), indent=2))
+    if status != "succeeded":
+        raise ExitWith(1)
