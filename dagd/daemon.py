@@ -126,6 +126,7 @@ async def serve_http(
     cfg = Config()
     cfg.bind = [f"fd://{fd}"] if fd is not None else [opts.http_bind or "127.0.0.1:8090"]
     cfg.accesslog = None
+    cfg.errorlog = logging.getLogger("hypercorn.error")  # through dagd's handler (journald priorities)
     cfg.graceful_timeout = 1.0
     app = create_app(svc, http_hosts(opts.http_bind or "127.0.0.1:8090", opts.http_hosts), opts.api_token)
     task_status.started()

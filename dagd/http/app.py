@@ -346,6 +346,7 @@ def create_app(svc: Service, hosts: set[str], token: str | None = None) -> Lites
             render_plugins=[JsonRenderPlugin(path="/openapi.json")],
         ),
         debug=False,
+        logging_config=None,  # dagd's own logging (journald priorities) stays in charge
     )
 
 

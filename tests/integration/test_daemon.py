@@ -378,7 +378,7 @@ def test_journald_priorities_and_socket_activation(tmp_path: Path) -> None:
     # what systemd does: the socket as fd 3, LISTEN_PID naming the process that gets it
     launcher = (
         f"import os, sys; os.dup2({fd}, 3); os.environ['LISTEN_PID'] = str(os.getpid()); "
-        f"os.execv(sys.executable, [sys.executable, '-m', 'dagd.daemon', '--user', '--no-http'])"
+        f"os.execv(sys.executable, [sys.executable, '-m', 'dagd.daemon', '--user', '--http-bind', '127.0.0.1:{_free_port()}'])"
     )
     with open(tmp_path / "log", "wb") as log:
         proc = subprocess.Popen([sys.executable, "-c", launcher], env=env, pass_fds=(fd,), stderr=log)
@@ -639,3 +639,9 @@ def test_skip_if_successful_skips_a_fire_after_a_success_since_the_previous_one(
     finally:
         d.proc.terminate()
         d.proc.wait(timeout=30)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
