@@ -115,6 +115,32 @@ def http_hosts(bind: str, extra: tuple[str, ...]) -> set[str]:
     return {"localhost", "127.0.0.1", "[::1]", host, *extra}
 
 
+class StartupError(Exception):
+    """dagd cannot start as configured; the message says why and what to change."""
+
+
+def bind_http(address: str) -> int:
+    """Listen on host:port now, so a taken port is a clear start-up error, not a traceback."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, int(port)))
+    except (OSError, ValueError) as exc:
+        sock.close()
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise StartupError(
+            f"cannot listen for HTTP on {address}: {reason} (another dagd? use --http-bind or --no-http)"
+        ) from None
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock.detach()
+
+
 async def serve_http(
     svc: Service, opts: Options, fd: int | None, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
 ) -> None:
@@ -124,7 +150,7 @@ async def serve_http(
     from dagd.http.app import create_app
 
     cfg = Config()
-    cfg.bind = [f"fd://{fd}"] if fd is not None else [opts.http_bind or "127.0.0.1:8090"]
+    cfg.bind = [f"fd://{fd}"]
     cfg.accesslog = None
     cfg.errorlog = logging.getLogger("hypercorn.error")  # through dagd's handler (journald priorities)
     cfg.graceful_timeout = 1.0
@@ -310,6 +336,9 @@ async def main(opts: Options) -> None:
 
     svc.before_reload = on_reload
     svc.after_reload = lambda: notifier.ready(_status_line(svc))
+    http_fd = fds.get("http")
+    if http_fd is None and opts.http_bind:
+        http_fd = bind_http(opts.http_bind)  # before anything else: a taken port is a clean error
     async with trio.open_nursery() as nursery:
         svc.nursery = nursery
         await nursery.start(
@@ -320,8 +349,8 @@ async def main(opts: Options) -> None:
         nursery.start_soon(scheduler_loop, svc)
         nursery.start_soon(watch_catalog, svc, notifier, opts.poll_sec)
         nursery.start_soon(reaper)
-        if opts.http_bind or "http" in fds:
-            await nursery.start(serve_http, svc, opts, fds.get("http"))
+        if http_fd is not None:
+            await nursery.start(serve_http, svc, opts, http_fd)
         if notifier.watchdog_sec:
             nursery.start_soon(watchdog, notifier)
         where = "passed by systemd" if "control" in fds else opts.socket
@@ -415,7 +444,11 @@ def cli(
             f"refusing to serve HTTP on {opts.http_bind} without authentication: set api_token in config.yaml "
             "(or DAGD_API_TOKEN), or bind 127.0.0.1"
         )
-    trio.run(main, opts)
+    try:
+        trio.run(main, opts)
+    except StartupError as exc:
+        log.error("%s", exc)
+        raise click.ClickException(str(exc)) from None
 
 
 if __name__ == "__main__":

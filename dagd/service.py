@@ -19,9 +19,10 @@ import trio
 
 from dagd import scheduler
 from dagd.catalog import Catalog
+from dagd.engine.environment import RunOptions, RunSetupError
 from dagd.engine.events import Event, RunFinished
 from dagd.engine.local import new_run_id, resume_from
-from dagd.engine.run import Run, RunOptions, RunSetupError
+from dagd.engine.run import Run
 from dagd.engine.status import RunStatus
 from dagd.spec import Dag, SpecError, load_file
 from dagd.store.db import Store

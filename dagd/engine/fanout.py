@@ -98,8 +98,8 @@ def find_dag(run: Run, name: str) -> Dag:
 async def run_child(
     run: Run, step: Step, dag: Dag, overrides: list[str], param_string: str | None, salt: str
 ) -> dict[str, Any]:
+    from dagd.engine.environment import RunOptions
     from dagd.engine.run import Run as RunClass
-    from dagd.engine.run import RunOptions
 
     digest = hashlib.sha256(
         f"{run.opts.run_id}\0{step.name}\0{dag.name}\0{overrides}\0{param_string}\0{salt}".encode()
@@ -193,8 +193,8 @@ async def run_foreach(run: Run, step: Step, r: StepResult, scope: Scope, dagu_en
         seen.add(key)
         ctx["key"] = key
         slots.append(ctx)
+    from dagd.engine.environment import RunOptions
     from dagd.engine.run import Run as RunClass
-    from dagd.engine.run import RunOptions
 
     body = dataclasses.replace(
         run.dag, steps=fe.steps, handlers={}, preconditions=(), type=DagType.GRAPH, working_dir=run.default_cwd

@@ -15,8 +15,9 @@ from typing import Any, TextIO
 
 import trio
 
+from dagd.engine.environment import RunOptions, RunSetupError
 from dagd.engine.events import Event, RunFinished, RunStarted, StepChanged
-from dagd.engine.run import Run, RunOptions, RunSetupError
+from dagd.engine.run import Run
 from dagd.engine.status import RunStatus, StepStatus
 from dagd.engine.step import StepResult
 from dagd.spec.model import Dag

@@ -541,6 +541,7 @@ def test_as_pid_1_of_a_namespace_dagd_leaves_no_zombies_after_1000_runs(tmp_path
                 "-m",
                 "dagd.daemon",
                 "--user",
+                "--no-http",
                 "--max-concurrent-runs",
                 "16",
             ],

@@ -227,3 +227,28 @@ def test_our_openapi_document_lists_every_route(api: tuple[Daemon, str]) -> None
         "/api/v1/events",
     ):
         assert path in doc["paths"], path
+
+
+def test_a_taken_port_is_a_clean_start_up_error(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        r = subprocess.run(
+            [sys.executable, "-m", "dagd.daemon", "--user", "--http-bind", f"127.0.0.1:{port}"],
+            env={
+                "PATH": os.environ["PATH"],
+                "HOME": str(tmp_path),
+                "DAGD_STATE_DIR": str(tmp_path / "s"),
+                "DAGD_SOCKET": str(tmp_path / "s.sock"),
+            },
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert r.returncode == 1 and "Address already in use" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "s.sock").exists()

@@ -1,0 +1,394 @@
+"""What a run resolves before and around its steps: params, consts, env, secrets, scopes.
+
+A step starts the moment its dependencies are done (not level by level), bounded by
+max_active_steps; every state change goes to `emit` (the store commits it before anything
+else hears of it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+from dagd.engine import step as stepmod
+from dagd.engine.events import Event
+from dagd.engine.resolve import Scope, resolve
+from dagd.engine.shell import choose_shell
+from dagd.engine.status import RunStatus, StepStatus
+from dagd.expand import resolve_params
+from dagd.spec.model import Dag, Dialect, Secret, Step
+from dagd.spec.params import split_param_string
+
+STRIPPED_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
+
+
+class RunSetupError(Exception):
+    """The run could not start (bad params, failing eval): nothing was executed."""
+
+
+@dataclass
+class RunOptions:
+    run_id: str
+    state_dir: str
+    params: list[str] = field(default_factory=list)
+    trigger: str = "manual"
+    schedule_time: str | None = None
+    default_shell: str | None = None
+    parent_run: str | None = None
+    param_string: str | None = None
+
+
+class RunEnvironment:
+    """The state of one run and everything its strings may refer to; `Run` executes it."""
+
+    def __init__(
+        self,
+        dag: Dag,
+        opts: RunOptions,
+        emit: Callable[[Event], Awaitable[None]],
+        *,
+        local_dags: Mapping[str, Dag] | None = None,
+        variables: Mapping[str, str] | None = None,
+        resume: Mapping[str, stepmod.StepResult] | None = None,
+    ) -> None:
+        self.dag = dag
+        self.local_dags: dict[str, Dag] = {**(local_dags or {}), **dag.local_dags}
+        self.extra_variables = dict(variables or {})
+        self.opts = opts
+        self.emit = emit
+        self.results: dict[str, stepmod.StepResult] = {s.name: stepmod.StepResult() for s in dag.steps}
+        # a retry keeps what already succeeded and runs the rest again
+        self.resumed = {n for n in (resume or {}) if n in self.results}
+        for name in self.resumed:
+            self.results[name] = (resume or {})[name]
+        self.by_name = {s.name: s for s in dag.steps}
+        self.dependents: dict[str, list[str]] = {s.name: [] for s in dag.steps}
+        for s in dag.steps:
+            for d in s.depends:
+                self.dependents[d].append(s.name)
+        self.log_dir = os.path.join(opts.state_dir, "logs", dag.name, opts.run_id)
+        self.work_dir = os.path.join(opts.state_dir, "work", dag.name, opts.run_id)
+        self.cancelled = False
+        self.prepared = False
+        self.secret_values: list[str] = []
+        self.step_dagu_env: dict[str, dict[str, str]] = {}
+        self.error: str | None = None
+        self.status = RunStatus.NOT_STARTED
+
+    # ---- scopes ------------------------------------------------------------------------
+
+    def _prepare(self) -> None:
+        dag = self.dag
+        named, positional = resolve_params(dag, self.opts.params, self.opts.param_string)
+        self.consts: dict[str, str] = {}
+        for k, v in dag.consts:
+            self.consts[k] = resolve(v, Scope(consts=self.consts))
+        self.named = named
+        self.positional = positional
+        env = {k: v for k, v in os.environ.items() if k not in STRIPPED_ENV}
+        wd = dag.working_dir
+        if wd:  # value-resolved: params, consts, env; ~ expanded; relative to the DAG file
+            wd = os.path.expanduser(
+                resolve(wd, Scope(env=env, params=named, consts=self.consts, positional=positional))
+            )
+            wd = wd if os.path.isabs(wd) else os.path.join(os.path.dirname(os.path.abspath(dag.file)), wd)
+        self.default_cwd = wd or (
+            self.work_dir if dag.dialect is Dialect.CURRENT else os.path.dirname(os.path.abspath(dag.file))
+        )
+        os.makedirs(self.log_dir, exist_ok=True)
+        os.makedirs(self.default_cwd, exist_ok=True)
+        os.makedirs(self.work_dir, exist_ok=True)
+        self.artifacts_dir: str | None = None
+        art = dag.extra.get("artifacts")
+        if isinstance(art, Mapping) and art.get("enabled", True) is not False:
+            base = str(art.get("dir") or os.path.join(self.opts.state_dir, "artifacts"))
+            base = base if os.path.isabs(base) else os.path.join(self.default_cwd, base)
+            stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d_%H%M%S")
+            self.artifacts_dir = os.path.join(base, dag.name, f"dag-run_{stamp}_{self.opts.run_id}")
+            os.makedirs(self.artifacts_dir, exist_ok=True)
+        shell = choose_shell((), dag.shell, self.opts.default_shell)
+        self.params_json = json.dumps(named, separators=(",", ":")) if (named or dag.params) else None
+        self.managed = {
+            "DAG_NAME": dag.name,
+            "DAG_RUN_ID": self.opts.run_id,
+            "DAG_RUN_LOG_FILE": os.path.join(self.log_dir, "run.log"),
+            "DAG_RUN_WORK_DIR": self.work_dir,
+        }
+        if self.artifacts_dir:
+            self.managed["DAG_RUN_ARTIFACTS_DIR"] = self.artifacts_dir
+        if self.params_json is not None:
+            self.managed["DAG_PARAMS_JSON"] = self.params_json
+            self.managed["DAGU_PARAMS_JSON"] = self.params_json
+        env.update(named)
+        env.update(self.managed)
+        self.context = {
+            "dag.name": dag.name,
+            "run.id": self.opts.run_id,
+            "trigger.type": self.opts.trigger,
+            "paths.log_file": self.managed["DAG_RUN_LOG_FILE"],
+            "paths.work_dir": self.work_dir,
+        }
+        if self.opts.schedule_time:
+            self.context["run.scheduled_at"] = _utc(self.opts.schedule_time)
+        self.context["attempt.id"] = uuid.uuid4().hex
+        self.context["attempt.started_at"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        open(self.managed["DAG_RUN_LOG_FILE"], "a").close()
+        self.root_env = env
+        self.shell = shell
+
+    def _overridden(self) -> set[str]:
+        given = [*self.opts.params, *(t for t in [self.opts.param_string] if t)]
+        return {k for text in given for k, _ in split_param_string(text) if k}
+
+    async def _eval_params(self) -> None:
+        overridden = self._overridden()
+        for p in self.dag.params:
+            if not p.name or p.eval is None or p.name in overridden:
+                continue
+            scope = Scope(env=self.root_env, params=self.named, consts=self.consts, positional=self.positional)
+            try:
+                value = await stepmod.evaluate(resolve(p.eval, scope), self.shell, self.root_env, self.default_cwd)
+            except stepmod.StepFailed as exc:
+                if p.default is None:
+                    raise RunSetupError(f"params: {p.name}: eval failed: {exc}") from None
+                value = p.default
+            self.named[p.name] = value
+            self.root_env[p.name] = value
+        self.params_json = json.dumps(self.named, separators=(",", ":")) if (self.named or self.dag.params) else None
+        if self.params_json is not None:
+            self.root_env["DAG_PARAMS_JSON"] = self.root_env["DAGU_PARAMS_JSON"] = self.params_json
+        # root env, top to bottom; then dotenv; then the protected run variables again. The
+        # `dagu_env` copy holds only what the DAG defines: action inputs never read the
+        # inherited process environment.
+        dagu_env = {**self.named, **self.managed}
+        for k, v in self.dag.env:
+            value = resolve(v, self._scope(self.root_env))
+            try:
+                value = await self._classic(value, self.root_env)
+            except stepmod.StepFailed as exc:
+                raise RunSetupError(f"env: {k}: {exc}") from None
+            self.root_env[k] = dagu_env[k] = value
+        for raw in self.dag.dotenv:
+            path = resolve(raw, self._scope(self.root_env))
+            full = path if os.path.isabs(path) else os.path.join(self.default_cwd, path)
+            values = read_dotenv(full)
+            self.root_env.update(values)
+            dagu_env.update(values)
+        for secret in self.dag.secrets:
+            secret_value = self._secret(secret)
+            if secret_value is not None:
+                self.root_env[secret.name] = dagu_env[secret.name] = secret_value
+                self.secret_values.append(secret_value)
+        self.root_env.update(self.managed)
+        dagu_env.update(self.managed)
+        self.dagu_env = dagu_env
+        scope = self._scope(self.root_env)
+        self.dag_shell = tuple(resolve(a, scope) for a in self.dag.shell)
+        if len(self.dag_shell) == 1 and " " in self.dag_shell[0]:
+            self.dag_shell = tuple(self.dag_shell[0].split())
+        self.shell = choose_shell((), self.dag_shell, self.opts.default_shell)
+
+    def _secret(self, secret: Secret) -> str | None:
+        if secret.provider == "env" and secret.key:
+            return os.environ.get(secret.key)
+        if secret.provider == "file" and secret.key:
+            path = (
+                secret.key
+                if os.path.isabs(secret.key)
+                else os.path.join(os.path.dirname(os.path.abspath(self.dag.file)), secret.key)
+            )
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    return fh.read().rstrip("\n")
+            except OSError as exc:
+                raise RunSetupError(f"secrets: {secret.name}: cannot read {path}: {exc.strerror}") from None
+        raise RunSetupError(
+            f"secrets: {secret.name}: provider {secret.provider or secret.ref!r} is not supported by dagd yet (env and file are)"
+        )
+
+    def _scope(self, env: dict[str, str], step: Step | None = None) -> Scope:
+        outputs: dict[str, dict[str, str]] = {}
+        props: dict[str, dict[str, str]] = {}
+        variables: dict[str, str] = dict(self.extra_variables)
+        ancestors = self._ancestors_in_order(step) if step is not None else []
+        for name in ancestors:
+            s, r = self.by_name[name], self.results[name]
+            if s.id and r.status in (StepStatus.SUCCEEDED, StepStatus.PARTIALLY_SUCCEEDED):
+                outputs[s.id] = r.outputs
+            if s.output and r.output_value is not None:
+                variables[s.output] = r.output_value
+        for s in self.dag.steps:
+            r = self.results[s.name]
+            if s.id and r.status.done:
+                p = {f"outputs.{k}": v for k, v in {**r.outputs, **r.published}.items()}
+                p |= {
+                    "stdout": r.stdout_path,
+                    "stderr": r.stderr_path,
+                    "exit_code": str(r.exit_code if r.exit_code is not None else ""),
+                    "exitCode": str(r.exit_code if r.exit_code is not None else ""),
+                }
+                if r.output_value is not None:
+                    p["output"] = r.output_value
+                props[s.id] = p
+        context = dict(self.context)
+        if step is not None:
+            context["step.name"] = step.name
+            if step.id:
+                context["step.id"] = step.id
+        return Scope(
+            env=env,
+            params=self.named,
+            params_json=self.params_json,
+            positional=self.positional,
+            consts=self.consts,
+            step_outputs=outputs,
+            step_props=props,
+            variables=variables,
+            context=context,
+        )
+
+    def variables(self) -> dict[str, str]:
+        """`output: VAR` values of every finished main step."""
+        return {
+            s.output: r.output_value
+            for s in self.dag.steps
+            if s.output and (r := self.results[s.name]).output_value is not None and r.status.done
+        }
+
+    def outputs(self) -> dict[str, str]:
+        """What this run publishes to a caller: `output:` variables and declared outputs."""
+        out: dict[str, str] = {}
+        for s in self.dag.steps:
+            r = self.results[s.name]
+            if r.status in (StepStatus.SUCCEEDED, StepStatus.PARTIALLY_SUCCEEDED):
+                if s.output and r.output_value is not None:
+                    out[s.output] = r.output_value
+                out.update(r.outputs)
+        return out
+
+    def final_scope(self) -> Scope:
+        """A scope that sees every step's results (for foreach `collect`)."""
+        scope = self._scope(self.dagu_env)
+        return dataclasses.replace(scope, variables={**scope.variables, **self.outputs()})
+
+    def _ancestors_in_order(self, step: Step) -> list[str]:
+        """Predecessors breadth-first along depends; a later visit wins when names collide."""
+        seen: list[str] = []
+        queue = deque(step.depends)
+        while queue:
+            n = queue.popleft()
+            if n in seen:
+                continue
+            seen.append(n)
+            queue.extend(self.by_name[n].depends)
+        return seen  # callers apply them in this order: the later visit wins
+
+    async def _classic(self, text: str, env: dict[str, str]) -> str:
+        """Dagu 1.x ran backticks in env values, params and preconditions; classic files still do."""
+        if self.dag.dialect is not Dialect.CLASSIC or "`" not in text:
+            return text
+        return await stepmod.evaluate(text, self.shell, env, self.default_cwd)
+
+    async def step_env(self, step: Step, handler: bool = False) -> tuple[dict[str, str], Scope, str]:
+        env = dict(self.root_env)
+        scope = self._scope(env, step if not handler else None)
+        if handler and step.name != "onInit":  # handlers see the main steps' output variables
+            scope.variables = {**scope.variables, **self.variables()}
+        for name, value in scope.variables.items():
+            env[name] = value
+        cwd = self.default_cwd
+        if step.working_dir:
+            wd = resolve(step.working_dir, scope)
+            wd = os.path.expanduser(wd)
+            cwd = wd if os.path.isabs(wd) else os.path.join(self.default_cwd, wd)
+        env["PWD"] = cwd
+        env["DAG_RUN_STEP_NAME"] = step.name
+        dagu_env = {**self.dagu_env, **scope.variables, "PWD": cwd, "DAG_RUN_STEP_NAME": step.name}
+        for k, v in step.env:
+            value = resolve(v, self._scope(env, step if not handler else None))
+            env[k] = dagu_env[k] = await self._classic(value, env)
+        self.step_dagu_env[step.name] = dagu_env
+        if handler:
+            env["DAG_RUN_STATUS"] = self.status.value
+        out, err = stepmod.log_paths(self.log_dir, step)
+        if not handler:
+            env["DAG_RUN_STEP_STDOUT_FILE"] = out
+            env["DAG_RUN_STEP_STDERR_FILE"] = err
+        env["DAGU_OUTPUT_FILE"] = os.path.join(self.log_dir, f"{os.path.basename(out)[:-4]}.outputs")
+        scope = self._scope(env, step if not handler else None)
+        if handler:
+            scope.context = {**scope.context, "run.status": self.status.value}
+            if step.name != "onInit":
+                scope.variables = {**scope.variables, **self.variables()}
+        else:
+            scope.context = {
+                **scope.context,
+                "paths.step_stdout_file": out,
+                "paths.step_stderr_file": err,
+                "paths.step_output_file": env["DAGU_OUTPUT_FILE"],
+            }
+        return env, scope, cwd
+
+    # ---- execution ---------------------------------------------------------------------
+
+    async def prepare(self) -> None:
+        """Params, consts, env and shell; raises RunSetupError/ValueError before anything runs."""
+        self._prepare()
+        await self._eval_params()
+        self.prepared = True
+
+    def mask(self, text: str) -> str:
+        """Secret values never leave the run: errors, logs and the terminal show ***** instead."""
+        for value in self.secret_values:
+            if value:
+                text = text.replace(value, "*****")
+        return text
+
+    def _mask_file(self, path: str) -> None:
+        if not self.secret_values or not path or not os.path.exists(path):
+            return
+        with open(path, "rb") as fh:
+            data = fh.read()
+        masked = data
+        for value in self.secret_values:
+            if value:
+                masked = masked.replace(value.encode(), b"*****")
+        if masked != data:
+            with open(path, "wb") as fh:
+                fh.write(masked)
+
+
+def read_dotenv(path: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                line = line.strip()
+                if not line or line.startswith("#") or "=" not in line:
+                    continue
+                if line.startswith("export "):
+                    line = line[7:]
+                k, _, v = line.partition("=")
+                v = v.strip()
+                if len(v) >= 2 and v[0] == v[-1] and v[0] in "'\"":
+                    v = v[1:-1]
+                out[k.strip()] = v
+    except OSError:
+        pass
+    return out
+
+
+def _utc(text: str) -> str:
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return text
+    if when.tzinfo is None:
+        return text
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
