@@ -276,24 +276,23 @@ def _run_in_daemon(
 def _follow(client: Any, name: str, rid: str, watcher: Any = None, events: Any = None, as_json: bool = False) -> None:
     """Print a daemon run's events until it finishes; exit 1 unless it succeeded."""
     from dagctl.client import Client
-    from dagd.engine.status import StepStatus
 
     if watcher is None:
         watcher = Client(client.path)
         events = watcher.events()
+    from dagd.engine.terminal import event_from_dict, terminal_view
+
+    view = terminal_view(sys.stderr, f"{name}  run {rid}")
     status = None
     try:
         for ev in events:
             if ev.get("run_id") != rid:
                 continue
-            if ev["type"] == "StepChanged" and ev["status"] != StepStatus.NOT_STARTED.value:
-                extra = (
-                    f" (exit {ev['exit_code']})" if ev["status"] == "failed" and ev.get("exit_code") is not None else ""
-                )
-                click.echo(f"{ev['step']} {ev['status']}{extra}", err=True)
-            elif ev["type"] == "RunFinished":
+            event = event_from_dict(ev)
+            if event is not None:
+                view(event)
+            if ev["type"] == "RunFinished":
                 status = ev["status"]
-                click.echo(f"run {rid} {status}" + (f": {ev['error']}" if ev.get("error") else ""), err=True)
                 break
     except KeyboardInterrupt:
         click.echo(f"stopped following; the run goes on (dagctl stop {name} {rid})", err=True)
