@@ -1,52 +1,16 @@
-"""Dagu-owned `${…}` references: params, consts, positional $1, env — a pure substitution.
+"""Params of a run: declared defaults combined with CLI-style overrides, as Dagu combines them.
 
-One pass; inserted values are not re-scanned; anything unknown is left unchanged; a `$` behind
-an odd number of backslashes is literal (one backslash is removed).
+(`${…}` references are resolved by dagd.engine.resolve, for dry runs and real runs alike.)
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
-from dagd.spec.model import Dag, Param
+from dagd.spec.model import Dag
 from dagd.spec.params import split_param_string
-
-_REF = re.compile(
-    r"(\\*)\$(?:\{(consts|params|env)\.([A-Za-z_][A-Za-z0-9_]*)\}|\{params\}|([1-9][0-9]*)|\{([1-9][0-9]*)\})"
-)
-
-
-def substitute(
-    text: str,
-    *,
-    consts: Mapping[str, str],
-    params: Mapping[str, str],
-    positional: Sequence[str],
-    env: Mapping[str, str],
-    params_json: str | None = None,
-) -> str:
-    def repl(m: re.Match[str]) -> str:
-        slashes = m.group(1)
-        if len(slashes) % 2 == 1:
-            return slashes[:-1] + m.group(0)[len(slashes) :]
-        ns, name, pos = m.group(2), m.group(3), m.group(4) or m.group(5)
-        value: str | None = None
-        if pos is not None:
-            i = int(pos) - 1
-            value = positional[i] if i < len(positional) else None
-        elif ns == "consts":
-            value = consts.get(name)
-        elif ns == "params":
-            value = params.get(name)
-        elif ns == "env":
-            value = env.get(name)
-        else:
-            value = params_json
-        return m.group(0) if value is None else slashes + value
-
-    return _REF.sub(repl, text)
 
 
 def resolve_params(
@@ -100,7 +64,3 @@ def resolve_params(
     if missing:
         raise ValueError(f"missing required parameter(s): {', '.join(str(m) for m in missing)}")
     return named, positional
-
-
-def declared(dag: Dag) -> list[Param]:
-    return [p for p in dag.params if p.name]

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from dagd.expand import resolve_params, substitute
+from dagd.engine.resolve import Scope, resolve
+from dagd.expand import resolve_params
 from dagd.graph import levels
 from dagd.spec.model import Dag, Step, StepKind
 
 
 def make_plan(dag: Dag, overrides: list[str], param_string: str | None = None) -> dict[str, Any]:
     named, positional = resolve_params(dag, overrides, param_string)
-    consts = dict(dag.consts)
+    consts: dict[str, str] = {}
+    for k, v in dag.consts:
+        consts[k] = resolve(v, Scope(consts=consts))
     env = dict(named)
-    for k, v in dag.env:
-        env[k] = substitute(v, consts=consts, params=named, positional=positional, env=env)
+    scope = Scope(env=env, params=named, positional=positional, consts=consts)
+    for k, v in dag.env:  # top to bottom: later entries see earlier ones
+        env[k] = resolve(v, scope)
 
     def expand(text: str) -> str:
-        return substitute(text, consts=consts, params=named, positional=positional, env=env)
+        return resolve(text, scope, shell_owned=True)
 
     def describe(s: Step) -> dict[str, Any]:
         d: dict[str, Any] = {"name": s.name, "kind": s.kind.value, "depends": list(s.depends)}

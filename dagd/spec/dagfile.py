@@ -70,8 +70,6 @@ def merge_base(base: Node, doc: Node) -> Node:
             v = Node({**b.value, **v.value}, v.line, v.col, "map", keys={**b.keys, **v.keys})
         out.value[k] = v
         out.keys[k] = doc.keys.get(k, doc)
-    if "steps" not in doc.value and "steps" in out.value:  # base steps only when the child has none
-        pass
     return out
 
 

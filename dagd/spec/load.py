@@ -10,7 +10,6 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from dagd.spec import dagfile
 from dagd.spec.dialect import detect
@@ -176,8 +175,3 @@ def _load_base(path: str | None, ctx: Ctx) -> Node | None:
         ctx.error(base, "", f"base config {path} must be a mapping")
         return None
     return base
-
-
-def describe(dag: Dag) -> dict[str, Any]:
-    """A short summary used by `dagctl validate --verbose`."""
-    return {"name": dag.name, "dialect": dag.dialect.value, "type": dag.type.value, "steps": len(dag.steps)}

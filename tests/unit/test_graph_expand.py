@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from dagd.expand import resolve_params, substitute
+from dagd.engine.resolve import Scope, resolve
+from dagd.expand import resolve_params
 from dagd.graph import ancestors, find_cycle, levels
 from dagd.spec import load_text
 
@@ -24,12 +25,10 @@ def test_ancestors_are_transitive() -> None:
 
 
 def test_substitute_resolves_dagu_references_and_keeps_the_rest() -> None:
-    out = substitute(
+    out = resolve(
         r"${consts.x} ${params.p} $1 ${env.E} $HOME ${missing.y} \${params.p}",
-        consts={"x": "C"},
-        params={"p": "P"},
-        positional=["one"],
-        env={"E": "e"},
+        Scope(consts={"x": "C"}, params={"p": "P"}, positional=["one"], env={"E": "e"}),
+        shell_owned=True,
     )
     assert out == "C P one e $HOME ${missing.y} ${params.p}"
 
