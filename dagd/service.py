@@ -18,7 +18,7 @@ from typing import Any
 import trio
 
 from dagd import scheduler
-from dagd.catalog import Catalog
+from dagd.catalog import Catalog, Entry
 from dagd.engine.environment import RunOptions, RunSetupError
 from dagd.engine.events import Event, RunFinished
 from dagd.engine.local import new_run_id, resume_from
@@ -40,6 +40,15 @@ class ServiceError(Exception):
 NOT_FOUND = -32004
 CONFLICT = -32009
 INVALID = -32602
+
+
+@dataclass
+class DagOverview:
+    name: str
+    entry: Entry
+    last: dict[str, Any] | None  # the latest run row, without steps
+    suspended: bool
+    next_start: str | None
 
 
 @dataclass
@@ -102,22 +111,31 @@ class Service:
             raise ServiceError(NOT_FOUND, f"no DAG named {name!r}" + (f" loads: {entry.error}" if entry else ""))
         return entry.dag
 
-    async def list_dags(self) -> list[dict[str, Any]]:
+    async def overview(self) -> list[DagOverview]:
+        """Every DAG with its latest run, next start and suspension: two queries in all."""
         suspended = await self.db(self.store.suspended)
+        last_runs = await self.db(self.store.last_runs)
         now = dt.datetime.now(dt.UTC)
         out = []
         for name, entry in sorted(self.catalog.dags().items()):
-            last = await self.db(self.store.run, name, None) if entry.dag else None
             nxt = scheduler.next_due(entry.dag.schedule, now, self.default_tz) if entry.dag else None
+            next_start = nxt.at.isoformat() if nxt and nxt.action == "start" else None
+            out.append(DagOverview(name, entry, last_runs.get(name), name in suspended, next_start))
+        return out
+
+    async def list_dags(self) -> list[dict[str, Any]]:
+        out = []
+        for o in await self.overview():
+            name, entry, last = o.name, o.entry, o.last
             out.append(
                 {
                     "name": name,
                     "file": entry.file,
                     "schedule": [e.expression or e.at for e in entry.dag.schedule.start] if entry.dag else [],
-                    "next_fire": nxt.at.isoformat() if nxt and nxt.action == "start" else None,
+                    "next_fire": o.next_start,
                     "last_status": last["status"] if last else None,
                     "last_run": last["id"] if last else None,
-                    "suspended": name in suspended,
+                    "suspended": o.suspended,
                     "error": entry.error,
                     "running": sum(1 for a in self.active.values() if a.dag == name),
                 }

@@ -103,15 +103,11 @@ def create_app(svc: Service, hosts: set[str], token: str | None = None) -> Lites
 
     @get("/api/v1/dags")
     async def list_dags() -> dict[str, Any]:
-        rows = await svc.list_dags()
-        files = []
-        for row in rows:
-            entry = svc.catalog.find(row["name"])
-            last = await svc.db(svc.store.run, row["name"], None) if entry and entry.dag else None
-            files.append(shapes.dag_file(row, entry.dag if entry else None, last))
+        overview = await svc.overview()
+        files = [shapes.dag_file(o) for o in overview]
         return {
             "dags": files,
-            "errors": [f"{r['file']}: {r['error']}" for r in rows if r["error"]],
+            "errors": [f"{o.entry.file}: {o.entry.error}" for o in overview if o.entry.error],
             "pagination": shapes.page(len(files)),
         }
 

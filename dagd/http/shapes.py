@@ -80,9 +80,11 @@ def queues(svc: Any, queued: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def dag_file(row: dict[str, Any], dag: Dag | None, last: dict[str, Any] | None) -> dict[str, Any]:
-    latest = run_summary(last) if last else no_run(row["name"])
-    spec: dict[str, Any] = {"name": row["name"]}
+def dag_file(o: Any) -> dict[str, Any]:
+    """DAGFile from a service DagOverview."""
+    dag: Dag | None = o.entry.dag
+    latest = run_summary(o.last) if o.last else no_run(o.name)
+    spec: dict[str, Any] = {"name": o.name}
     if dag is not None:
         spec.update(
             {
@@ -95,14 +97,14 @@ def dag_file(row: dict[str, Any], dag: Dag | None, last: dict[str, Any] | None) 
             }
         )
     out = {
-        "fileName": row["name"],
+        "fileName": o.name,
         "dag": spec,
         "latestDAGRun": latest,
-        "suspended": row["suspended"],
-        "errors": [row["error"]] if row["error"] else [],
+        "suspended": o.suspended,
+        "errors": [o.entry.error] if o.entry.error else [],
     }
-    if row.get("next_fire"):
-        out["nextRun"] = row["next_fire"]
+    if o.next_start:
+        out["nextRun"] = o.next_start
     return out
 
 

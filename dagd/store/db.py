@@ -233,6 +233,15 @@ class Store:
             db.execute("DELETE FROM dag_last_run WHERE dag = ? AND run_id NOT IN (SELECT id FROM dag_runs)", (dag,))
         return [d for r in rows for d in (r["log_dir"], r["work_dir"]) if d]
 
+    def last_runs(self) -> dict[str, dict[str, Any]]:
+        """The latest run row of every DAG, in one query (listings of many DAGs)."""
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT r.id, r.dag, r.status, r.trigger, r.started_at, r.finished_at, r.error"
+                " FROM dag_last_run l JOIN dag_runs r ON r.id = l.run_id"
+            ).fetchall()
+        return {r["dag"]: dict(r) for r in rows}
+
     def run_by_id(self, run_id: str) -> dict[str, Any] | None:
         with self.lock:
             row = self.db.execute("SELECT * FROM dag_runs WHERE id = ?", (run_id,)).fetchone()
