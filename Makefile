@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 
-.PHONY: run test test-deps lint typecheck conformance clean
+.PHONY: run test test-deps lint typecheck conformance web web-test clean
 
 $(VENV_STAMP): pyproject.toml constraints.txt
 	@python3 -c 'import ensurepip, venv' 2>/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv; }
@@ -13,15 +13,33 @@ $(VENV_STAMP): pyproject.toml constraints.txt
 	$(PY) -m compileall -q dagd dagctl
 	@touch $@
 
-# dagd on examples/, state under .dagd-run/, HTTP API on http://127.0.0.1:8090 (the web UI is
-# not built yet); drive it from another terminal with
+# The web UI (web/: Vite + React + Mantine) is built into dagd/http/ui, which dagd serves.
+# npm ci installs exactly package-lock.json; the build reruns when a source file changes.
+UI_INDEX := dagd/http/ui/index.html
+NPM_STAMP := web/node_modules/.installed
+WEB_SOURCES := $(shell find web/src web/public -type f 2>/dev/null) web/index.html web/vite.config.ts web/tsconfig.app.json
+
+$(NPM_STAMP): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(UI_INDEX): $(NPM_STAMP) $(WEB_SOURCES)
+	cd web && npm run --silent build
+
+web: $(UI_INDEX)
+
+web-test: $(NPM_STAMP)
+	cd web && npx vitest run
+
+# dagd on examples/, state under .dagd-run/, web UI and API on http://127.0.0.1:8090; drive it
+# from another terminal with
 #   DAGD_SOCKET=$(PWD)/.dagd-run/dagd.sock .venv/bin/dagctl list
 RUN_DIR := $(CURDIR)/.dagd-run
 
-run: $(VENV_STAMP)
+run: $(VENV_STAMP) $(UI_INDEX)
 	@$(PY) -m dagctl validate examples/*.yaml
 	@mkdir -p $(RUN_DIR)
-	@echo "dagd on examples/, API on http://127.0.0.1:8090/api/v1/dags — in another terminal: DAGD_SOCKET=$(RUN_DIR)/dagd.sock .venv/bin/dagctl list"
+	@echo "dagd on examples/, web UI on http://127.0.0.1:8090 — in another terminal: DAGD_SOCKET=$(RUN_DIR)/dagd.sock .venv/bin/dagctl list"
 	DAGD_STATE_DIR=$(RUN_DIR)/state exec $(PY) -m dagd.daemon --user --dags examples --socket $(RUN_DIR)/dagd.sock
 
 lint: $(VENV_STAMP)
@@ -32,18 +50,19 @@ typecheck: $(VENV_STAMP)
 	.venv/bin/mypy
 	.venv/bin/lint-imports
 
-# Debian packages the tests drive for real: tmux (terminal view), time (GNU time: per-step rusage).
-APT_TEST_PACKAGES := tmux time
+# Debian packages the tests drive for real: tmux (terminal view), time (GNU time: per-step rusage),
+# chromium (the browser tests; Playwright drives /usr/bin/chromium and never downloads one).
+APT_TEST_PACKAGES := tmux time chromium
 
 test-deps:
 	@missing=""; for p in $(APT_TEST_PACKAGES); do [ -x /usr/bin/$$p ] || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 
-test: lint typecheck test-deps
+test: lint typecheck test-deps web web-test
 	$(PY) -m pytest -n 2 -p no:cacheprovider tests
 
 conformance: $(VENV_STAMP)
 	$(PY) -m pytest -n 2 tests/conformance -rs
 
 clean:
-	rm -rf .venv build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf .venv build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis web/node_modules dagd/http/ui test-artifacts

@@ -97,6 +97,8 @@ class Service:
             "type": type(event).__name__,
             **{k: (v.value if hasattr(v, "value") else v) for k, v in vars(event).items()},
         }
+        if "dag" not in doc and event.run_id in self.active:  # StepChanged: say whose run it is
+            doc["dag"] = self.active[event.run_id].dag
         for ch in list(self.subscribers):
             try:
                 ch.send_nowait(doc)
@@ -175,6 +177,20 @@ class Service:
         await self.db(self.store.enqueue, rid, dag.name, dag.file, params, trigger, schedule_time)
         self.wakeup.set()
         return rid
+
+    async def wait_finished(self, name: str, run_id: str, timeout: float) -> dict[str, Any] | None:
+        """The run's document once it has finished, or None when `timeout` seconds pass first."""
+        with trio.move_on_after(timeout):
+            while True:
+                doc = await self.db(self.store.run, name, run_id)
+                if doc is not None and RunStatus(doc["status"]).finished:
+                    return dict(doc)
+                active = self.active.get(run_id)
+                if active is not None:
+                    await active.done.wait()
+                else:
+                    await trio.sleep(0.1)
+        return None
 
     async def dequeue(self, name: str, run_id: str) -> dict[str, Any]:
         if not await self.db(lambda: self.store.dequeue(run_id, cancelled=True)):

@@ -3,6 +3,7 @@ dagctl uses it to follow runs of the daemon too."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -37,17 +38,21 @@ def stderr_tail(path: str, lines: int = 10) -> list[str]:
 
 def event_from_dict(doc: dict[str, Any]) -> Event | None:
     """An event as the daemon sends it (JSON) back into its dataclass."""
-    fields = {k: v for k, v in doc.items() if k != "type"}
+    kinds: dict[str, type[Any]] = {"RunStarted": RunStarted, "StepChanged": StepChanged, "RunFinished": RunFinished}
+    kind = kinds.get(str(doc.get("type")))
+    if kind is None:
+        return None
+    known = {f.name for f in dataclasses.fields(kind)}
+    fields = {k: v for k, v in doc.items() if k in known}  # newer daemons may add keys
     try:
-        if doc["type"] == "RunStarted":
-            return RunStarted(**fields)
-        if doc["type"] == "StepChanged":
-            return StepChanged(**{**fields, "status": StepStatus(fields["status"])})
-        if doc["type"] == "RunFinished":
-            return RunFinished(**{**fields, "status": RunStatus(fields["status"])})
+        if kind is StepChanged:
+            fields["status"] = StepStatus(fields["status"])
+        elif kind is RunFinished:
+            fields["status"] = RunStatus(fields["status"])
+        event: Event = kind(**fields)
     except (KeyError, TypeError, ValueError):
         return None
-    return None
+    return event
 
 
 class Progress:

@@ -14,6 +14,7 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -22,6 +23,7 @@ from litestar.exceptions import HTTPException
 from litestar.middleware import ASGIMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.params import Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.types import ASGIApp, Receive, Scope, Send
 
@@ -29,7 +31,9 @@ from dagd import __version__
 from dagd.http import shapes
 from dagd.service import NOT_FOUND, Service, ServiceError
 
+UI_DIR = Path(__file__).parent / "ui"  # vite builds web/ into here
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
@@ -85,7 +89,10 @@ def _error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[
         )
     if isinstance(exc, HTTPException):
         return Response(
-            {"code": "bad_request" if exc.status_code < 500 else "internal_error", "message": str(exc.detail)},
+            {
+                "code": HTTP_CODES.get(exc.status_code, "bad_request" if exc.status_code < 500 else "internal_error"),
+                "message": str(exc.detail),
+            },
             status_code=exc.status_code,
         )
     return Response({"code": "internal_error", "message": "internal error (see dagd's log)"}, status_code=500)
@@ -102,29 +109,63 @@ def create_app(svc: Service, hosts: set[str], token: str | None = None) -> Lites
         }
 
     @get("/api/v1/dags")
-    async def list_dags() -> dict[str, Any]:
+    async def list_dags(
+        page: int = 1,
+        per_page: int = Parameter(query="perPage", default=50, ge=1, le=1000),
+        name: str | None = None,
+        tags: str | None = None,
+        labels: str | None = None,
+    ) -> dict[str, Any]:
         overview = await svc.overview()
-        files = [shapes.dag_file(o) for o in overview]
+        queued = await svc.db(svc.store.queued)
+        running: dict[str, int] = {}
+        for a in svc.active.values():
+            running[a.dag] = running.get(a.dag, 0) + 1
+        waiting: dict[str, int] = {}
+        for q in queued:
+            waiting[q["dag"]] = waiting.get(q["dag"], 0) + 1
+        files = [shapes.dag_file(o, running.get(o.name, 0), waiting.get(o.name, 0)) for o in overview]
+        files = shapes.filter_dags(files, name, (tags or labels or "").split(",") if (tags or labels) else [])
+        total = len(files)
+        start = (max(page, 1) - 1) * per_page
         return {
-            "dags": files,
+            "dags": files[start : start + per_page],
             "errors": [f"{o.entry.file}: {o.entry.error}" for o in overview if o.entry.error],
-            "pagination": shapes.page(len(files)),
+            "pagination": shapes.page(total, max(page, 1), per_page),
         }
 
     @post("/api/v1/dags/{file_name:str}/start", status_code=200)
     async def start(file_name: str, request: Request[Any, Any, Any]) -> dict[str, Any]:
         body = await _json(request)
-        params = body.get("params")
-        overrides = [params] if isinstance(params, str) and params else []
-        rid = await svc.enqueue(_name(file_name), overrides, run_id=body.get("dagRunId"))
+        rid = await svc.enqueue(_name(file_name), shapes.overrides(body.get("params")), run_id=_run_id(body))
         return {"dagRunId": rid}
+
+    @post("/api/v1/dags/{file_name:str}/start-sync", status_code=200)
+    async def start_sync(file_name: str, request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+        body = await _json(request)
+        timeout = body.get("timeout")
+        if not isinstance(timeout, int) or isinstance(timeout, bool) or not 1 <= timeout <= 86400:
+            raise HTTPException(status_code=400, detail="timeout (seconds, 1-86400) is required")
+        name = _name(file_name)
+        if body.get("singleton") and any(a.dag == name for a in svc.active.values()):
+            return Response({"code": "already_running", "message": f"{name} is already running"}, status_code=409)
+        rid = await svc.enqueue(name, shapes.overrides(body.get("params")), run_id=_run_id(body))
+        doc = await svc.wait_finished(name, rid, float(timeout))
+        if doc is None:
+            return Response(
+                {"code": "timeout", "message": f"run {rid} still running after {timeout}s", "dagRunId": rid},
+                status_code=408,
+            )
+        return Response({"dagRun": shapes.run_details(doc)}, status_code=200)
 
     @get("/api/v1/dag-runs/{name:str}/{run_id:str}")
     async def run_details(name: str, run_id: str) -> dict[str, Any]:
         doc = await svc.db(svc.store.run, _name(name), _name(run_id))
         if doc is None:
             raise ServiceError(NOT_FOUND, f"no run {run_id} of {name}")
-        return {"dagRunDetails": shapes.run_details(doc)}
+        details = shapes.run_details(doc)
+        details["subRuns"] = [shapes.run_summary(c) for c in await svc.db(svc.store.children, run_id)]
+        return {"dagRunDetails": details}
 
     @post("/api/v1/dag-runs/{name:str}/{run_id:str}/stop", status_code=200)
     async def stop(name: str, run_id: str) -> dict[str, Any]:
@@ -187,9 +228,25 @@ def create_app(svc: Service, hosts: set[str], token: str | None = None) -> Lites
         return shapes.outputs(doc, names)
 
     @get("/api/v1/dag-runs")
-    async def all_runs(limit: int = 100, status: str | None = None, name: str | None = None) -> dict[str, Any]:
-        rows = await svc.db(svc.store.history, name, min(max(limit, 1), 1000), status, None)
-        return {"dagRuns": [shapes.run_summary(r) for r in rows]}
+    async def all_runs(
+        limit: int = Parameter(default=100, ge=1, le=500),
+        status: list[int] | None = None,
+        name: str | None = None,
+        cursor: str | None = None,
+        dag_run_id: str | None = Parameter(query="dagRunId", default=None),
+    ) -> dict[str, Any]:
+        before = shapes.decode_cursor(cursor) if cursor else None
+        labels: list[str | None] = [*shapes.status_labels(status or [])] or [None]
+        rows: list[dict[str, Any]] = []
+        for label in labels:
+            rows += await svc.db(
+                lambda lb=label: svc.store.history(name or None, limit + 1, lb, dag_run_id or None, before)
+            )
+        rows.sort(key=lambda r: (r["started_at"] or 0, r["id"]), reverse=True)
+        out: dict[str, Any] = {"dagRuns": [shapes.run_summary(r) for r in rows[:limit]]}
+        if len(rows) > limit:
+            out["nextCursor"] = shapes.encode_cursor(rows[limit - 1])
+        return out
 
     @get("/api/v1/queues")
     async def queues() -> dict[str, Any]:
@@ -234,10 +291,7 @@ def create_app(svc: Service, hosts: set[str], token: str | None = None) -> Lites
     @post("/api/v1/dags/{file_name:str}/enqueue", status_code=200)
     async def enqueue(file_name: str, request: Request[Any, Any, Any]) -> dict[str, Any]:
         body = await _json(request)
-        params = body.get("params")
-        rid = await svc.enqueue(
-            _name(file_name), [params] if isinstance(params, str) and params else [], run_id=body.get("dagRunId")
-        )
+        rid = await svc.enqueue(_name(file_name), shapes.overrides(body.get("params")), run_id=_run_id(body))
         return {"dagRunId": rid}
 
     @post("/api/v1/dags/{file_name:str}/suspend", status_code=200)
@@ -255,8 +309,8 @@ def create_app(svc: Service, hosts: set[str], token: str | None = None) -> Lites
         return {"errors": []}
 
     @get("/api/v1/dags/{file_name:str}/dag-runs")
-    async def dag_runs(file_name: str) -> dict[str, Any]:
-        rows = await svc.db(svc.store.history, _name(file_name), 50, None, None)
+    async def dag_runs(file_name: str, limit: int = Parameter(default=30, ge=1, le=500)) -> dict[str, Any]:
+        rows = await svc.db(svc.store.history, _name(file_name), limit, None, None)
         docs = [await svc.db(svc.store.run, file_name, r["id"]) for r in rows]
         return {"dagRuns": [shapes.run_details(d) for d in docs if d is not None], "gridData": []}
 
@@ -266,25 +320,65 @@ def create_app(svc: Service, hosts: set[str], token: str | None = None) -> Lites
         return {}
 
     @get("/api/v1/dag-runs/{name:str}/{run_id:str}/log")
-    async def run_log(name: str, run_id: str, tail: int | None = None) -> dict[str, Any]:
+    async def run_log(
+        name: str,
+        run_id: str,
+        tail: int | None = Parameter(default=None, ge=1),
+        head: int | None = Parameter(default=None, ge=1),
+        offset: int | None = Parameter(default=None, ge=1),
+        limit: int | None = Parameter(default=None, ge=1, le=10000),
+    ) -> dict[str, Any]:
         doc = await svc.db(svc.store.run, _name(name), _name(run_id))
         if doc is None:
             raise ServiceError(NOT_FOUND, f"no run {run_id} of {name}")
         parts = []
         for s in doc["steps"]:
             parts.append(f"==> {s['step']} ({s['status']}) <==\n" + shapes.read_log(s["stdout_path"]))
-        return shapes.log("\n".join(parts), tail)
+        return shapes.log("\n".join(parts), tail, head, offset, limit)
 
-    @get("/api/v1/dag-runs/{name:str}/{run_id:str}/steps/{step_name:str}/log")
-    async def step_log(
-        name: str, run_id: str, step_name: str, tail: int | None = None, stream: str = "stdout"
-    ) -> dict[str, Any]:
+    async def step_of(name: str, run_id: str, step_name: str) -> dict[str, Any]:
         doc = await svc.db(svc.store.run, _name(name), _name(run_id))
         steps = [s for s in (doc or {}).get("steps", []) if s["step"] == step_name]
         if not steps:
             raise ServiceError(NOT_FOUND, f"no step {step_name!r} in run {run_id} of {name}")
+        return dict(steps[0])
+
+    @get("/api/v1/dag-runs/{name:str}/{run_id:str}/steps/{step_name:str}/log")
+    async def step_log(
+        name: str,
+        run_id: str,
+        step_name: str,
+        tail: int | None = Parameter(default=None, ge=1),
+        head: int | None = Parameter(default=None, ge=1),
+        offset: int | None = Parameter(default=None, ge=1),
+        limit: int | None = Parameter(default=None, ge=1, le=10000),
+        stream: str = "stdout",
+    ) -> dict[str, Any]:
+        step = await step_of(name, run_id, step_name)
         key = "stderr_path" if stream == "stderr" else "stdout_path"
-        return shapes.log(shapes.read_log(steps[0][key]), tail)
+        return shapes.log(shapes.read_log(step[key]), tail, head, offset, limit)
+
+    @get("/api/v1/dag-runs/{name:str}/{run_id:str}/steps/{step_name:str}/log/stream")
+    async def step_log_stream(name: str, run_id: str, step_name: str, stream: str = "stdout") -> ServerSentEvent:
+        """dagd's addition: the step's log as SSE `chunk` events while it grows, `end` when the step is done."""
+        step = await step_of(name, run_id, step_name)
+        key = "stderr_path" if stream == "stderr" else "stdout_path"
+
+        async def chunks() -> AsyncIterator[ServerSentEventMessage]:
+            pos = 0
+            path = step[key]
+            while True:
+                current = await step_of(name, run_id, step_name)
+                path = current[key] or path
+                data, pos = await trio.to_thread.run_sync(shapes.read_from, path, pos)
+                if data:
+                    yield ServerSentEventMessage(event="chunk", data=json.dumps({"text": data}))
+                if current["status"] not in ("running", "not_started", "queued", "retrying") and not data:
+                    yield ServerSentEventMessage(event="end", data=json.dumps({"status": current["status"]}))
+                    return
+                await trio.sleep(0.25)
+
+        return ServerSentEvent(chunks())
 
     @get("/api/v1/events")
     async def events() -> ServerSentEvent:
@@ -306,8 +400,18 @@ def create_app(svc: Service, hosts: set[str], token: str | None = None) -> Lites
     async def metrics() -> str:
         return await shapes.metrics(svc)
 
+    ui = UI_DIR.resolve()
+
+    @get(["/", "/{path:path}"], include_in_schema=False)
+    async def web_ui(path: str = "") -> Response[bytes]:
+        """The built web UI; client routes (/dags/x) get index.html, /api/... misses stay 404 JSON."""
+        if path.lstrip("/").startswith("api/"):
+            raise ServiceError(NOT_FOUND, f"no API route {path}")
+        return await trio.to_thread.run_sync(shapes.ui_file, ui, path.lstrip("/"))
+
     return Litestar(
         route_handlers=[
+            web_ui,
             health,
             list_dags,
             dag_detail,
@@ -320,6 +424,7 @@ def create_app(svc: Service, hosts: set[str], token: str | None = None) -> Lites
             get_spec,
             put_spec,
             start,
+            start_sync,
             enqueue,
             suspend,
             stop_all,
@@ -329,6 +434,7 @@ def create_app(svc: Service, hosts: set[str], token: str | None = None) -> Lites
             retry,
             run_log,
             step_log,
+            step_log_stream,
             events,
             metrics,
         ],
@@ -338,12 +444,17 @@ def create_app(svc: Service, hosts: set[str], token: str | None = None) -> Lites
             title="dagd API",
             version=__version__,
             description="Dagu-compatible /api/v1 served by dagd",
-            path="/api/v1",
-            render_plugins=[JsonRenderPlugin(path="/openapi.json")],
+            path="/api/v1/openapi.json",
+            render_plugins=[JsonRenderPlugin(path="/")],
         ),
         debug=False,
         logging_config=None,  # dagd's own logging (journald priorities) stays in charge
     )
+
+
+def _run_id(body: dict[str, Any]) -> str | None:
+    rid = body.get("dagRunId")
+    return _name(rid) if isinstance(rid, str) and rid else None
 
 
 async def _json(request: Request[Any, Any, Any]) -> dict[str, Any]:

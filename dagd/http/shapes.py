@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
+
+from litestar import Response
 
 from dagd.engine.status import RunStatus, StepStatus
 from dagd.spec.model import Dag
@@ -13,8 +16,68 @@ def _iso(ts: float | None) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat() if ts else ""
 
 
-def page(total: int) -> dict[str, Any]:
-    return {"totalRecords": total, "currentPage": 1, "totalPages": 1, "nextPage": 1, "prevPage": 1}
+def page(total: int, current: int = 1, per_page: int = 50) -> dict[str, Any]:
+    pages = max(1, -(-total // per_page))
+    return {
+        "totalRecords": total,
+        "currentPage": current,
+        "totalPages": pages,
+        "nextPage": min(current + 1, pages),
+        "prevPage": max(current - 1, 1),
+    }
+
+
+def filter_dags(files: list[dict[str, Any]], name: str | None, tags: list[str]) -> list[dict[str, Any]]:
+    """Dagu's list filters: `name` is a case-insensitive substring, every tag must be present."""
+    wanted = [t.strip().lower() for t in tags if t.strip()]
+    out = []
+    for f in files:
+        if name and name.lower() not in f["fileName"].lower():
+            continue
+        have = {t.lower() for t in f["dag"].get("tags", [])} | {
+            t.split("=", 1)[0].lower() for t in f["dag"].get("tags", [])
+        }
+        if any(t not in have for t in wanted):
+            continue
+        out.append(f)
+    return out
+
+
+def overrides(params: Any) -> list[str]:
+    """The API's `params` string (`K=V K2="v 2"` or a JSON object) as run overrides."""
+    from dagd.spec.params import split_param_string
+
+    if not isinstance(params, str) or not params.strip():
+        return []
+    if params.strip().startswith("{"):
+        return [params]
+    return [f"{k}={v}" if k else v for k, v in split_param_string(params)]
+
+
+def status_labels(codes: list[int]) -> list[str]:
+    by_code = {s.code: s.value for s in RunStatus}
+    return [by_code[c] for c in codes if c in by_code]
+
+
+def encode_cursor(row: dict[str, Any]) -> str:
+    import base64
+    import json
+
+    return base64.urlsafe_b64encode(json.dumps([row["started_at"] or 0, row["id"]]).encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    import base64
+    import binascii
+    import json
+
+    from litestar.exceptions import HTTPException
+
+    try:
+        started, rid = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return float(started), str(rid)
+    except (ValueError, TypeError, binascii.Error):
+        raise HTTPException(status_code=400, detail="invalid cursor") from None
 
 
 def run_summary(doc: dict[str, Any]) -> dict[str, Any]:
@@ -80,8 +143,8 @@ def queues(svc: Any, queued: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def dag_file(o: Any) -> dict[str, Any]:
-    """DAGFile from a service DagOverview."""
+def dag_file(o: Any, running: int = 0, queued: int = 0) -> dict[str, Any]:
+    """DAGFile from a service DagOverview (+ dagd's runningCount / queuedCount)."""
     dag: Dag | None = o.entry.dag
     latest = run_summary(o.last) if o.last else no_run(o.name)
     spec: dict[str, Any] = {"name": o.name}
@@ -102,6 +165,8 @@ def dag_file(o: Any) -> dict[str, Any]:
         "latestDAGRun": latest,
         "suspended": o.suspended,
         "errors": [o.entry.error] if o.entry.error else [],
+        "runningCount": running,
+        "queuedCount": queued,
     }
     if o.next_start:
         out["nextRun"] = o.next_start
@@ -136,6 +201,12 @@ def run_details(doc: dict[str, Any]) -> dict[str, Any]:
         else:
             nodes.append(node)
     out = run_summary(doc)
+    lineage = doc.get("lineage") or []
+    root = lineage[-1] if lineage else (doc["dag"], doc["id"])
+    out["rootDAGRunName"], out["rootDAGRunId"] = root
+    if lineage:
+        out["parentDAGRunName"], out["parentDAGRunId"] = lineage[0]
+    out["log"] = doc.get("log_dir") or ""
     out["nodes"] = nodes
     for key, name in (
         ("onSuccess", "onSuccess"),
@@ -196,6 +267,8 @@ def dag_details(dag: Dag) -> dict[str, Any]:
         "defaultParams": " ".join(
             f"{p.name}={p.default}" if p.name else (p.default or "") for p in dag.params if p.default is not None
         ),
+        # dagd's addition: each declared param as the Run Now form needs it
+        "paramDefs": param_defs(dag),
         "maxActiveRuns": dag.max_active_runs,
         "maxActiveSteps": dag.max_active_steps,
         "histRetentionDays": dag.hist_retention_days,
@@ -212,6 +285,27 @@ def dag_details(dag: Dag) -> dict[str, Any]:
             for s in dag.steps
         ],
     }
+
+
+def param_defs(dag: Dag) -> list[dict[str, Any]]:
+    """dagd's addition: each declared param as the Run Now form needs it (positional ones as $1, $2 …)."""
+    out = []
+    position = 0
+    for p in dag.params:
+        if p.name is None:
+            position += 1
+        out.append(
+            {
+                "name": p.name or f"${position}",
+                "positional": p.name is None,
+                "default": p.default or "",
+                "type": p.type,
+                "required": p.required,
+                "description": p.description,
+                "enum": [str(e) for e in p.enum],
+            }
+        )
+    return out
 
 
 def check_spec(text: str, name: str, *, strict: bool = False) -> tuple[list[str], Dag | None]:
@@ -256,11 +350,35 @@ def read_log(path: str | None, limit: int = 4 * 1024 * 1024) -> str:
         return ""
 
 
-def log(text: str, tail: int | None) -> dict[str, Any]:
+def read_from(path: str | None, pos: int, limit: int = 256 * 1024) -> tuple[str, int]:
+    """Up to `limit` new bytes of a growing log from byte `pos`, cut at the last whole line
+    (or at `limit`); (text, next position)."""
+    if not path:
+        return "", pos
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(pos)
+            data = fh.read(limit)
+    except OSError:
+        return "", pos
+    if len(data) == limit and b"\n" in data:
+        data = data[: data.rindex(b"\n") + 1]
+    return data.decode("utf-8", errors="replace"), pos + len(data)
+
+
+def log(
+    text: str, tail: int | None, head: int | None = None, offset: int | None = None, limit: int | None = None
+) -> dict[str, Any]:
+    """Dagu's log paging: `tail` last lines, `head` first lines, or `offset` (1-based) + `limit`."""
     lines = text.splitlines()
     total = len(lines)
     if tail:
         lines = lines[-tail:]
+    elif head:
+        lines = lines[:head]
+    elif offset or limit:
+        start = (offset or 1) - 1
+        lines = lines[start : start + limit] if limit else lines[start:]
     return {
         "content": "\n".join(lines),
         "lineCount": len(lines),
@@ -300,3 +418,31 @@ def outputs(doc: dict[str, Any], output_names: dict[str, str]) -> dict[str, Any]
         },
         "outputs": values,
     }
+
+
+UI_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".ico": "image/x-icon",
+    ".json": "application/json",
+    ".woff2": "font/woff2",
+    ".txt": "text/plain; charset=utf-8",
+}
+
+
+def ui_file(root: Path, rel: str) -> Response[bytes]:
+    """A file of the built UI under `root` (never outside it), else index.html for client routes."""
+    index = root / "index.html"
+    if not index.is_file():
+        body = b"dagd's web UI is not built: run `make web` (or `npm ci && npm run build` in web/)\n"
+        return Response(body, status_code=404, media_type="text/plain; charset=utf-8")
+    target = (root / rel).resolve() if rel else index
+    if not target.is_relative_to(root) or not target.is_file():
+        target = index
+    immutable = target.parent.name == "assets"  # content-hashed names
+    headers = {"Cache-Control": "public, max-age=31536000, immutable" if immutable else "no-cache"}
+    media = UI_TYPES.get(target.suffix, "application/octet-stream")
+    return Response(target.read_bytes(), media_type=media, headers=headers)

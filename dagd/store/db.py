@@ -77,6 +77,9 @@ MIGRATIONS = [
         queued_at REAL NOT NULL
     );
     """,
+    """
+    CREATE INDEX dag_runs_by_parent ON dag_runs (parent_run) WHERE parent_run IS NOT NULL;
+    """,
 ]
 
 
@@ -261,7 +264,8 @@ class Store:
             r = self.db.execute("SELECT * FROM dag_runs WHERE id = ? AND dag = ?", (run_id, dag)).fetchone()
             if r is None:
                 return None
-        if r["status"] in ("running", "queued") and not _runner_alive(r["runner_pid"]):
+        orphaned = r["status"] == "running" or (r["status"] == "queued" and r["runner_pid"] is not None)
+        if orphaned and not _runner_alive(r["runner_pid"]):  # a queued run with no runner waits in run_queue
             self.reconcile(run_id)
             return self.run(dag, run_id)
         with self.lock:
@@ -271,17 +275,39 @@ class Store:
             ).fetchall()
         doc = dict(r)
         doc["params"] = json.loads(doc["params"])
+        doc["lineage"] = self._lineage(doc["parent_run"])
         doc["steps"] = [
             dict(s) | {"outputs": json.loads(s["outputs"] or "{}"), "published": json.loads(s["published"] or "{}")}
             for s in steps
         ]
         return doc
 
+    def _lineage(self, parent_run: str | None) -> list[tuple[str, str]]:
+        """(dag, run id) of a sub-DAG run's parent, its parent … up to the root (bounded)."""
+        out: list[tuple[str, str]] = []
+        with self.lock:
+            while parent_run and len(out) < 32:
+                row = self.db.execute("SELECT dag, parent_run FROM dag_runs WHERE id = ?", (parent_run,)).fetchone()
+                if row is None:
+                    break
+                out.append((row[0], parent_run))
+                parent_run = row[1]
+        return out
+
     def history(
-        self, dag: str | None, limit: int = 20, status: str | None = None, run_id: str | None = None
+        self,
+        dag: str | None,
+        limit: int = 20,
+        status: str | None = None,
+        run_id: str | None = None,
+        before: tuple[float, str] | None = None,
     ) -> list[dict[str, Any]]:
+        """Newest first; `before` = (started_at, id) of the last row of the previous page."""
         q = "SELECT id, dag, status, trigger, started_at, finished_at, error FROM dag_runs WHERE 1 = 1"
         args: list[Any] = []
+        if before is not None:
+            q += " AND (started_at < ? OR (started_at = ? AND id < ?))"
+            args.extend([before[0], before[0], before[1]])
         if dag:
             q += " AND dag = ?"
             args.append(dag)
@@ -291,10 +317,19 @@ class Store:
         if status:
             q += " AND status = ?"
             args.append(status)
-        q += " ORDER BY started_at DESC LIMIT ?"
+        q += " ORDER BY started_at DESC, id DESC LIMIT ?"
         args.append(limit)
         with self.lock:
             return [dict(r) for r in self.db.execute(q, args).fetchall()]
+
+    def children(self, parent_run: str) -> list[dict[str, Any]]:
+        """Sub-DAG runs started by a run, oldest first."""
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT id, dag, status, started_at, finished_at FROM dag_runs WHERE parent_run = ? ORDER BY started_at",
+                (parent_run,),
+            ).fetchall()
+        return [dict(r) for r in rows]
 
     # ---- daemon state: watermarks, suspension, the persistent FIFO queue ---------------------
 

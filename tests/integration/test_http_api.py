@@ -23,23 +23,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def start_with_http(root: Path) -> tuple[Daemon, str]:
+    """dagd with its HTTP server on a free loopback port, once it answers."""
+    port = free_port()
+    d = start_daemon(root, args=("--http-bind", f"127.0.0.1:{port}"))
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            httpx.get(base + "/api/v1/health", timeout=2)
+            return d, base
+        except httpx.HTTPError:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+
+
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[tuple[Daemon, str]]:
     (tmp_path / "dags").mkdir()
     (tmp_path / "dags" / "hello.yaml").write_text(
         "description: says hello\nlabels: [team=ops]\nschedule: '0 3 * * *'\nsteps:\n  - {id: a, run: echo hello}\n  - {id: b, depends: a, run: sleep 0.3}\n"
     )
-    port = free_port()
-    d = start_daemon(tmp_path, args=("--http-bind", f"127.0.0.1:{port}"))
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            httpx.get(base + "/api/v1/health", timeout=2)
-            break
-        except httpx.HTTPError:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+    d, base = start_with_http(tmp_path)
     yield d, base
     d.proc.terminate()
     d.proc.wait(timeout=30)
@@ -252,3 +257,134 @@ def test_a_taken_port_is_a_clean_start_up_error(tmp_path: Path) -> None:
         )
     assert r.returncode == 1 and "Address already in use" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "s.sock").exists()
+
+
+def test_start_sync_waits_for_the_end_or_answers_408(api: tuple[Daemon, str]) -> None:
+    d, base = api
+    r = httpx.post(base + "/api/v1/dags/hello/start-sync", json={"timeout": 30}, timeout=40)
+    assert r.status_code == 200, r.text
+    run = r.json()["dagRun"]
+    check(run, "DAGRunDetails")
+    assert run["statusLabel"] == "succeeded" and [n["statusLabel"] for n in run["nodes"]] == ["succeeded"] * 2
+    (d.root / "dags" / "slow.yaml").write_text("steps:\n  - run: sleep 5\n")
+    deadline = time.monotonic() + 10
+    while httpx.get(base + "/api/v1/dags/slow").status_code != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    t0 = time.monotonic()
+    r = httpx.post(base + "/api/v1/dags/slow/start-sync", json={"timeout": 1}, timeout=40)
+    assert r.status_code == 408 and r.json()["dagRunId"] and time.monotonic() - t0 < 4
+    busy = httpx.post(base + "/api/v1/dags/slow/start-sync", json={"timeout": 1, "singleton": True})
+    assert busy.status_code == 409
+    assert httpx.post(base + "/api/v1/dags/hello/start-sync", json={}).status_code == 400  # timeout is required
+    httpx.post(base + "/api/v1/dags/slow/stop-all")
+
+
+def test_run_list_pages_with_a_cursor_and_filters_by_status(api: tuple[Daemon, str]) -> None:
+    _, base = api
+    ids = []
+    for i in range(5):
+        r = httpx.post(base + "/api/v1/dags/hello/start-sync", json={"timeout": 30, "dagRunId": f"run-{i}"}, timeout=40)
+        ids.append(r.json()["dagRun"]["dagRunId"])
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        q = f"/api/v1/dag-runs?name=hello&limit=2{'&cursor=' + cursor if cursor else ''}"
+        page = httpx.get(base + q).json()
+        check(page, "DAGRunsPageResponse")
+        seen += [r["dagRunId"] for r in page["dagRuns"]]
+        pages += 1
+        cursor = page.get("nextCursor")
+        if not cursor:
+            break
+    assert seen == list(reversed(ids)) and pages == 3
+    assert httpx.get(base + "/api/v1/dag-runs?status=4&name=hello").json()["dagRuns"]
+    assert httpx.get(base + "/api/v1/dag-runs?status=2&name=hello").json()["dagRuns"] == []
+    assert httpx.get(base + "/api/v1/dag-runs?cursor=garbage!").status_code == 400
+    assert httpx.get(base + "/api/v1/dag-runs?limit=0").status_code == 400
+
+
+def test_log_paging_head_offset_limit_and_live_stream(api: tuple[Daemon, str]) -> None:
+    d, base = api
+    (d.root / "dags" / "talk.yaml").write_text(
+        "steps:\n  - id: talk\n    run: for i in 1 2 3 4 5; do echo line $i; sleep 0.2; done\n"
+    )
+    deadline = time.monotonic() + 10
+    while httpx.get(base + "/api/v1/dags/talk").status_code != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    rid = httpx.post(base + "/api/v1/dags/talk/start", json={}).json()["dagRunId"]
+    while httpx.get(f"{base}/api/v1/dag-runs/talk/{rid}").status_code != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    text = ""
+    events = []
+    with httpx.stream("GET", f"{base}/api/v1/dag-runs/talk/{rid}/steps/talk/log/stream", timeout=30) as r:
+        event = ""
+        for line in r.iter_lines():
+            if line.startswith("event:"):
+                event = line.split(":", 1)[1].strip()
+                events.append(event)
+            elif line.startswith("data:") and event == "chunk":
+                text += json.loads(line[5:])["text"]
+            if event == "end":
+                break
+    assert text.splitlines() == [f"line {i}" for i in range(1, 6)]
+    assert events.count("chunk") >= 2  # it arrived while the step ran, not in one piece at the end
+    url = f"{base}/api/v1/dag-runs/talk/{rid}/steps/talk/log"
+    head = httpx.get(url + "?head=2").json()
+    check(head, "Log")
+    assert head["content"] == "line 1\nline 2" and head["totalLines"] == 5 and head["hasMore"]
+    assert httpx.get(url + "?offset=3&limit=2").json()["content"] == "line 3\nline 4"
+    assert httpx.get(url + "?tail=1").json()["content"] == "line 5"
+
+
+def test_dag_list_filters_pages_and_counts_runs(api: tuple[Daemon, str]) -> None:
+    d, base = api
+    for i in range(3):
+        (d.root / "dags" / f"extra{i}.yaml").write_text(f"labels: [batch{i % 2}]\nsteps:\n  - run: sleep 2\n")
+    deadline = time.monotonic() + 10
+    while len(httpx.get(base + "/api/v1/dags?perPage=100").json()["dags"]) < 4:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    page = httpx.get(base + "/api/v1/dags?perPage=3&page=2").json()
+    assert [f["fileName"] for f in page["dags"]] == ["hello"] and page["pagination"]["totalPages"] == 2
+    assert [f["fileName"] for f in httpx.get(base + "/api/v1/dags?name=EXTRA").json()["dags"]] == [
+        "extra0",
+        "extra1",
+        "extra2",
+    ]
+    assert [f["fileName"] for f in httpx.get(base + "/api/v1/dags?tags=batch1").json()["dags"]] == ["extra1"]
+    httpx.post(base + "/api/v1/dags/extra0/start", json={})
+    httpx.post(base + "/api/v1/dags/extra0/enqueue", json={})
+    while True:
+        f = httpx.get(base + "/api/v1/dags?name=extra0").json()["dags"][0]
+        if f["runningCount"] == 1:
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert f["queuedCount"] == 1
+    httpx.post(base + "/api/v1/dags/extra0/stop-all")
+
+
+def test_the_web_ui_is_served_with_a_fallback_for_client_routes(api: tuple[Daemon, str]) -> None:
+    from dagd.http.app import UI_DIR
+
+    _, base = api
+    if not (UI_DIR / "index.html").is_file():
+        pytest.fail("the web UI is not built (make web)")
+    index = httpx.get(base + "/")
+    assert index.status_code == 200 and '<div id="root">' in index.text
+    assert index.headers["content-type"].startswith("text/html")
+    deep = httpx.get(base + "/dags/hello/runs/abc")
+    assert deep.status_code == 200 and deep.text == index.text
+    asset = next(p for p in (UI_DIR / "assets").iterdir() if p.suffix == ".js")
+    r = httpx.get(f"{base}/assets/{asset.name}")
+    assert r.status_code == 200 and "immutable" in r.headers["cache-control"]
+    assert r.headers["content-type"].startswith("text/javascript")
+    for probe in ("/..%2F..%2Fpyproject.toml", "/assets/..%2F..%2Fapp.py", "/%2e%2e/%2e%2e/etc/passwd"):
+        r = httpx.get(base + probe)
+        assert r.text == index.text, probe  # never a file outside the UI folder
+    missing = httpx.get(base + "/api/v1/no-such-route")
+    assert missing.status_code == 404 and missing.json()["code"] == "not_found"

@@ -1,0 +1,214 @@
+"""The web UI in a real browser (Debian's chromium driven by Playwright) against a real dagd.
+
+Screenshots of every page land in test-artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from dagd.http.app import UI_DIR
+from tests.integration.test_daemon import Daemon
+from tests.integration.test_http_api import start_with_http
+
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+ETL = """\
+description: Extract, transform and load the nightly numbers
+labels: [team=data, nightly]
+schedule: "30 2 * * *"
+params:
+  - WHO: world
+  - COUNT: "3"
+steps:
+  - id: extract
+    run: echo "hello ${WHO}" && echo "${WHO}" > {out}/who.txt && sleep 0.6
+  - id: transform
+    depends: extract
+    run: sleep 0.6; echo transformed ${COUNT}
+  - id: load
+    depends: transform
+    run: sleep 0.4; echo loaded
+  - id: report
+    depends: transform
+    run: echo report >&2
+"""
+
+LONG = """\
+description: Runs until someone stops it
+steps:
+  - id: forever
+    run: echo started; echo $$ > {out}/forever.pid; exec sleep 300
+"""
+
+
+@pytest.fixture(scope="module")
+def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, str, Path]]:
+    if not (UI_DIR / "index.html").is_file():
+        pytest.fail("the web UI is not built (make web); make test builds it before the suite")
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"{CHROMIUM} is missing (make test-deps installs Debian's chromium)")
+    root = tmp_path_factory.mktemp("ui")
+    out = root / "out"
+    out.mkdir()
+    (root / "dags").mkdir()
+    (root / "dags" / "etl.yaml").write_text(ETL.replace("{out}", str(out)))
+    (root / "dags" / "long.yaml").write_text(LONG.replace("{out}", str(out)))
+    d, base = start_with_http(root)
+    yield d, base, out
+    d.proc.send_signal(signal.SIGTERM)
+    d.proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    ctx = browser.new_context(viewport={"width": 1280, "height": 860}, color_scheme="light")
+    pg = ctx.new_page()
+    pg.set_default_timeout(15_000)
+    yield pg
+    ctx.close()
+
+
+def shot(page: Page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_list_search_and_tag_filter(ui: tuple[Daemon, str, Path], page: Page) -> None:
+    _, base, _ = ui
+    pg = page
+    pg.goto(base + "/")
+    rows = pg.locator("tr[data-dag]")
+    expect(rows).to_have_count(2)
+    expect(pg.locator("tr[data-dag=etl]")).to_contain_text("30 2 * * *")
+    expect(pg.locator("tr[data-dag=etl]")).to_contain_text("next in")
+    shot(pg, "dag-list")
+    pg.get_by_label("Search DAGs").fill("nightly numbers")
+    expect(rows).to_have_count(1)
+    expect(pg.get_by_test_id("dag-count")).to_have_text("1 of 2")
+    pg.get_by_label("Search DAGs").fill("")
+    pg.locator("tr[data-dag=etl]").get_by_text("nightly", exact=True).click()
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_have_attribute("data-dag", "etl")
+
+
+def test_run_now_with_a_param_turns_the_graph_green_live(ui: tuple[Daemon, str, Path], page: Page) -> None:
+    _, base, out = ui
+    pg = page
+    pg.goto(base + "/")
+    pg.get_by_role("link", name="etl", exact=True).click()
+    nodes = pg.locator(".react-flow__node")
+    expect(nodes).to_have_count(4)
+    pg.get_by_role("button", name="Run now").click()
+    who = pg.get_by_label("WHO")
+    expect(who).to_have_value("world")
+    who.fill("Playwright and friends")
+    pg.get_by_role("button", name="Start").click()
+    # the page is not reloaded: the colours arrive over SSE
+    expect(pg.locator(".react-flow__node.status-running")).to_have_count(1)
+    expect(pg.locator(".react-flow__node.status-succeeded")).to_have_count(4, timeout=20_000)
+    expect(pg.get_by_test_id("latest-run")).to_contain_text("succeeded")
+    expect(pg.locator(".react-flow__node").first).to_be_in_viewport()
+    shot(pg, "dag-page")
+    assert (out / "who.txt").read_text().strip() == "Playwright and friends"
+    pg.get_by_role("tab", name="History").click()
+    expect(pg.get_by_test_id("history").locator("tbody tr")).to_have_count(1)
+    expect(pg.get_by_test_id("history")).to_contain_text("succeeded")
+
+
+def test_run_page_timeline_resources_and_step_log(ui: tuple[Daemon, str, Path], page: Page) -> None:
+    _, base, _ = ui
+    runs = httpx.get(base + "/api/v1/dag-runs?name=etl").json()["dagRuns"]
+    if not runs:  # this test also runs alone
+        rid = httpx.post(base + "/api/v1/dags/etl/start", json={"params": 'WHO="solo"'}).json()["dagRunId"]
+        httpx.post(base + "/api/v1/dags/etl/start-sync", json={"timeout": 30, "singleton": False})
+    else:
+        rid = runs[0]["dagRunId"]
+    pg = page
+    pg.goto(f"{base}/dags/etl/runs/{rid}")
+    expect(pg.get_by_test_id("gantt").locator("[data-bar]")).to_have_count(4, timeout=20_000)
+    row = pg.locator("tr[data-step=extract]")
+    expect(row).to_contain_text("succeeded")
+    expect(row).to_contain_text(re.compile(r"\d [KMG]iB"))  # peak memory measured per step
+    row.click()
+    expect(pg.get_by_test_id("log")).to_contain_text("hello ")
+    shot(pg, "run-page")
+    pg.locator("tr[data-step=report]").click()
+    pg.get_by_text("stderr", exact=True).click()
+    expect(pg.get_by_test_id("log")).to_contain_text("report")
+
+
+def test_stop_a_long_run_from_its_page(ui: tuple[Daemon, str, Path], page: Page) -> None:
+    _, base, out = ui
+    pg = page
+    pg.goto(base + "/dags/long")
+    pg.get_by_role("button", name="Run now").click()
+    pg.get_by_role("button", name="Start").click()
+    expect(pg.locator(".react-flow__node.status-running")).to_have_count(1)
+    pg.get_by_role("link", name="running").click()
+    expect(pg.get_by_test_id("log")).to_contain_text("started")  # streamed live
+    pid = int((out / "forever.pid").read_text())
+    pg.get_by_role("button", name="Stop").click()
+    expect(pg.locator("tr[data-step=forever]")).to_contain_text("aborted", timeout=20_000)
+    expect(pg.get_by_role("button", name="Retry")).to_be_visible()
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{pid}").exists(), "the step's process survived Stop"
+
+
+def test_spec_editor_refuses_invalid_yaml_and_keeps_the_file(ui: tuple[Daemon, str, Path], page: Page) -> None:
+    d, base, _ = ui
+    before = (d.root / "dags" / "long.yaml").read_text()
+    pg = page
+    pg.goto(base + "/dags/long")
+    pg.get_by_role("tab", name="Spec").click()
+    pg.get_by_role("button", name="Edit").click()
+    pg.get_by_label("DAG YAML").fill("steps:\n  - id: a\n    depends: nowhere\n    run: true\n")
+    pg.get_by_role("button", name="Save").click()
+    expect(pg.get_by_test_id("spec-errors")).to_contain_text("nowhere")
+    assert (d.root / "dags" / "long.yaml").read_text() == before
+
+
+def test_dark_theme_and_phone_layout(ui: tuple[Daemon, str, Path], browser: Browser) -> None:
+    _, base, _ = ui
+    ctx = browser.new_context(viewport={"width": 390, "height": 844}, color_scheme="dark", is_mobile=True)
+    pg = ctx.new_page()
+    pg.goto(base + "/")
+    expect(pg.locator("html")).to_have_attribute("data-mantine-color-scheme", "dark")
+    expect(pg.locator("tr[data-dag]")).to_have_count(2)
+    width = pg.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"the page scrolls sideways on a phone ({width}px)"
+    shot(pg, "dag-list-phone-dark")
+    pg.get_by_label("Toggle colour theme").click()
+    expect(pg.locator("html")).to_have_attribute("data-mantine-color-scheme", "light")
+    ctx.close()

@@ -1,0 +1,67 @@
+import {
+  ActionIcon,
+  Anchor,
+  AppShell,
+  Container,
+  Group,
+  Text,
+  Tooltip,
+  useComputedColorScheme,
+  useMantineColorScheme,
+} from '@mantine/core'
+import { Link, Route, Routes } from 'react-router-dom'
+import { DagList } from './pages/DagList'
+import { DagPage } from './pages/DagPage'
+import { RunPage } from './pages/RunPage'
+
+function ThemeToggle() {
+  const { setColorScheme } = useMantineColorScheme()
+  const dark = useComputedColorScheme('light') === 'dark'
+  return (
+    <Tooltip label={dark ? 'Light theme' : 'Dark theme'}>
+      <ActionIcon
+        variant="default"
+        size="lg"
+        aria-label="Toggle colour theme"
+        onClick={() => setColorScheme(dark ? 'light' : 'dark')}
+      >
+        {dark ? '☀' : '☾'}
+      </ActionIcon>
+    </Tooltip>
+  )
+}
+
+export function App() {
+  return (
+    <AppShell header={{ height: 52 }} padding="md">
+      <AppShell.Header>
+        <Group h="100%" px="md" justify="space-between">
+          <Group gap="lg">
+            <Anchor component={Link} to="/" underline="never">
+              <Group gap={6}>
+                <img src="/favicon.svg" width={22} height={22} alt="" />
+                <Text fw={700} size="lg">
+                  dagd
+                </Text>
+              </Group>
+            </Anchor>
+            <Anchor component={Link} to="/">
+              DAGs
+            </Anchor>
+          </Group>
+          <ThemeToggle />
+        </Group>
+      </AppShell.Header>
+      <AppShell.Main>
+        <Container size="xl" px={0}>
+          <Routes>
+            <Route path="/" element={<DagList />} />
+            <Route path="/dags/:name" element={<DagPage />} />
+            <Route path="/dags/:name/runs/:runId" element={<RunPage />} />
+            <Route path="*" element={<Text>Page not found.</Text>} />
+          </Routes>
+        </Container>
+      </AppShell.Main>
+    </AppShell>
+  )
+}

@@ -1,0 +1,54 @@
+// One EventSource on /api/v1/events shared by every component; the browser reconnects it.
+import { useEffect, useRef } from 'react'
+
+export type RunEvent = {
+  type: 'RunStarted' | 'StepChanged' | 'RunFinished'
+  run_id: string
+  dag?: string
+  step?: string
+  status?: string
+}
+
+type Listener = (e: RunEvent) => void
+const listeners = new Set<Listener>()
+let source: EventSource | null = null
+
+function open(): void {
+  if (source || typeof EventSource === 'undefined') return
+  source = new EventSource('/api/v1/events')
+  for (const type of ['RunStarted', 'StepChanged', 'RunFinished']) {
+    source.addEventListener(type, (msg) => {
+      const event = JSON.parse((msg as MessageEvent<string>).data) as RunEvent
+      for (const l of listeners) l(event)
+    })
+  }
+}
+
+export function subscribe(l: Listener): () => void {
+  listeners.add(l)
+  open()
+  return () => {
+    listeners.delete(l)
+  }
+}
+
+/** Call `onEvent` for every run event; the latest callback is used without resubscribing. */
+export function useRunEvents(onEvent: Listener): void {
+  const ref = useRef(onEvent)
+  useEffect(() => {
+    ref.current = onEvent
+  })
+  useEffect(() => subscribe((e) => ref.current(e)), [])
+}
+
+/** A function that runs `fn` at most once per `ms`, trailing (coalesces bursts of events). */
+export function throttle(fn: () => void, ms: number): () => void {
+  let timer: ReturnType<typeof setTimeout> | null = null
+  return () => {
+    if (timer) return
+    timer = setTimeout(() => {
+      timer = null
+      fn()
+    }, ms)
+  }
+}
