@@ -42,7 +42,8 @@ class Options:
     on_restart: str = "fail"  # runs a dead dagd left running: "fail" or "requeue"
     timezone: str | None = None  # the zone of schedules without CRON_TZ= (default: the system's)
     http_bind: str | None = "127.0.0.1:8090"  # None: no HTTP server
-    api_token: str | None = None  # bearer token for state-changing HTTP calls (required off loopback)
+    api_token: str | None = None  # a bearer token for the HTTP API (one more of http_auth.tokens)
+    http_auth: dict[str, object] | None = None  # users (basic, scrypt hashes) and bearer tokens
     http_hosts: tuple[str, ...] = ()  # extra Host names the HTTP API answers to
 
 
@@ -57,6 +58,7 @@ CONFIG_KEYS = {
     "timezone": str,
     "http_bind": str,
     "api_token": str,
+    "http_auth": dict,
     "http_hosts": list,
 }
 
@@ -154,7 +156,10 @@ async def serve_http(
     cfg.accesslog = None
     cfg.errorlog = logging.getLogger("hypercorn.error")  # through dagd's handler (journald priorities)
     cfg.graceful_timeout = 1.0
-    app = create_app(svc, http_hosts(opts.http_bind or "127.0.0.1:8090", opts.http_hosts), opts.api_token)
+    from dagd.http.auth import Auth
+
+    auth = Auth.from_config(opts.http_auth, opts.api_token)
+    app = create_app(svc, http_hosts(opts.http_bind or "127.0.0.1:8090", opts.http_hosts), auth)
     task_status.started()
     await serve(app, cfg, shutdown_trigger=trio.sleep_forever)  # type: ignore[arg-type]
 
@@ -397,6 +402,11 @@ async def main(opts: Options) -> None:
 @click.option("--config", "config_path", default=None, help="Settings file (default: <config dir>/config.yaml).")
 @click.option("--http-bind", default=None, help="Address of the HTTP API and web UI [127.0.0.1:8090].")
 @click.option("--no-http", is_flag=True, help="Serve no HTTP at all.")
+@click.option(
+    "--hash-password",
+    is_flag=True,
+    help="Read a password (prompt, or stdin when piped), print its hash for http_auth.users, exit.",
+)
 def cli(
     user: bool,
     dags_dir: str | None,
@@ -408,11 +418,23 @@ def cli(
     config_path: str | None,
     http_bind: str | None,
     no_http: bool,
+    hash_password: bool,
 ) -> None:
     """The dagd daemon: schedules and runs DAGs; dagctl drives it over its socket.
 
     Settings come from flags, then the environment (DAGD_*), then config.yaml, then defaults.
     """
+    if hash_password:
+        from dagd.http.auth import hash_password as make_hash
+
+        if sys.stdin.isatty():
+            secret = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        else:
+            secret = sys.stdin.readline().rstrip("\n")
+        if not secret:
+            raise click.ClickException("an empty password cannot be hashed")
+        click.echo(make_hash(secret))
+        return
     setup_logging()
     cfg = read_config(config_path)
 
@@ -438,11 +460,19 @@ def cli(
         else str(pick(http_bind, os.environ.get("DAGD_HTTP_BIND"), "http_bind", "127.0.0.1:8090")),
         api_token=str(cfg["api_token"]) if "api_token" in cfg else os.environ.get("DAGD_API_TOKEN"),
         http_hosts=tuple(str(h) for h in cfg.get("http_hosts", []) or []),  # type: ignore[attr-defined]
+        http_auth=cfg.get("http_auth"),  # type: ignore[arg-type]
     )
-    if opts.http_bind and opts.http_bind.rsplit(":", 1)[0] not in LOOPBACK and not opts.api_token:
+    from dagd.http.auth import Auth, AuthConfigError
+
+    try:
+        auth = Auth.from_config(opts.http_auth, opts.api_token)
+    except AuthConfigError as exc:
+        raise click.ClickException(f"{config_path or 'config.yaml'}: {exc}") from None
+    if opts.http_bind and opts.http_bind.rsplit(":", 1)[0] not in LOOPBACK and not auth.enabled:
         raise click.ClickException(
-            f"refusing to serve HTTP on {opts.http_bind} without authentication: set api_token in config.yaml "
-            "(or DAGD_API_TOKEN), or bind 127.0.0.1"
+            f"refusing to serve HTTP on {opts.http_bind} without authentication: set http_auth (users with "
+            "`dagd --hash-password` hashes, or tokens) or api_token in config.yaml (or DAGD_API_TOKEN), "
+            "or bind 127.0.0.1"
         )
     try:
         trio.run(main, opts)

@@ -28,12 +28,21 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from dagd import __version__
+from dagd.http import models as m
 from dagd.http import shapes
+from dagd.http.auth import Auth
 from dagd.service import NOT_FOUND, Service, ServiceError
 
 UI_DIR = Path(__file__).parent / "ui"  # vite builds web/ into here
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
+HTTP_CODES = {
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    408: "timeout",
+    409: "conflict",
+    413: "payload_too_large",
+}
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
@@ -44,11 +53,13 @@ def _name(value: str) -> str:
 
 
 class Guard(ASGIMiddleware):
-    """Host allow-list (DNS rebinding) and same-origin or token for state changes (CSRF)."""
+    """Host allow-list (DNS rebinding), authentication when configured, and CSRF protection:
+    a state change needs a bearer token (never sent by a browser on its own) or a same-origin
+    request (Origin / Sec-Fetch-Site), because browsers replay basic credentials cross-site."""
 
-    def __init__(self, hosts: set[str], token: str | None) -> None:
+    def __init__(self, hosts: set[str], auth: Auth) -> None:
         self.hosts = hosts
-        self.token = token
+        self.auth = auth
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         await self._handle(scope, receive, send, next_app)
@@ -57,50 +68,62 @@ class Guard(ASGIMiddleware):
         if scope["type"] != "http":
             await next_app(scope, receive, send)
             return
-        headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
+        headers = {k.decode().lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         host = headers.get("host", "")
         hostname = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
         if hostname not in self.hosts:
-            await _refuse(send, 421, "host_not_allowed", f"Host {host!r} is not served here")
+            await _refuse(send, 421, "forbidden", f"Host {host!r} is not served here")
             return
-        if scope["method"] not in SAFE_METHODS:
-            bearer = headers.get("authorization", "")
-            token_ok = self.token is not None and bearer == f"Bearer {self.token}"
+        kind = self.auth.check(headers.get("authorization", "")) if self.auth.enabled else None
+        if self.auth.enabled and kind is None and scope["path"] != "/api/v1/health":
+            await _refuse(
+                send,
+                401,
+                "unauthorized",
+                "authentication required (HTTP basic or a bearer token)",
+                [(b"www-authenticate", b'Basic realm="dagd", charset="UTF-8"')],
+            )
+            return
+        if scope["method"] not in SAFE_METHODS and kind != "bearer":
             origin = headers.get("origin")
             site = headers.get("sec-fetch-site")
             same = (origin is None or origin.split("://", 1)[-1] == host) and site in (None, "same-origin", "none")
-            if not token_ok and not same:
+            if not same:
                 await _refuse(send, 403, "forbidden", "cross-site request refused (CSRF protection)")
                 return
         await next_app(scope, receive, send)
 
 
-async def _refuse(send: Any, status: int, code: str, message: str) -> None:
-    body = json.dumps({"code": code, "message": message}).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]})
+async def _refuse(
+    send: Any, status: int, code: str, message: str, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    body = json.dumps(error_body(status, code, message)).encode()
+    headers = [(b"content-type", b"application/json"), *(extra or [])]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
-def _error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, str]]:
+def error_body(status: int, code: str | None, message: str, **extra: Any) -> dict[str, Any]:
+    """Dagu's Error ({code, message}) plus Litestar's documented error keys (status_code, detail)."""
+    code = code or HTTP_CODES.get(status, "bad_request" if status < 500 else "internal_error")
+    return {"code": code, "message": message, "status_code": status, "detail": message, **extra}
+
+
+def error(status: int, message: str, code: str | None = None, **extra: Any) -> Response[dict[str, Any]]:
+    return Response(error_body(status, code, message, **extra), status_code=status)
+
+
+def _error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     if isinstance(exc, ServiceError):
-        status = 404 if exc.code == NOT_FOUND else 409 if exc.code == -32009 else 400
-        return Response(
-            {"code": "not_found" if status == 404 else "bad_request", "message": exc.message}, status_code=status
-        )
+        return error(404 if exc.code == NOT_FOUND else 409 if exc.code == -32009 else 400, exc.message)
     if isinstance(exc, HTTPException):
-        return Response(
-            {
-                "code": HTTP_CODES.get(exc.status_code, "bad_request" if exc.status_code < 500 else "internal_error"),
-                "message": str(exc.detail),
-            },
-            status_code=exc.status_code,
-        )
-    return Response({"code": "internal_error", "message": "internal error (see dagd's log)"}, status_code=500)
+        return error(exc.status_code, str(exc.detail))
+    return error(500, "internal error (see dagd's log)")
 
 
-def create_app(svc: Service, hosts: set[str], token: str | None = None) -> Litestar:
+def create_app(svc: Service, hosts: set[str], auth: Auth | None = None) -> Litestar:
     @get("/api/v1/health", sync_to_thread=False)
-    def health() -> dict[str, Any]:
+    def health() -> m.Health:
         return {
             "status": "healthy",
             "version": __version__,
@@ -115,7 +138,7 @@ def create_app(svc: Service, hosts: set[str], token: str | None = None) -> Lites
         name: str | None = None,
         tags: str | None = None,
         labels: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> m.DagList:
         overview = await svc.overview()
         queued = await svc.db(svc.store.queued)
         running: dict[str, int] = {}
@@ -135,7 +158,7 @@ def create_app(svc: Service, hosts: set[str], token: str | None = None) -> Lites
         }
 
     @post("/api/v1/dags/{file_name:str}/start", status_code=200)
-    async def start(file_name: str, request: Request[Any, Any, Any]) -> dict[str, Any]:
+    async def start(file_name: str, request: Request[Any, Any, Any]) -> m.Started:
         body = await _json(request)
         rid = await svc.enqueue(_name(file_name), shapes.overrides(body.get("params")), run_id=_run_id(body))
         return {"dagRunId": rid}
@@ -148,18 +171,15 @@ def create_app(svc: Service, hosts: set[str], token: str | None = None) -> Lites
             raise HTTPException(status_code=400, detail="timeout (seconds, 1-86400) is required")
         name = _name(file_name)
         if body.get("singleton") and any(a.dag == name for a in svc.active.values()):
-            return Response({"code": "already_running", "message": f"{name} is already running"}, status_code=409)
+            return error(409, f"{name} is already running")
         rid = await svc.enqueue(name, shapes.overrides(body.get("params")), run_id=_run_id(body))
         doc = await svc.wait_finished(name, rid, float(timeout))
         if doc is None:
-            return Response(
-                {"code": "timeout", "message": f"run {rid} still running after {timeout}s", "dagRunId": rid},
-                status_code=408,
-            )
+            return error(408, f"run {rid} still running after {timeout}s", dagRunId=rid)
         return Response({"dagRun": shapes.run_details(doc)}, status_code=200)
 
     @get("/api/v1/dag-runs/{name:str}/{run_id:str}")
-    async def run_details(name: str, run_id: str) -> dict[str, Any]:
+    async def run_details(name: str, run_id: str) -> m.RunDetailsResponse:
         doc = await svc.db(svc.store.run, _name(name), _name(run_id))
         if doc is None:
             raise ServiceError(NOT_FOUND, f"no run {run_id} of {name}")
@@ -168,7 +188,7 @@ def create_app(svc: Service, hosts: set[str], token: str | None = None) -> Lites
         return {"dagRunDetails": details}
 
     @post("/api/v1/dag-runs/{name:str}/{run_id:str}/stop", status_code=200)
-    async def stop(name: str, run_id: str) -> dict[str, Any]:
+    async def stop(name: str, run_id: str) -> m.Empty:
         await svc.stop(_name(name), _name(run_id))
         return {}
 
@@ -179,21 +199,23 @@ def create_app(svc: Service, hosts: set[str], token: str | None = None) -> Lites
         return entry
 
     @get("/api/v1/dags/{file_name:str}")
-    async def dag_detail(file_name: str) -> dict[str, Any]:
+    async def dag_detail(file_name: str) -> m.DagDetail:
         entry = entry_of(file_name)
         last = await svc.db(svc.store.run, file_name, None)
         suspended = file_name in await svc.db(svc.store.suspended)
         dag = entry.dag
-        return {
-            **({"dag": shapes.dag_details(dag)} if dag else {}),
+        out: m.DagDetail = {
             "localDags": [
                 {"name": n, "dag": shapes.dag_details(local), "errors": []}
                 for n, local in (dag.local_dags.items() if dag else [])
             ],
-            "latestDAGRun": shapes.run_details(last) if last else shapes.no_run(file_name),
+            "latestDAGRun": shapes.run_details(last) if last else shapes.never_ran(file_name),
             "suspended": suspended,
             "errors": [entry.error] if entry.error else [],
         }
+        if dag is not None:
+            out["dag"] = shapes.dag_details(dag)
+        return out
 
     @post("/api/v1/dags", status_code=201)
     async def create(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
@@ -204,10 +226,10 @@ def create_app(svc: Service, hosts: set[str], token: str | None = None) -> Lites
             raise HTTPException(status_code=400, detail="spec must be YAML text")
         errors, _ = shapes.check_spec(spec, name)
         if errors:
-            return Response({"code": "bad_request", "message": "; ".join(errors)}, status_code=400)
+            return error(400, "; ".join(errors))
         path = trio.Path(svc.catalog.folder) / f"{name}.yaml"
         if await path.exists() or svc.catalog.find(name) is not None:
-            return Response({"code": "already_exists", "message": f"DAG {name!r} already exists"}, status_code=409)
+            return error(409, f"DAG {name!r} already exists", "already_exists")
         await trio.to_thread.run_sync(shapes.write_atomically, str(path), spec)
         svc.reload()
         return Response({"name": name}, status_code=201)
@@ -219,7 +241,7 @@ def create_app(svc: Service, hosts: set[str], token: str | None = None) -> Lites
         svc.reload()
 
     @get("/api/v1/dag-runs/{name:str}/{run_id:str}/outputs")
-    async def outputs(name: str, run_id: str) -> dict[str, Any]:
+    async def outputs(name: str, run_id: str) -> m.Outputs:
         doc = await svc.db(svc.store.run, _name(name), _name(run_id))
         if doc is None:
             raise ServiceError(NOT_FOUND, f"no run {run_id} of {name}")
@@ -234,7 +256,7 @@ def create_app(svc: Service, hosts: set[str], token: str | None = None) -> Lites
         name: str | None = None,
         cursor: str | None = None,
         dag_run_id: str | None = Parameter(query="dagRunId", default=None),
-    ) -> dict[str, Any]:
+    ) -> m.RunsPage:
         before = shapes.decode_cursor(cursor) if cursor else None
         labels: list[str | None] = [*shapes.status_labels(status or [])] or [None]
         rows: list[dict[str, Any]] = []
@@ -243,33 +265,33 @@ def create_app(svc: Service, hosts: set[str], token: str | None = None) -> Lites
                 lambda lb=label: svc.store.history(name or None, limit + 1, lb, dag_run_id or None, before)
             )
         rows.sort(key=lambda r: (r["started_at"] or 0, r["id"]), reverse=True)
-        out: dict[str, Any] = {"dagRuns": [shapes.run_summary(r) for r in rows[:limit]]}
+        out: m.RunsPage = {"dagRuns": [shapes.run_summary(r) for r in rows[:limit]]}
         if len(rows) > limit:
             out["nextCursor"] = shapes.encode_cursor(rows[limit - 1])
         return out
 
     @get("/api/v1/queues")
-    async def queues() -> dict[str, Any]:
+    async def queues() -> m.Queues:
         queued = await svc.db(svc.store.queued)
         return shapes.queues(svc, queued)
 
     @post("/api/v1/dags/validate", status_code=200)
-    async def validate(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    async def validate(request: Request[Any, Any, Any]) -> m.Validation:
         body = await _json(request)
         spec = body.get("spec")
         if not isinstance(spec, str):
             raise HTTPException(status_code=400, detail="spec (the DAG's YAML text) is required")
         errors, dag = shapes.check_spec(spec, str(body.get("name") or "dag"), strict=True)
-        out: dict[str, Any] = {"valid": not errors, "errors": errors}
+        out: m.Validation = {"valid": not errors, "errors": errors}
         if dag is not None:
             out["dag"] = shapes.dag_details(dag)
         return out
 
     @get("/api/v1/dags/{file_name:str}/spec")
-    async def get_spec(file_name: str) -> dict[str, Any]:
+    async def get_spec(file_name: str) -> m.Spec:
         entry = entry_of(file_name)
         text = await trio.Path(entry.file).read_text()
-        out: dict[str, Any] = {"spec": text, "errors": [entry.error] if entry.error else []}
+        out: m.Spec = {"spec": text, "errors": [entry.error] if entry.error else []}
         if entry.dag is not None:
             out["dag"] = shapes.dag_details(entry.dag)
         return out
@@ -283,19 +305,19 @@ def create_app(svc: Service, hosts: set[str], token: str | None = None) -> Lites
             raise HTTPException(status_code=400, detail="spec (the DAG's YAML text) is required")
         errors, _ = shapes.check_spec(spec, file_name)
         if errors:  # the file on disk stays as it was
-            return Response({"errors": errors}, status_code=400)
+            return error(400, "; ".join(errors), errors=errors)
         await trio.to_thread.run_sync(shapes.write_atomically, entry.file, spec)
         svc.reload()
         return Response({"errors": []}, status_code=200)
 
     @post("/api/v1/dags/{file_name:str}/enqueue", status_code=200)
-    async def enqueue(file_name: str, request: Request[Any, Any, Any]) -> dict[str, Any]:
+    async def enqueue(file_name: str, request: Request[Any, Any, Any]) -> m.Started:
         body = await _json(request)
         rid = await svc.enqueue(_name(file_name), shapes.overrides(body.get("params")), run_id=_run_id(body))
         return {"dagRunId": rid}
 
     @post("/api/v1/dags/{file_name:str}/suspend", status_code=200)
-    async def suspend(file_name: str, request: Request[Any, Any, Any]) -> dict[str, Any]:
+    async def suspend(file_name: str, request: Request[Any, Any, Any]) -> m.Empty:
         body = await _json(request)
         if not isinstance(body.get("suspend"), bool):
             raise HTTPException(status_code=400, detail="suspend (true or false) is required")
@@ -303,19 +325,19 @@ def create_app(svc: Service, hosts: set[str], token: str | None = None) -> Lites
         return {}
 
     @post("/api/v1/dags/{file_name:str}/stop-all", status_code=200)
-    async def stop_all(file_name: str) -> dict[str, Any]:
+    async def stop_all(file_name: str) -> m.Errors:
         with contextlib.suppress(ServiceError):  # nothing running is not an error here
             await svc.stop(_name(file_name), None)
         return {"errors": []}
 
     @get("/api/v1/dags/{file_name:str}/dag-runs")
-    async def dag_runs(file_name: str, limit: int = Parameter(default=30, ge=1, le=500)) -> dict[str, Any]:
+    async def dag_runs(file_name: str, limit: int = Parameter(default=30, ge=1, le=500)) -> m.DagRuns:
         rows = await svc.db(svc.store.history, _name(file_name), limit, None, None)
         docs = [await svc.db(svc.store.run, file_name, r["id"]) for r in rows]
         return {"dagRuns": [shapes.run_details(d) for d in docs if d is not None], "gridData": []}
 
     @post("/api/v1/dag-runs/{name:str}/{run_id:str}/retry", status_code=200)
-    async def retry(name: str, run_id: str) -> dict[str, Any]:
+    async def retry(name: str, run_id: str) -> m.Empty:
         await svc.retry(_name(name), _name(run_id))
         return {}
 
@@ -327,7 +349,7 @@ def create_app(svc: Service, hosts: set[str], token: str | None = None) -> Lites
         head: int | None = Parameter(default=None, ge=1),
         offset: int | None = Parameter(default=None, ge=1),
         limit: int | None = Parameter(default=None, ge=1, le=10000),
-    ) -> dict[str, Any]:
+    ) -> m.Log:
         doc = await svc.db(svc.store.run, _name(name), _name(run_id))
         if doc is None:
             raise ServiceError(NOT_FOUND, f"no run {run_id} of {name}")
@@ -353,7 +375,7 @@ def create_app(svc: Service, hosts: set[str], token: str | None = None) -> Lites
         offset: int | None = Parameter(default=None, ge=1),
         limit: int | None = Parameter(default=None, ge=1, le=10000),
         stream: str = "stdout",
-    ) -> dict[str, Any]:
+    ) -> m.Log:
         step = await step_of(name, run_id, step_name)
         key = "stderr_path" if stream == "stderr" else "stdout_path"
         return shapes.log(shapes.read_log(step[key]), tail, head, offset, limit)
@@ -438,7 +460,7 @@ def create_app(svc: Service, hosts: set[str], token: str | None = None) -> Lites
             events,
             metrics,
         ],
-        middleware=[Guard(hosts, token)],
+        middleware=[Guard(hosts, auth or Auth())],
         exception_handlers={Exception: _error_handler},
         openapi_config=OpenAPIConfig(
             title="dagd API",

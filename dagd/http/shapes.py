@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from litestar import Response
 
 from dagd.engine.status import RunStatus, StepStatus
+from dagd.http import models as m
 from dagd.spec.model import Dag
 
 
@@ -16,7 +17,7 @@ def _iso(ts: float | None) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat() if ts else ""
 
 
-def page(total: int, current: int = 1, per_page: int = 50) -> dict[str, Any]:
+def page(total: int, current: int = 1, per_page: int = 50) -> m.Pagination:
     pages = max(1, -(-total // per_page))
     return {
         "totalRecords": total,
@@ -27,7 +28,7 @@ def page(total: int, current: int = 1, per_page: int = 50) -> dict[str, Any]:
     }
 
 
-def filter_dags(files: list[dict[str, Any]], name: str | None, tags: list[str]) -> list[dict[str, Any]]:
+def filter_dags(files: list[m.DagFile], name: str | None, tags: list[str]) -> list[m.DagFile]:
     """Dagu's list filters: `name` is a case-insensitive substring, every tag must be present."""
     wanted = [t.strip().lower() for t in tags if t.strip()]
     out = []
@@ -80,7 +81,7 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
         raise HTTPException(status_code=400, detail="invalid cursor") from None
 
 
-def run_summary(doc: dict[str, Any]) -> dict[str, Any]:
+def run_summary(doc: dict[str, Any]) -> m.RunSummary:
     status = RunStatus(doc["status"])
     return {
         "dagRunId": doc["id"],
@@ -95,7 +96,7 @@ def run_summary(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def no_run(name: str) -> dict[str, Any]:
+def no_run(name: str) -> m.RunSummary:
     """The run summary of a DAG that never ran (the schema wants a non-empty id)."""
     return {
         "dagRunId": "none",
@@ -109,10 +110,14 @@ def no_run(name: str) -> dict[str, Any]:
     }
 
 
-def queues(svc: Any, queued: list[dict[str, Any]]) -> dict[str, Any]:
+def never_ran(name: str) -> m.RunDetails:
+    return cast(m.RunDetails, {**no_run(name), "rootDAGRunName": name, "rootDAGRunId": "none", "log": "", "nodes": []})
+
+
+def queues(svc: Any, queued: list[dict[str, Any]]) -> m.Queues:
     """One DAG-based queue per DAG with running or queued runs."""
     names = sorted({a.dag for a in svc.active.values()} | {q["dag"] for q in queued})
-    out = []
+    out: list[m.Queue] = []
     for name in names:
         running = [rid for rid, a in svc.active.items() if a.dag == name]
         waiting = [q for q in queued if q["dag"] == name]
@@ -125,9 +130,7 @@ def queues(svc: Any, queued: list[dict[str, Any]]) -> dict[str, Any]:
                 "maxConcurrency": max(1, limit),
                 "runningCount": len(running),
                 "queuedCount": len(waiting),
-                "running": [
-                    {**no_run(name), "dagRunId": rid, "status": 1, "statusLabel": "running"} for rid in running
-                ],
+                "running": [no_run(name) | {"dagRunId": rid, "status": 1, "statusLabel": "running"} for rid in running],
             }
         )
     capacity = svc.max_concurrent_runs
@@ -143,7 +146,7 @@ def queues(svc: Any, queued: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def dag_file(o: Any, running: int = 0, queued: int = 0) -> dict[str, Any]:
+def dag_file(o: Any, running: int = 0, queued: int = 0) -> m.DagFile:
     """DAGFile from a service DagOverview (+ dagd's runningCount / queuedCount)."""
     dag: Dag | None = o.entry.dag
     latest = run_summary(o.last) if o.last else no_run(o.name)
@@ -159,9 +162,9 @@ def dag_file(o: Any, running: int = 0, queued: int = 0) -> dict[str, Any]:
                 "maxActiveRuns": dag.max_active_runs,
             }
         )
-    out = {
+    out: m.DagFile = {
         "fileName": o.name,
-        "dag": spec,
+        "dag": cast(m.DagSummary, spec),
         "latestDAGRun": latest,
         "suspended": o.suspended,
         "errors": [o.entry.error] if o.entry.error else [],
@@ -173,7 +176,7 @@ def dag_file(o: Any, running: int = 0, queued: int = 0) -> dict[str, Any]:
     return out
 
 
-def run_details(doc: dict[str, Any]) -> dict[str, Any]:
+def run_details(doc: dict[str, Any]) -> m.RunDetails:
     nodes = []
     handlers = {}
     for s in doc["steps"]:
@@ -200,7 +203,7 @@ def run_details(doc: dict[str, Any]) -> dict[str, Any]:
             handlers[s["step"]] = node
         else:
             nodes.append(node)
-    out = run_summary(doc)
+    out: dict[str, Any] = dict(run_summary(doc))
     lineage = doc.get("lineage") or []
     root = lineage[-1] if lineage else (doc["dag"], doc["id"])
     out["rootDAGRunName"], out["rootDAGRunId"] = root
@@ -218,7 +221,7 @@ def run_details(doc: dict[str, Any]) -> dict[str, Any]:
             out[key] = handlers[name]
     if doc.get("error"):
         out["error"] = doc["error"]
-    return out
+    return cast(m.RunDetails, out)
 
 
 async def metrics(svc: Any) -> str:
@@ -255,7 +258,7 @@ def _run_counts(store: Any) -> list[tuple[str, str, int]]:
     return [(r[0], r[1], r[2]) for r in rows]
 
 
-def dag_details(dag: Dag) -> dict[str, Any]:
+def dag_details(dag: Dag) -> m.DagDetails:
     """DAGDetails: what the UI and Dagu clients read about one DAG."""
     return {
         "name": dag.name,
@@ -274,22 +277,25 @@ def dag_details(dag: Dag) -> dict[str, Any]:
         "histRetentionDays": dag.hist_retention_days,
         "delay": int(dag.delay_sec),
         "tags": [f"{k}={v}" if v else k for k, v in dag.labels.items()],
-        "steps": [
-            {
-                "name": s.name,
-                **({"id": s.id} if s.id else {}),
-                "description": s.description,
-                "depends": list(s.depends),
-                "commands": [{"command": c} for c in s.commands],
-            }
-            for s in dag.steps
-        ],
+        "steps": [_step_summary(s) for s in dag.steps],
     }
 
 
-def param_defs(dag: Dag) -> list[dict[str, Any]]:
+def _step_summary(s: Any) -> m.StepSummary:
+    out: m.StepSummary = {
+        "name": s.name,
+        "description": s.description,
+        "depends": list(s.depends),
+        "commands": [{"command": c} for c in s.commands],
+    }
+    if s.id:
+        out["id"] = s.id
+    return out
+
+
+def param_defs(dag: Dag) -> list[m.ParamDef]:
     """dagd's addition: each declared param as the Run Now form needs it (positional ones as $1, $2 …)."""
-    out = []
+    out: list[m.ParamDef] = []
     position = 0
     for p in dag.params:
         if p.name is None:
@@ -368,7 +374,7 @@ def read_from(path: str | None, pos: int, limit: int = 256 * 1024) -> tuple[str,
 
 def log(
     text: str, tail: int | None, head: int | None = None, offset: int | None = None, limit: int | None = None
-) -> dict[str, Any]:
+) -> m.Log:
     """Dagu's log paging: `tail` last lines, `head` first lines, or `offset` (1-based) + `limit`."""
     lines = text.splitlines()
     total = len(lines)
@@ -394,7 +400,7 @@ def _camel(name: str) -> str:
     return parts[0] + "".join(p.capitalize() for p in parts[1:])
 
 
-def outputs(doc: dict[str, Any], output_names: dict[str, str]) -> dict[str, Any]:
+def outputs(doc: dict[str, Any], output_names: dict[str, str]) -> m.Outputs:
     """DAGRunOutputs: `output:` variables (camelCased) and published outputs of the run's steps."""
     import json
 

@@ -358,6 +358,19 @@ def test_catch_up_is_bounded_by_the_window(tmp_path: Path) -> None:
     assert 8 <= len([r for r in rows if r["trigger"] == "catchup"]) <= 11  # 10m window, not 30
 
 
+def activated_env(root: Path, names: str) -> dict[str, str]:
+    """The environment systemd gives a socket-activated dagd (LISTEN_PID is set by the launcher)."""
+    return {
+        "PATH": os.environ["PATH"],
+        "HOME": str(root),
+        "DAGD_STATE_DIR": str(root / "state"),
+        "DAGD_DAGS_DIR": str(root / "dags"),
+        "DAGD_SOCKET": str(root / "unused.sock"),
+        "LISTEN_FDS": str(len(names.split(":"))),
+        "LISTEN_FDNAMES": names,
+    }
+
+
 def test_journald_priorities_and_socket_activation(tmp_path: Path) -> None:
     (tmp_path / "dags").mkdir()
     path = tmp_path / "activated.sock"
@@ -365,16 +378,7 @@ def test_journald_priorities_and_socket_activation(tmp_path: Path) -> None:
     listener.bind(str(path))
     listener.listen(16)
     fd = listener.fileno()
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(tmp_path),
-        "DAGD_STATE_DIR": str(tmp_path / "state"),
-        "DAGD_DAGS_DIR": str(tmp_path / "dags"),
-        "DAGD_SOCKET": str(tmp_path / "unused.sock"),
-        "JOURNAL_STREAM": "8:1234",
-        "LISTEN_FDS": "1",
-        "LISTEN_FDNAMES": "control",
-    }
+    env = {**activated_env(tmp_path, "control"), "JOURNAL_STREAM": "8:1234"}
     # what systemd does: the socket as fd 3, LISTEN_PID naming the process that gets it
     launcher = (
         f"import os, sys; os.dup2({fd}, 3); os.environ['LISTEN_PID'] = str(os.getpid()); "

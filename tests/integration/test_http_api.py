@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from tests.conftest import DAGU
-from tests.integration.test_daemon import Daemon, start_daemon
+from tests.integration.test_daemon import Daemon, activated_env, start_daemon
 
 
 def free_port() -> int:
@@ -388,3 +388,125 @@ def test_the_web_ui_is_served_with_a_fallback_for_client_routes(api: tuple[Daemo
         assert r.text == index.text, probe  # never a file outside the UI folder
     missing = httpx.get(base + "/api/v1/no-such-route")
     assert missing.status_code == 404 and missing.json()["code"] == "not_found"
+
+
+def test_basic_users_and_bearer_tokens_guard_everything_but_health(tmp_path: Path) -> None:
+    import base64
+    import hashlib
+    import subprocess
+    import sys
+
+    hashed = subprocess.run(
+        [sys.executable, "-m", "dagd.daemon", "--hash-password"],
+        input="s3cret pass\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert hashed.startswith("scrypt$") and "s3cret" not in hashed
+    token = "tok-" + "x" * 40
+    (tmp_path / "dags").mkdir()
+    (tmp_path / "dags" / "hello.yaml").write_text("steps:\n  - run: echo hi\n")
+    port = free_port()
+    (tmp_path / "config.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "http_bind": f"0.0.0.0:{port}",  # off loopback: allowed because auth is configured
+                "http_auth": {
+                    "users": {"alice": hashed},
+                    "tokens": ["sha256:" + hashlib.sha256(token.encode()).hexdigest()],
+                },
+            }
+        )
+    )
+    d = start_daemon(tmp_path, args=("--config", str(tmp_path / "config.yaml")))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                assert httpx.get(base + "/api/v1/health", timeout=2).status_code == 200  # open for probes
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        for path in ("/api/v1/dags", "/", "/dags/hello", "/api/v1/events"):
+            r = httpx.get(base + path)
+            assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Basic"), path
+        alice = {"Authorization": "Basic " + base64.b64encode(b"alice:s3cret pass").decode()}
+        wrong = {"Authorization": "Basic " + base64.b64encode(b"alice:guess").decode()}
+        assert httpx.get(base + "/api/v1/dags", headers=alice).status_code == 200
+        assert httpx.get(base + "/", headers=alice).status_code == 200
+        assert httpx.get(base + "/api/v1/dags", headers=wrong).status_code == 401
+        assert httpx.get(base + "/api/v1/dags", headers={"Authorization": "Basic !!!"}).status_code == 401
+        assert httpx.get(base + "/api/v1/dags", headers={"Authorization": "Bearer nope"}).status_code == 401
+        # a browser replays basic credentials cross-site: those state changes stay refused
+        cross = {**alice, "Origin": "http://evil.example"}
+        assert httpx.post(base + "/api/v1/dags/hello/start", json={}, headers=cross).status_code == 403
+        assert httpx.post(base + "/api/v1/dags/hello/start", json={}, headers=alice).status_code == 200
+        bearer = {"Authorization": f"Bearer {token}", "Origin": "http://automation.example"}
+        assert httpx.post(base + "/api/v1/dags/hello/start", json={}, headers=bearer).status_code == 200
+    finally:
+        d.proc.terminate()
+        d.proc.wait(timeout=30)
+
+
+def test_a_malformed_http_auth_section_is_a_clear_start_up_error(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "config.yaml").write_text("http_auth:\n  users:\n    bob: plaintext-password\n")
+    r = subprocess.run(
+        [sys.executable, "-m", "dagd.daemon", "--user", "--config", str(tmp_path / "config.yaml")],
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), "DAGD_STATE_DIR": str(tmp_path / "s")},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert r.returncode != 0 and "http_auth.users.bob: not a password hash" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_the_http_port_can_come_from_socket_activation(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "dags").mkdir()
+    (tmp_path / "dags" / "hello.yaml").write_text("steps:\n  - run: echo hi\n")
+    control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    control.bind(str(tmp_path / "control.sock"))
+    control.listen(16)
+    http = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    http.bind(("127.0.0.1", 0))
+    http.listen(16)
+    port = http.getsockname()[1]
+    unused = free_port()
+    env = activated_env(tmp_path, "control:http")
+    # what systemd does for dagd.socket with both ListenStream= lines: fds 3 and 4, named
+    launcher = (
+        f"import os, sys; os.dup2({control.fileno()}, 3); os.dup2({http.fileno()}, 4); "
+        "os.environ['LISTEN_PID'] = str(os.getpid()); "
+        f"os.execv(sys.executable, [sys.executable, '-m', 'dagd.daemon', '--user', '--http-bind', '127.0.0.1:{unused}'])"
+    )
+    with open(tmp_path / "log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", launcher], env=env, pass_fds=(control.fileno(), http.fileno()), stderr=log
+        )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/api/v1/dags", timeout=5)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, (tmp_path / "log").read_text()
+                time.sleep(0.1)
+        assert r.status_code == 200 and [f["fileName"] for f in r.json()["dags"]] == ["hello"]
+        with pytest.raises(httpx.ConnectError):  # the configured address was not bound as well
+            httpx.get(f"http://127.0.0.1:{unused}/api/v1/health", timeout=2)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        control.close()
+        http.close()

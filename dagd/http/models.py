@@ -1,0 +1,235 @@
+"""Response shapes of /api/v1 as types, so our OpenAPI document describes them (and
+schemathesis checks every response against it). Names follow Dagu's api-v1.yaml; keys marked
+NotRequired are left out when there is nothing to say. dagd's additions are commented."""
+
+# No `from __future__ import annotations`: TypedDict must see NotRequired[...] at class creation.
+from typing import Any, NotRequired, TypedDict
+
+
+class Health(TypedDict):
+    status: str
+    version: str
+    uptime: int
+    timestamp: str
+
+
+class Pagination(TypedDict):
+    totalRecords: int
+    currentPage: int
+    totalPages: int
+    nextPage: int
+    prevPage: int
+
+
+class RunSummary(TypedDict):
+    dagRunId: str
+    name: str
+    status: int
+    statusLabel: str
+    startedAt: str
+    finishedAt: str
+    artifactsAvailable: bool
+    autoRetryCount: int
+    triggerType: NotRequired[str]
+
+
+class StepRef(TypedDict):
+    name: str
+
+
+class Node(TypedDict):
+    step: StepRef
+    stdout: str
+    stderr: str
+    startedAt: str
+    finishedAt: str
+    status: int
+    statusLabel: str
+    retryCount: int
+    doneCount: int
+    exitCode: int | None  # dagd: the step's exit code
+    cpuUserSec: float | None  # dagd: CPU seconds in user mode
+    cpuSysSec: float | None  # dagd: CPU seconds in the kernel
+    maxRssKb: int | None  # dagd: peak resident memory
+    error: NotRequired[str]
+
+
+class RunDetails(RunSummary):
+    rootDAGRunName: str
+    rootDAGRunId: str
+    parentDAGRunName: NotRequired[str]
+    parentDAGRunId: NotRequired[str]
+    log: str
+    nodes: list[Node]
+    onSuccess: NotRequired[Node]
+    onFailure: NotRequired[Node]
+    onAbort: NotRequired[Node]
+    onExit: NotRequired[Node]
+    error: NotRequired[str]
+    subRuns: NotRequired[list[RunSummary]]  # dagd: sub-DAG runs this run started
+
+
+class Schedule(TypedDict):
+    expression: str
+
+
+class DagSummary(TypedDict):
+    name: str
+    group: NotRequired[str]
+    description: NotRequired[str]
+    schedule: NotRequired[list[Schedule]]
+    params: NotRequired[list[str]]
+    tags: NotRequired[list[str]]
+    maxActiveRuns: NotRequired[int]
+
+
+class DagFile(TypedDict):
+    fileName: str
+    dag: DagSummary
+    latestDAGRun: RunSummary
+    suspended: bool
+    errors: list[str]
+    runningCount: int  # dagd
+    queuedCount: int  # dagd
+    nextRun: NotRequired[str]
+
+
+class DagList(TypedDict):
+    dags: list[DagFile]
+    errors: list[str]
+    pagination: Pagination
+
+
+class Command(TypedDict):
+    command: str
+
+
+class StepSummary(TypedDict):
+    name: str
+    id: NotRequired[str]
+    description: str
+    depends: list[str]
+    commands: list[Command]
+
+
+class ParamDef(TypedDict):  # dagd
+    name: str
+    positional: bool
+    default: str
+    type: str
+    required: bool
+    description: str
+    enum: list[str]
+
+
+class DagDetails(TypedDict):
+    name: str
+    group: str
+    description: str
+    type: str
+    schedule: list[Schedule]
+    params: list[str]
+    defaultParams: str
+    paramDefs: list[ParamDef]
+    maxActiveRuns: int
+    maxActiveSteps: int
+    histRetentionDays: int
+    delay: int
+    tags: list[str]
+    steps: list[StepSummary]
+
+
+class LocalDag(TypedDict):
+    name: str
+    dag: DagDetails
+    errors: list[str]
+
+
+class DagDetail(TypedDict):
+    dag: NotRequired[DagDetails]
+    localDags: list[LocalDag]
+    latestDAGRun: RunDetails  # a DAG that never ran: dagRunId "none", no nodes
+    suspended: bool
+    errors: list[str]
+
+
+class RunsPage(TypedDict):
+    dagRuns: list[RunSummary]
+    nextCursor: NotRequired[str]
+
+
+class DagRuns(TypedDict):
+    dagRuns: list[RunDetails]
+    gridData: list[Any]
+
+
+class RunDetailsResponse(TypedDict):
+    dagRunDetails: RunDetails
+
+
+class Started(TypedDict):
+    dagRunId: str
+
+
+class Log(TypedDict):
+    content: str
+    lineCount: int
+    totalLines: int
+    hasMore: bool
+    isEstimate: bool
+
+
+class OutputsMetadata(TypedDict):
+    dagName: str
+    dagRunId: str
+    attemptId: str
+    status: str
+    completedAt: str
+    params: str
+
+
+class Outputs(TypedDict):
+    metadata: OutputsMetadata
+    outputs: dict[str, Any]
+
+
+class Validation(TypedDict):
+    valid: bool
+    errors: list[str]
+    dag: NotRequired[DagDetails]
+
+
+class Spec(TypedDict):
+    spec: str
+    errors: list[str]
+    dag: NotRequired[DagDetails]
+
+
+class Errors(TypedDict):
+    errors: list[str]
+
+
+class Empty(TypedDict):
+    pass
+
+
+class QueueSummary(TypedDict):
+    totalQueues: int
+    totalRunning: int
+    totalQueued: int
+    totalCapacity: int
+    utilizationPercentage: float
+
+
+class Queue(TypedDict):
+    name: str
+    type: str
+    maxConcurrency: int
+    runningCount: int
+    queuedCount: int
+    running: list[RunSummary]
+
+
+class Queues(TypedDict):
+    queues: list[Queue]
+    summary: QueueSummary
