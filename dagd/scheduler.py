@@ -87,8 +87,22 @@ def entry_fires(entry: CronEntry, after: dt.datetime, default_tz: dt.tzinfo) -> 
             yield last
 
 
+# (entry, default zone) -> (after, the first fire after it). The answer holds for every later
+# `after` up to that fire, so the daemon's loop and the DAG listings (1000s of DAGs, every wake)
+# walk croniter only when a fire has passed. Entries are frozen: a reloaded DAG is a new key.
+_NEXT: dict[tuple[CronEntry, dt.tzinfo], tuple[dt.datetime, dt.datetime | None]] = {}
+
+
 def next_fire(entry: CronEntry, after: dt.datetime, default_tz: dt.tzinfo) -> dt.datetime | None:
-    return next(entry_fires(entry, after, default_tz), None)
+    key = (entry, default_tz)
+    hit = _NEXT.get(key)
+    if hit is not None and hit[0] <= after and (hit[1] is None or after < hit[1]):
+        return hit[1]
+    at = next(entry_fires(entry, after, default_tz), None)
+    if len(_NEXT) > 100_000:
+        _NEXT.clear()
+    _NEXT[key] = (after, at)
+    return at
 
 
 def due(schedule: Schedule, after: dt.datetime, until: dt.datetime, default_tz: dt.tzinfo) -> list[Fire]:
@@ -96,6 +110,9 @@ def due(schedule: Schedule, after: dt.datetime, until: dt.datetime, default_tz: 
     out: list[Fire] = []
     for action, entries in (("start", schedule.start), ("stop", schedule.stop), ("restart", schedule.restart)):
         for entry in entries:
+            first = next_fire(entry, after, default_tz)
+            if first is None or first > until:  # the common case, answered from the memo
+                continue
             tz = zone(entry, default_tz)
             for at in entry_fires(entry, after, default_tz):
                 if at > until:

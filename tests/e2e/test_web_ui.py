@@ -73,6 +73,8 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, str, 
     (root / "dags").mkdir()
     (root / "dags" / "etl.yaml").write_text(ETL.replace("{out}", str(out)))
     (root / "dags" / "long.yaml").write_text(LONG.replace("{out}", str(out)))
+    (root / "dags" / "parent.yaml").write_text("steps:\n  - id: delegate\n    call: child\n")
+    (root / "dags" / "child.yaml").write_text("steps:\n  - id: work\n    run: echo child at work\n")
     d, base = start_with_http(root)
     yield d, base, out
     d.proc.send_signal(signal.SIGTERM)
@@ -108,13 +110,13 @@ def test_list_search_and_tag_filter(ui: tuple[Daemon, str, Path], page: Page) ->
     pg = page
     pg.goto(base + "/")
     rows = pg.locator("tr[data-dag]")
-    expect(rows).to_have_count(2)
+    expect(rows).to_have_count(4)
     expect(pg.locator("tr[data-dag=etl]")).to_contain_text("30 2 * * *")
     expect(pg.locator("tr[data-dag=etl]")).to_contain_text("next in")
     shot(pg, "dag-list")
     pg.get_by_label("Search DAGs").fill("nightly numbers")
     expect(rows).to_have_count(1)
-    expect(pg.get_by_test_id("dag-count")).to_have_text("1 of 2")
+    expect(pg.get_by_test_id("dag-count")).to_have_text("1 of 4")
     pg.get_by_label("Search DAGs").fill("")
     pg.locator("tr[data-dag=etl]").get_by_text("nightly", exact=True).click()
     expect(rows).to_have_count(1)
@@ -205,10 +207,53 @@ def test_dark_theme_and_phone_layout(ui: tuple[Daemon, str, Path], browser: Brow
     pg = ctx.new_page()
     pg.goto(base + "/")
     expect(pg.locator("html")).to_have_attribute("data-mantine-color-scheme", "dark")
-    expect(pg.locator("tr[data-dag]")).to_have_count(2)
+    expect(pg.locator("tr[data-dag]")).to_have_count(4)
     width = pg.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, f"the page scrolls sideways on a phone ({width}px)"
     shot(pg, "dag-list-phone-dark")
     pg.get_by_label("Toggle colour theme").click()
     expect(pg.locator("html")).to_have_attribute("data-mantine-color-scheme", "light")
     ctx.close()
+
+
+def test_a_thousand_dags_list_search_and_page_smoothly(tmp_path: Path, browser: Browser) -> None:
+    (tmp_path / "dags").mkdir()
+    for i in range(1000):
+        (tmp_path / "dags" / f"job{i:04d}.yaml").write_text(
+            f"description: job number {i}\nlabels: [team{i % 7}]\nschedule: '*/{i % 50 + 5} * * * *'\n"
+            "steps:\n  - id: a\n    run: 'true'\n  - {id: b, depends: a, run: 'true'}\n"
+        )
+    d, base = start_with_http(tmp_path)
+    try:
+        ctx = browser.new_context(viewport={"width": 1280, "height": 860})
+        pg = ctx.new_page()
+        t0 = time.monotonic()
+        pg.goto(base + "/")
+        expect(pg.get_by_test_id("dag-count")).to_have_text("1000 of 1000", timeout=30_000)
+        loaded = time.monotonic() - t0
+        expect(pg.locator("tr[data-dag]")).to_have_count(50)  # one page in the DOM, not 1000 rows
+        t1 = time.monotonic()
+        pg.get_by_label("Search DAGs").fill("job number 999")
+        expect(pg.locator("tr[data-dag]")).to_have_count(1)
+        searched = time.monotonic() - t1
+        pg.get_by_label("Search DAGs").fill("")
+        pg.get_by_role("button", name="20").click()
+        expect(pg.locator("tr[data-dag]").first).to_have_attribute("data-dag", "job0950")
+        assert loaded < 5 and searched < 2, (loaded, searched)
+        ctx.close()
+    finally:
+        d.proc.send_signal(signal.SIGTERM)
+        d.proc.wait(timeout=30)
+
+
+def test_a_sub_dag_run_is_linked_from_its_parent(ui: tuple[Daemon, str, Path], page: Page) -> None:
+    _, base, _ = ui
+    r = httpx.post(base + "/api/v1/dags/parent/start-sync", json={"timeout": 30}, timeout=40).json()["dagRun"]
+    assert r["statusLabel"] == "succeeded"
+    page.goto(f"{base}/dags/parent/runs/{r['dagRunId']}")
+    link = page.get_by_role("link", name=re.compile(r"^child · "))
+    expect(link).to_have_count(1)
+    link.click()
+    expect(page).to_have_url(re.compile(r"/dags/child/runs/"))
+    page.locator("tr[data-step=work]").click()
+    expect(page.get_by_test_id("log")).to_contain_text("child at work")

@@ -98,6 +98,9 @@ def test_start_a_run_follow_it_and_read_its_details(api: tuple[Daemon, str]) -> 
         assert node["statusLabel"] == "succeeded" and node["maxRssKb"] > 0
     metrics = httpx.get(base + "/api/v1/metrics").text
     assert 'dagu_dag_runs_total{dag="hello",status="succeeded"} 1' in metrics
+    assert "# TYPE dagu_dag_run_duration_seconds histogram" in metrics
+    assert 'dagu_dag_run_duration_seconds_bucket{dag="hello",le="5"} 1' in metrics  # a 0.3 s run
+    assert 'dagu_dag_run_duration_seconds_count{dag="hello"} 1' in metrics
 
 
 def test_security_baseline(api: tuple[Daemon, str]) -> None:
