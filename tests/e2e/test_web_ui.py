@@ -213,6 +213,14 @@ def test_dark_theme_and_phone_layout(ui: tuple[Daemon, str, Path], browser: Brow
     shot(pg, "dag-list-phone-dark")
     pg.get_by_label("Toggle colour theme").click()
     expect(pg.locator("html")).to_have_attribute("data-mantine-color-scheme", "light")
+    runs = httpx.get(base + "/api/v1/dag-runs?name=etl").json()["dagRuns"]
+    pages = ["/dags/etl"] + ([f"/dags/etl/runs/{runs[0]['dagRunId']}"] if runs else [])
+    for path in pages:
+        pg.goto(base + path)
+        expect(pg.get_by_role("heading", name="etl")).to_be_visible()
+        width = pg.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"{path} scrolls sideways on a phone ({width}px)"
+    shot(pg, "run-page-phone" if runs else "dag-page-phone")
     ctx.close()
 
 

@@ -2,7 +2,8 @@
 import { useEffect, useRef } from 'react'
 
 export type RunEvent = {
-  type: 'RunStarted' | 'StepChanged' | 'RunFinished'
+  // Reconnected: the stream broke and is back; events may have been missed, so reload
+  type: 'RunStarted' | 'StepChanged' | 'RunFinished' | 'Reconnected'
   run_id: string
   dag?: string
   step?: string
@@ -16,6 +17,11 @@ let source: EventSource | null = null
 function open(): void {
   if (source || typeof EventSource === 'undefined') return
   source = new EventSource('/api/v1/events')
+  let opened = false
+  source.addEventListener('open', () => {
+    if (opened) for (const l of listeners) l({ type: 'Reconnected', run_id: '' })
+    opened = true
+  })
   for (const type of ['RunStarted', 'StepChanged', 'RunFinished']) {
     source.addEventListener(type, (msg) => {
       const event = JSON.parse((msg as MessageEvent<string>).data) as RunEvent

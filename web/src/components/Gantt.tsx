@@ -11,7 +11,7 @@ export function Gantt({ nodes, now }: { nodes: Node[]; now: number }) {
     <Box data-testid="gantt">
       {bars.map((b) => (
         <Group key={b.name} gap="xs" wrap="nowrap" mb={4}>
-          <Text size="sm" w={160} truncate="end" title={b.name}>
+          <Text size="sm" w={{ base: 96, sm: 160 }} truncate="end" title={b.name}>
             {b.name}
           </Text>
           <Box style={{ flex: 1, position: 'relative', height: 18 }}>

@@ -104,6 +104,7 @@ export function DagPage() {
 
   const latest = detail?.latestDAGRun as RunDetails | undefined
   useRunEvents((e) => {
+    if (e.type === 'Reconnected') return refresh()
     if (e.dag !== name) return
     if (e.type === 'StepChanged' && e.step && e.status) {
       const step = e.step

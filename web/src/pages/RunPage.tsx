@@ -30,7 +30,7 @@ export function RunPage() {
   useEffect(load, [load])
   const refresh = useMemo(() => throttle(load, 250), [load])
   useRunEvents((e) => {
-    if (e.run_id === runId || (e.type === 'RunStarted' && run?.subRuns !== undefined)) refresh()
+    if (e.run_id === runId || e.type === 'Reconnected' || (e.type === 'RunStarted' && run?.subRuns !== undefined)) refresh()
   })
 
   const running = run ? LIVE.has(run.statusLabel) : false
