@@ -187,6 +187,22 @@ def create_app(svc: Service, hosts: set[str], auth: Auth | None = None) -> Lites
         details["subRuns"] = [shapes.run_summary(c) for c in await svc.db(svc.store.children, run_id)]
         return {"dagRunDetails": details}
 
+    @get("/api/v1/dags/{file_name:str}/dag-runs/{run_id:str}")
+    async def dag_run_of_file(file_name: str, run_id: str) -> m.DagRun:
+        doc = await svc.db(svc.store.run, _name(file_name), _name(run_id))
+        if doc is None:
+            raise ServiceError(NOT_FOUND, f"no run {run_id} of {file_name}")
+        details = shapes.run_details(doc)
+        details["subRuns"] = [shapes.run_summary(c) for c in await svc.db(svc.store.children, run_id)]
+        return {"dagRun": details}
+
+    @get("/api/v1/dag-runs/{name:str}/{run_id:str}/sub-dag-runs")
+    async def sub_dag_runs(name: str, run_id: str) -> m.SubRuns:
+        if await svc.db(svc.store.run, _name(name), _name(run_id)) is None:
+            raise ServiceError(NOT_FOUND, f"no run {run_id} of {name}")
+        children = await svc.db(svc.store.children, run_id)
+        return {"subRuns": [shapes.sub_run(c) for c in children]}
+
     @post("/api/v1/dag-runs/{name:str}/{run_id:str}/stop", status_code=200)
     async def stop(name: str, run_id: str) -> m.Empty:
         await svc.stop(_name(name), _name(run_id))
@@ -452,6 +468,8 @@ def create_app(svc: Service, hosts: set[str], auth: Auth | None = None) -> Lites
             stop_all,
             dag_runs,
             run_details,
+            dag_run_of_file,
+            sub_dag_runs,
             stop,
             retry,
             run_log,

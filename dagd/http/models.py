@@ -167,6 +167,24 @@ class RunDetailsResponse(TypedDict):
     dagRunDetails: RunDetails
 
 
+class DagRun(TypedDict):
+    dagRun: RunDetails
+
+
+class SubRun(TypedDict):
+    dagRunId: str
+    dagName: str
+    status: int
+    statusLabel: str
+    startedAt: str
+    finishedAt: str
+    params: str
+
+
+class SubRuns(TypedDict):
+    subRuns: list[SubRun]
+
+
 class Started(TypedDict):
     dagRunId: str
 

@@ -110,6 +110,20 @@ def no_run(name: str) -> m.RunSummary:
     }
 
 
+def sub_run(doc: dict[str, Any]) -> m.SubRun:
+    """SubDAGRunDetail: a child run in Dagu's sub-dag-runs listing."""
+    s = run_summary(doc)
+    return {
+        "dagRunId": s["dagRunId"],
+        "dagName": s["name"],
+        "status": s["status"],
+        "statusLabel": s["statusLabel"],
+        "startedAt": s["startedAt"],
+        "finishedAt": s["finishedAt"],
+        "params": "",
+    }
+
+
 def never_ran(name: str) -> m.RunDetails:
     return cast(m.RunDetails, {**no_run(name), "rootDAGRunName": name, "rootDAGRunId": "none", "log": "", "nodes": []})
 

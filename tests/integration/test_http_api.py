@@ -513,3 +513,23 @@ def test_the_http_port_can_come_from_socket_activation(tmp_path: Path) -> None:
         proc.wait(timeout=30)
         control.close()
         http.close()
+
+
+def test_sub_dag_runs_are_listed_under_their_parent(api: tuple[Daemon, str]) -> None:
+    d, base = api
+    (d.root / "dags" / "parent.yaml").write_text("steps:\n  - id: delegate\n    call: hello\n")
+    deadline = time.monotonic() + 10
+    while httpx.get(base + "/api/v1/dags/parent").status_code != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    run = httpx.post(base + "/api/v1/dags/parent/start-sync", json={"timeout": 30}, timeout=40).json()["dagRun"]
+    subs = httpx.get(f"{base}/api/v1/dag-runs/parent/{run['dagRunId']}/sub-dag-runs").json()
+    check(subs["subRuns"][0], "SubDAGRunDetail")
+    assert [(s["dagName"], s["statusLabel"]) for s in subs["subRuns"]] == [("hello", "succeeded")]
+    child = httpx.get(f"{base}/api/v1/dag-runs/hello/{subs['subRuns'][0]['dagRunId']}").json()["dagRunDetails"]
+    assert (child["rootDAGRunName"], child["rootDAGRunId"]) == ("parent", run["dagRunId"])
+    assert (child["parentDAGRunName"], child["parentDAGRunId"]) == ("parent", run["dagRunId"])
+    by_file = httpx.get(f"{base}/api/v1/dags/parent/dag-runs/{run['dagRunId']}").json()
+    check(by_file["dagRun"], "DAGRunDetails")
+    assert by_file["dagRun"]["subRuns"][0]["name"] == "hello"
+    assert httpx.get(f"{base}/api/v1/dags/parent/dag-runs/nope").status_code == 404
