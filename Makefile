@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 
-.PHONY: run test test-deps lint typecheck conformance web web-test clean
+.PHONY: run test test-deps lint typecheck conformance web web-test deb rpm clean
 
 $(VENV_STAMP): pyproject.toml constraints.txt
 	@python3 -c 'import ensurepip, venv' 2>/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv; }
@@ -43,26 +43,37 @@ run: $(VENV_STAMP) $(UI_INDEX)
 	DAGD_STATE_DIR=$(RUN_DIR)/state exec $(PY) -m dagd.daemon --user --dags examples --socket $(RUN_DIR)/dagd.sock
 
 lint: $(VENV_STAMP)
-	.venv/bin/ruff check dagd dagctl tests
-	.venv/bin/ruff format --check dagd dagctl tests
+	.venv/bin/ruff check dagd dagctl tests packaging
+	.venv/bin/ruff format --check dagd dagctl tests packaging
 
 typecheck: $(VENV_STAMP)
 	.venv/bin/mypy
 	.venv/bin/lint-imports
 
 # Debian packages the tests drive for real: tmux (terminal view), time (GNU time: per-step rusage),
-# chromium (the browser tests; Playwright drives /usr/bin/chromium and never downloads one).
-APT_TEST_PACKAGES := tmux time chromium
+# chromium (the browser tests; Playwright drives /usr/bin/chromium and never downloads one),
+# lintian, rpm and rpmlint (the package checks).
+APT_TEST_PACKAGES := tmux time chromium lintian rpm rpmlint
 
 test-deps:
 	@missing=""; for p in $(APT_TEST_PACKAGES); do [ -x /usr/bin/$$p ] || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 
+# The package tests install the .deb on this machine and own the system paths while they run:
+# they go after the rest of the suite, alone.
 test: lint typecheck test-deps web web-test
-	$(PY) -m pytest -n 2 -p no:cacheprovider tests
+	$(PY) -m pytest -n 2 -p no:cacheprovider tests --ignore=tests/packaging
+	$(PY) -m pytest -p no:cacheprovider tests/packaging
+
+# dist/dagd_<version>-1_amd64.deb and dist/dagd-<version>-1.x86_64.rpm (packaging/build.py, nfpm)
+deb: $(VENV_STAMP) $(UI_INDEX)
+	$(PY) packaging/build.py deb
+
+rpm: $(VENV_STAMP) $(UI_INDEX)
+	$(PY) packaging/build.py rpm
 
 conformance: $(VENV_STAMP)
 	$(PY) -m pytest -n 2 tests/conformance -rs
 
 clean:
-	rm -rf .venv build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis web/node_modules dagd/http/ui test-artifacts
+	rm -rf .venv build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis web/node_modules dagd/http/ui test-artifacts dist

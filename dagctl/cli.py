@@ -125,7 +125,13 @@ for command in (
 
 
 def run() -> None:  # console-script entry point
-    main(prog_name="dagctl")
+    from dagctl.client import DaemonUnavailable
+
+    try:
+        main(prog_name="dagctl")
+    except DaemonUnavailable as exc:  # the daemon went away in the middle of a command
+        click.echo(f"dagctl: {exc}", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

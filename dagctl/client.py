@@ -38,13 +38,21 @@ class Client:
 
     def _send(self, method: str, params: dict[str, Any]) -> int:
         rid = next(self.ids)
-        self.sock.sendall(
-            json.dumps({"jsonrpc": "2.0", "id": rid, "method": method, "params": params}).encode() + b"\n"
-        )
+        try:
+            self.sock.sendall(
+                json.dumps({"jsonrpc": "2.0", "id": rid, "method": method, "params": params}).encode() + b"\n"
+            )
+        except OSError as exc:
+            raise DaemonUnavailable(f"lost the connection to dagd: {exc.strerror or exc}") from None
         return rid
 
     def _read(self) -> dict[str, Any]:
-        line = self.file.readline()
+        try:
+            line = self.file.readline()
+        except TimeoutError:
+            raise DaemonUnavailable("dagd did not answer in time") from None
+        except OSError as exc:
+            raise DaemonUnavailable(f"lost the connection to dagd: {exc.strerror or exc}") from None
         if not line:
             raise DaemonUnavailable("dagd closed the connection")
         doc: dict[str, Any] = json.loads(line)

@@ -18,6 +18,10 @@ def _env(*names: str) -> str | None:
 
 
 def user_mode() -> bool:
+    """XDG paths for anyone but root, unless DAGD_SYSTEM=1 (the dagd.service unit runs dagd as the
+    unprivileged `dagd` user with the system paths)."""
+    if os.environ.get("DAGD_SYSTEM") == "1":
+        return False
     return os.geteuid() != 0
 
 
@@ -37,7 +41,7 @@ def dags_dir() -> Path:
     if explicit:
         return Path(explicit)
     ours = config_dir() / "dags"
-    if ours.is_dir():
+    if _exists(ours, dir=True):
         return ours
     dagu_home = _env("DAGU_HOME")
     for candidate in (
@@ -45,7 +49,7 @@ def dags_dir() -> Path:
         Path.home() / ".config" / "dagu" / "dags",
         Path.home() / ".dagu" / "dags",
     ):
-        if candidate is not None and candidate.is_dir():
+        if candidate is not None and _exists(candidate, dir=True):
             return candidate
     return ours
 
@@ -61,9 +65,17 @@ def base_config() -> str | None:
         Path(dagu_home) / "base.yaml" if dagu_home else None,
         Path(_env("XDG_CONFIG_HOME") or str(Path.home() / ".config")) / "dagu" / "base.yaml",
     ):
-        if candidate is not None and candidate.is_file():
+        if candidate is not None and _exists(candidate, dir=False):
             return str(candidate)
     return None
+
+
+def _exists(path: Path, *, dir: bool) -> bool:
+    """is_dir/is_file that reads an unreadable place (another user's HOME) as absent."""
+    try:
+        return path.is_dir() if dir else path.is_file()
+    except OSError:
+        return False
 
 
 def default_shell() -> str | None:
