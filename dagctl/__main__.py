@@ -1,3 +1,3 @@
-from dagctl.cli import main
+from dagctl.cli import run
 
-main()
+run()

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 from typing import Any, cast
-
-from litestar import Response
 
 from dagd.engine.status import RunStatus, StepStatus
 from dagd.http import models as m
@@ -238,69 +235,6 @@ def run_details(doc: dict[str, Any]) -> m.RunDetails:
     return cast(m.RunDetails, out)
 
 
-async def metrics(svc: Any) -> str:
-    """Prometheus text: runs by status and DAG, running, queued, uptime."""
-    import time
-
-    counts = await svc.db(_run_counts, svc.store)
-    lines = [
-        "# HELP dagu_info dagd build information",
-        "# TYPE dagu_info gauge",
-        'dagu_info{{version="{}",name="dagd"}} 1'.format(__import__("dagd").__version__),
-        "# HELP dagu_uptime_seconds Seconds since dagd started",
-        "# TYPE dagu_uptime_seconds gauge",
-        f"dagu_uptime_seconds {int(time.time() - svc.started_at)}",
-        "# HELP dagu_dag_runs_currently_running Runs in progress",
-        "# TYPE dagu_dag_runs_currently_running gauge",
-        f"dagu_dag_runs_currently_running {len(svc.active)}",
-        "# HELP dagu_dag_runs_queued_total Runs waiting in the queue",
-        "# TYPE dagu_dag_runs_queued_total gauge",
-        f"dagu_dag_runs_queued_total {len(await svc.db(svc.store.queued))}",
-        "# HELP dagu_dag_runs_total Runs recorded in the history, by DAG and status",
-        "# TYPE dagu_dag_runs_total counter",
-    ]
-    for dag, status, n in counts:
-        lines.append(f'dagu_dag_runs_total{{dag="{_label(dag)}",status="{status}"}} {n}')
-    lines += [
-        "# HELP dagu_dag_run_duration_seconds Wall time of finished runs, by DAG",
-        "# TYPE dagu_dag_run_duration_seconds histogram",
-    ]
-    for dag, buckets, total, count in await svc.db(_durations, svc.store):
-        for bound, n in zip(DURATION_BUCKETS, buckets, strict=True):
-            lines.append(f'dagu_dag_run_duration_seconds_bucket{{dag="{_label(dag)}",le="{bound:g}"}} {n}')
-        lines.append(f'dagu_dag_run_duration_seconds_bucket{{dag="{_label(dag)}",le="+Inf"}} {count}')
-        lines.append(f'dagu_dag_run_duration_seconds_sum{{dag="{_label(dag)}"}} {total:.3f}')
-        lines.append(f'dagu_dag_run_duration_seconds_count{{dag="{_label(dag)}"}} {count}')
-    return "\n".join(lines) + "\n"
-
-
-DURATION_BUCKETS = (1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 10800.0)
-
-
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _durations(store: Any) -> list[tuple[str, list[int], float, int]]:
-    """Cumulative bucket counts, sum and count of finished runs' durations, per DAG (one query)."""
-    cols = ", ".join(f"SUM(d <= {b})" for b in DURATION_BUCKETS)
-    with store.lock:
-        rows = store.db.execute(
-            f"SELECT dag, {cols}, SUM(d), COUNT(*) FROM (SELECT dag, finished_at - started_at AS d FROM dag_runs"
-            " WHERE finished_at IS NOT NULL AND started_at IS NOT NULL) GROUP BY dag ORDER BY dag"
-        ).fetchall()
-    n = len(DURATION_BUCKETS)
-    return [(r[0], [int(x) for x in r[1 : n + 1]], float(r[n + 1] or 0), int(r[n + 2])) for r in rows]
-
-
-def _run_counts(store: Any) -> list[tuple[str, str, int]]:
-    with store.lock:
-        rows = store.db.execute(
-            "SELECT dag, status, COUNT(*) FROM dag_runs GROUP BY dag, status ORDER BY dag, status"
-        ).fetchall()
-    return [(r[0], r[1], r[2]) for r in rows]
-
-
 def dag_details(dag: Dag) -> m.DagDetails:
     """DAGDetails: what the UI and Dagu clients read about one DAG."""
     return {
@@ -371,72 +305,6 @@ def check_spec(text: str, name: str, *, strict: bool = False) -> tuple[list[str]
     return [], loaded.dag
 
 
-def write_atomically(path: str, text: str) -> None:
-    import os
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".dagd-edit-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def read_log(path: str | None, limit: int = 4 * 1024 * 1024) -> str:
-    if not path:
-        return ""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, 2)
-            size = fh.tell()
-            fh.seek(max(0, size - limit))
-            return fh.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-
-
-def read_from(path: str | None, pos: int, limit: int = 256 * 1024) -> tuple[str, int]:
-    """Up to `limit` new bytes of a growing log from byte `pos`, cut at the last whole line
-    (or at `limit`); (text, next position)."""
-    if not path:
-        return "", pos
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(pos)
-            data = fh.read(limit)
-    except OSError:
-        return "", pos
-    if len(data) == limit and b"\n" in data:
-        data = data[: data.rindex(b"\n") + 1]
-    return data.decode("utf-8", errors="replace"), pos + len(data)
-
-
-def log(
-    text: str, tail: int | None, head: int | None = None, offset: int | None = None, limit: int | None = None
-) -> m.Log:
-    """Dagu's log paging: `tail` last lines, `head` first lines, or `offset` (1-based) + `limit`."""
-    lines = text.splitlines()
-    total = len(lines)
-    if tail:
-        lines = lines[-tail:]
-    elif head:
-        lines = lines[:head]
-    elif offset or limit:
-        start = (offset or 1) - 1
-        lines = lines[start : start + limit] if limit else lines[start:]
-    return {
-        "content": "\n".join(lines),
-        "lineCount": len(lines),
-        "totalLines": total,
-        "hasMore": len(lines) < total,
-        "isEstimate": False,
-    }
-
-
 def _camel(name: str) -> str:
     """RESULT_VALUE -> resultValue, as Dagu names collected outputs."""
     parts = name.lower().split("_")
@@ -467,31 +335,3 @@ def outputs(doc: dict[str, Any], output_names: dict[str, str]) -> m.Outputs:
         },
         "outputs": values,
     }
-
-
-UI_TYPES = {
-    ".html": "text/html; charset=utf-8",
-    ".js": "text/javascript; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-    ".svg": "image/svg+xml",
-    ".png": "image/png",
-    ".ico": "image/x-icon",
-    ".json": "application/json",
-    ".woff2": "font/woff2",
-    ".txt": "text/plain; charset=utf-8",
-}
-
-
-def ui_file(root: Path, rel: str) -> Response[bytes]:
-    """A file of the built UI under `root` (never outside it), else index.html for client routes."""
-    index = root / "index.html"
-    if not index.is_file():
-        body = b"dagd's web UI is not built: run `make web` (or `npm ci && npm run build` in web/)\n"
-        return Response(body, status_code=404, media_type="text/plain; charset=utf-8")
-    target = (root / rel).resolve() if rel else index
-    if not target.is_relative_to(root) or not target.is_file():
-        target = index
-    immutable = target.parent.name == "assets"  # content-hashed names
-    headers = {"Cache-Control": "public, max-age=31536000, immutable" if immutable else "no-cache"}
-    media = UI_TYPES.get(target.suffix, "application/octet-stream")
-    return Response(target.read_bytes(), media_type=media, headers=headers)

@@ -85,3 +85,38 @@ def test_dialect_can_be_forced(dagctl, tmp_path: Path) -> None:  # type: ignore[
     (tmp_path / "sub.yaml").write_text("steps:\n  - name: a\n    run: child\n")
     classic = json.loads(dagctl("dry", "--json", "sub.yaml").stdout)
     assert classic["levels"][0][0]["kind"] == "command"  # no DAG named child: a command
+
+
+def test_a_daemon_that_drops_the_connection_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+    import threading
+
+    path = tmp_path / "flaky.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(4)
+
+    def hang_up() -> None:  # accept, read the request, close without answering
+        for _ in range(4):
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            conn.recv(4096)
+            conn.close()
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    (tmp_path / "d.yaml").write_text("steps:\n  - run: 'true'\n")
+    r = subprocess.run(
+        [sys.executable, "-m", "dagctl", "reload"],
+        env={**os.environ, "DAGD_SOCKET": str(path), "DAGD_STATE_DIR": str(tmp_path / "state")},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    server.close()
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr and r.stderr.strip().startswith("dagctl: ") and "dagd" in r.stderr, r.stderr

@@ -1,0 +1,69 @@
+"""What the HTTP route modules share: name checks, JSON bodies, Dagu-shaped errors."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException
+
+from dagd.http import models as m
+from dagd.http import shapes
+from dagd.service import NOT_FOUND, Service, ServiceError
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+HTTP_CODES = {
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    408: "timeout",
+    409: "conflict",
+    413: "payload_too_large",
+}
+
+
+def checked_name(value: str) -> str:
+    """A DAG, run or step name as a path segment: one pattern, no traversal."""
+    if not NAME.match(value) or ".." in value:
+        raise HTTPException(status_code=400, detail=f"invalid name {value!r}")
+    return value
+
+
+def error_body(status: int, code: str | None, message: str, **extra: Any) -> dict[str, Any]:
+    """Dagu's Error ({code, message}) plus Litestar's documented error keys (status_code, detail)."""
+    code = code or HTTP_CODES.get(status, "bad_request" if status < 500 else "internal_error")
+    return {"code": code, "message": message, "status_code": status, "detail": message, **extra}
+
+
+def error(status: int, message: str, code: str | None = None, **extra: Any) -> Response[dict[str, Any]]:
+    return Response(error_body(status, code, message, **extra), status_code=status)
+
+
+def run_id_of(body: dict[str, Any]) -> str | None:
+    rid = body.get("dagRunId")
+    return checked_name(rid) if isinstance(rid, str) and rid else None
+
+
+async def read_json(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise HTTPException(status_code=400, detail=f"body is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise HTTPException(status_code=400, detail="body must be a JSON object")
+    return data
+
+
+async def run_with_children(svc: Service, name: str, run_id: str) -> m.RunDetails:
+    """A run's DAGRunDetails plus the sub-DAG runs it started; 404 when there is no such run."""
+    doc = await svc.db(svc.store.run, checked_name(name), checked_name(run_id))
+    if doc is None:
+        raise ServiceError(NOT_FOUND, f"no run {run_id} of {name}")
+    details = shapes.run_details(doc)
+    details["subRuns"] = [shapes.run_summary(c) for c in await svc.db(svc.store.children, run_id)]
+    return details

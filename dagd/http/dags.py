@@ -1,0 +1,191 @@
+"""/api/v1 routes about DAG files: list, details, create/delete, spec, validate, start, enqueue,
+suspend, stop-all, a DAG's runs. Thin calls into the service layer."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import trio
+from litestar import Request, Response, delete, get, post, put
+from litestar.exceptions import HTTPException
+from litestar.params import Parameter
+
+from dagd.http import files, shapes
+from dagd.http import models as m
+from dagd.http.common import checked_name, error, read_json, run_id_of, run_with_children
+from dagd.service import NOT_FOUND, Service, ServiceError
+
+
+def routes(svc: Service) -> list[Any]:
+    def entry_of(file_name: str) -> Any:
+        entry = svc.catalog.find(checked_name(file_name))
+        if entry is None:
+            raise ServiceError(NOT_FOUND, f"no DAG named {file_name!r}")
+        return entry
+
+    @get("/api/v1/dags")
+    async def list_dags(
+        page: int = 1,
+        per_page: int = Parameter(query="perPage", default=50, ge=1, le=1000),
+        name: str | None = None,
+        tags: str | None = None,
+        labels: str | None = None,
+    ) -> m.DagList:
+        overview = await svc.overview()
+        queued = await svc.db(svc.store.queued)
+        running: dict[str, int] = {}
+        for a in svc.active.values():
+            running[a.dag] = running.get(a.dag, 0) + 1
+        waiting: dict[str, int] = {}
+        for q in queued:
+            waiting[q["dag"]] = waiting.get(q["dag"], 0) + 1
+        files = [shapes.dag_file(o, running.get(o.name, 0), waiting.get(o.name, 0)) for o in overview]
+        files = shapes.filter_dags(files, name, (tags or labels or "").split(",") if (tags or labels) else [])
+        total = len(files)
+        start = (max(page, 1) - 1) * per_page
+        return {
+            "dags": files[start : start + per_page],
+            "errors": [f"{o.entry.file}: {o.entry.error}" for o in overview if o.entry.error],
+            "pagination": shapes.page(total, max(page, 1), per_page),
+        }
+
+    @get("/api/v1/dags/{file_name:str}")
+    async def dag_detail(file_name: str) -> m.DagDetail:
+        entry = entry_of(file_name)
+        last = await svc.db(svc.store.run, file_name, None)
+        suspended = file_name in await svc.db(svc.store.suspended)
+        dag = entry.dag
+        out: m.DagDetail = {
+            "localDags": [
+                {"name": n, "dag": shapes.dag_details(local), "errors": []}
+                for n, local in (dag.local_dags.items() if dag else [])
+            ],
+            "latestDAGRun": shapes.run_details(last) if last else shapes.never_ran(file_name),
+            "suspended": suspended,
+            "errors": [entry.error] if entry.error else [],
+        }
+        if dag is not None:
+            out["dag"] = shapes.dag_details(dag)
+        return out
+
+    @post("/api/v1/dags", status_code=201)
+    async def create(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+        body = await read_json(request)
+        name = checked_name(str(body.get("name") or ""))
+        spec = body.get("spec") or "steps:\n  - run: echo hello from " + name + "\n"
+        if not isinstance(spec, str):
+            raise HTTPException(status_code=400, detail="spec must be YAML text")
+        errors, _ = shapes.check_spec(spec, name)
+        if errors:
+            return error(400, "; ".join(errors))
+        path = trio.Path(svc.catalog.folder) / f"{name}.yaml"
+        if await path.exists() or svc.catalog.find(name) is not None:
+            return error(409, f"DAG {name!r} already exists", "already_exists")
+        await trio.to_thread.run_sync(files.write_atomically, str(path), spec)
+        svc.reload()
+        return Response({"name": name}, status_code=201)
+
+    @delete("/api/v1/dags/{file_name:str}", status_code=204)
+    async def remove(file_name: str) -> None:
+        entry = entry_of(file_name)
+        await trio.Path(entry.file).unlink()
+        svc.reload()
+
+    @post("/api/v1/dags/validate", status_code=200)
+    async def validate(request: Request[Any, Any, Any]) -> m.Validation:
+        body = await read_json(request)
+        spec = body.get("spec")
+        if not isinstance(spec, str):
+            raise HTTPException(status_code=400, detail="spec (the DAG's YAML text) is required")
+        errors, dag = shapes.check_spec(spec, str(body.get("name") or "dag"), strict=True)
+        out: m.Validation = {"valid": not errors, "errors": errors}
+        if dag is not None:
+            out["dag"] = shapes.dag_details(dag)
+        return out
+
+    @get("/api/v1/dags/{file_name:str}/spec")
+    async def get_spec(file_name: str) -> m.Spec:
+        entry = entry_of(file_name)
+        text = await trio.Path(entry.file).read_text()
+        out: m.Spec = {"spec": text, "errors": [entry.error] if entry.error else []}
+        if entry.dag is not None:
+            out["dag"] = shapes.dag_details(entry.dag)
+        return out
+
+    @put("/api/v1/dags/{file_name:str}/spec")
+    async def put_spec(file_name: str, request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+        entry = entry_of(file_name)
+        body = await read_json(request)
+        spec = body.get("spec")
+        if not isinstance(spec, str):
+            raise HTTPException(status_code=400, detail="spec (the DAG's YAML text) is required")
+        errors, _ = shapes.check_spec(spec, file_name)
+        if errors:  # the file on disk stays as it was
+            return error(400, "; ".join(errors), errors=errors)
+        await trio.to_thread.run_sync(files.write_atomically, entry.file, spec)
+        svc.reload()
+        return Response({"errors": []}, status_code=200)
+
+    # start and enqueue are one operation here: every run goes through the queue, which starts it
+    # at once when max_active_runs and the global limit allow
+    @post(["/api/v1/dags/{file_name:str}/start", "/api/v1/dags/{file_name:str}/enqueue"], status_code=200)
+    async def start(file_name: str, request: Request[Any, Any, Any]) -> m.Started:
+        body = await read_json(request)
+        rid = await svc.enqueue(checked_name(file_name), shapes.overrides(body.get("params")), run_id=run_id_of(body))
+        return {"dagRunId": rid}
+
+    @post("/api/v1/dags/{file_name:str}/start-sync", status_code=200)
+    async def start_sync(file_name: str, request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+        body = await read_json(request)
+        timeout = body.get("timeout")
+        if not isinstance(timeout, int) or isinstance(timeout, bool) or not 1 <= timeout <= 86400:
+            raise HTTPException(status_code=400, detail="timeout (seconds, 1-86400) is required")
+        name = checked_name(file_name)
+        if body.get("singleton") and any(a.dag == name for a in svc.active.values()):
+            return error(409, f"{name} is already running")
+        rid = await svc.enqueue(name, shapes.overrides(body.get("params")), run_id=run_id_of(body))
+        doc = await svc.wait_finished(name, rid, float(timeout))
+        if doc is None:
+            return error(408, f"run {rid} still running after {timeout}s", dagRunId=rid)
+        return Response({"dagRun": shapes.run_details(doc)}, status_code=200)
+
+    @post("/api/v1/dags/{file_name:str}/suspend", status_code=200)
+    async def suspend(file_name: str, request: Request[Any, Any, Any]) -> m.Empty:
+        body = await read_json(request)
+        if not isinstance(body.get("suspend"), bool):
+            raise HTTPException(status_code=400, detail="suspend (true or false) is required")
+        await svc.suspend(checked_name(file_name), body["suspend"])
+        return {}
+
+    @post("/api/v1/dags/{file_name:str}/stop-all", status_code=200)
+    async def stop_all(file_name: str) -> m.Errors:
+        with contextlib.suppress(ServiceError):  # nothing running is not an error here
+            await svc.stop(checked_name(file_name), None)
+        return {"errors": []}
+
+    @get("/api/v1/dags/{file_name:str}/dag-runs")
+    async def dag_runs(file_name: str, limit: int = Parameter(default=30, ge=1, le=500)) -> m.DagRuns:
+        rows = await svc.db(svc.store.history, checked_name(file_name), limit, None, None)
+        docs = [await svc.db(svc.store.run, file_name, r["id"]) for r in rows]
+        return {"dagRuns": [shapes.run_details(d) for d in docs if d is not None], "gridData": []}
+
+    @get("/api/v1/dags/{file_name:str}/dag-runs/{run_id:str}")
+    async def dag_run_of_file(file_name: str, run_id: str) -> m.DagRun:
+        return {"dagRun": await run_with_children(svc, file_name, run_id)}
+
+    return [
+        list_dags,
+        dag_detail,
+        create,
+        remove,
+        validate,
+        get_spec,
+        put_spec,
+        start,
+        start_sync,
+        suspend,
+        stop_all,
+        dag_runs,
+        dag_run_of_file,
+    ]

@@ -1,0 +1,186 @@
+"""/api/v1 routes about runs: listings, details, stop/retry, logs (paged and streamed),
+outputs, queues, the event stream, health and metrics."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import trio
+from litestar import MediaType, get, post
+from litestar.params import Parameter
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+
+from dagd import __version__
+from dagd.http import files, shapes
+from dagd.http import metrics as prometheus
+from dagd.http import models as m
+from dagd.http.common import checked_name, run_with_children
+from dagd.service import NOT_FOUND, Service, ServiceError
+
+
+def routes(svc: Service) -> list[Any]:
+    @get("/api/v1/health", sync_to_thread=False)
+    def health() -> m.Health:
+        return {
+            "status": "healthy",
+            "version": __version__,
+            "uptime": int(time.time() - svc.started_at),
+            "timestamp": dt.datetime.now(dt.UTC).isoformat(),
+        }
+
+    @get("/api/v1/dag-runs")
+    async def all_runs(
+        limit: int = Parameter(default=100, ge=1, le=500),
+        status: list[int] | None = None,
+        name: str | None = None,
+        cursor: str | None = None,
+        dag_run_id: str | None = Parameter(query="dagRunId", default=None),
+    ) -> m.RunsPage:
+        before = shapes.decode_cursor(cursor) if cursor else None
+        labels: list[str | None] = [*shapes.status_labels(status or [])] or [None]
+        rows: list[dict[str, Any]] = []
+        for label in labels:
+            rows += await svc.db(
+                lambda lb=label: svc.store.history(name or None, limit + 1, lb, dag_run_id or None, before)
+            )
+        rows.sort(key=lambda r: (r["started_at"] or 0, r["id"]), reverse=True)
+        out: m.RunsPage = {"dagRuns": [shapes.run_summary(r) for r in rows[:limit]]}
+        if len(rows) > limit:
+            out["nextCursor"] = shapes.encode_cursor(rows[limit - 1])
+        return out
+
+    @get("/api/v1/dag-runs/{name:str}/{run_id:str}")
+    async def run_details(name: str, run_id: str) -> m.RunDetailsResponse:
+        return {"dagRunDetails": await run_with_children(svc, name, run_id)}
+
+    @get("/api/v1/dag-runs/{name:str}/{run_id:str}/sub-dag-runs")
+    async def sub_dag_runs(name: str, run_id: str) -> m.SubRuns:
+        if await svc.db(svc.store.run, checked_name(name), checked_name(run_id)) is None:
+            raise ServiceError(NOT_FOUND, f"no run {run_id} of {name}")
+        children = await svc.db(svc.store.children, run_id)
+        return {"subRuns": [shapes.sub_run(c) for c in children]}
+
+    @post("/api/v1/dag-runs/{name:str}/{run_id:str}/stop", status_code=200)
+    async def stop(name: str, run_id: str) -> m.Empty:
+        await svc.stop(checked_name(name), checked_name(run_id))
+        return {}
+
+    @post("/api/v1/dag-runs/{name:str}/{run_id:str}/retry", status_code=200)
+    async def retry(name: str, run_id: str) -> m.Empty:
+        await svc.retry(checked_name(name), checked_name(run_id))
+        return {}
+
+    @get("/api/v1/dag-runs/{name:str}/{run_id:str}/outputs")
+    async def outputs(name: str, run_id: str) -> m.Outputs:
+        doc = await svc.db(svc.store.run, checked_name(name), checked_name(run_id))
+        if doc is None:
+            raise ServiceError(NOT_FOUND, f"no run {run_id} of {name}")
+        entry = svc.catalog.find(name)
+        names = {s.name: s.output for s in entry.dag.steps if s.output} if entry and entry.dag else {}
+        return shapes.outputs(doc, names)
+
+    @get("/api/v1/queues")
+    async def queues() -> m.Queues:
+        queued = await svc.db(svc.store.queued)
+        return shapes.queues(svc, queued)
+
+    @get("/api/v1/dag-runs/{name:str}/{run_id:str}/log")
+    async def run_log(
+        name: str,
+        run_id: str,
+        tail: int | None = Parameter(default=None, ge=1),
+        head: int | None = Parameter(default=None, ge=1),
+        offset: int | None = Parameter(default=None, ge=1),
+        limit: int | None = Parameter(default=None, ge=1, le=10000),
+    ) -> m.Log:
+        doc = await svc.db(svc.store.run, checked_name(name), checked_name(run_id))
+        if doc is None:
+            raise ServiceError(NOT_FOUND, f"no run {run_id} of {name}")
+        parts = []
+        for s in doc["steps"]:
+            parts.append(f"==> {s['step']} ({s['status']}) <==\n" + files.read_log(s["stdout_path"]))
+        return files.log("\n".join(parts), tail, head, offset, limit)
+
+    async def step_of(name: str, run_id: str, step_name: str) -> dict[str, Any]:
+        doc = await svc.db(svc.store.run, checked_name(name), checked_name(run_id))
+        steps = [s for s in (doc or {}).get("steps", []) if s["step"] == step_name]
+        if not steps:
+            raise ServiceError(NOT_FOUND, f"no step {step_name!r} in run {run_id} of {name}")
+        return dict(steps[0])
+
+    @get("/api/v1/dag-runs/{name:str}/{run_id:str}/steps/{step_name:str}/log")
+    async def step_log(
+        name: str,
+        run_id: str,
+        step_name: str,
+        tail: int | None = Parameter(default=None, ge=1),
+        head: int | None = Parameter(default=None, ge=1),
+        offset: int | None = Parameter(default=None, ge=1),
+        limit: int | None = Parameter(default=None, ge=1, le=10000),
+        stream: str = "stdout",
+    ) -> m.Log:
+        step = await step_of(name, run_id, step_name)
+        key = "stderr_path" if stream == "stderr" else "stdout_path"
+        return files.log(files.read_log(step[key]), tail, head, offset, limit)
+
+    @get("/api/v1/dag-runs/{name:str}/{run_id:str}/steps/{step_name:str}/log/stream")
+    async def step_log_stream(name: str, run_id: str, step_name: str, stream: str = "stdout") -> ServerSentEvent:
+        """dagd's addition: the step's log as SSE `chunk` events while it grows, `end` when the step is done."""
+        step = await step_of(name, run_id, step_name)
+        key = "stderr_path" if stream == "stderr" else "stdout_path"
+
+        async def chunks() -> AsyncIterator[ServerSentEventMessage]:
+            pos = 0
+            path = step[key]
+            while True:
+                current = await step_of(name, run_id, step_name)
+                path = current[key] or path
+                data, pos = await trio.to_thread.run_sync(files.read_from, path, pos)
+                if data:
+                    yield ServerSentEventMessage(event="chunk", data=json.dumps({"text": data}))
+                if current["status"] not in ("running", "not_started", "queued", "retrying") and not data:
+                    yield ServerSentEventMessage(event="end", data=json.dumps({"status": current["status"]}))
+                    return
+                await trio.sleep(0.25)
+
+        return ServerSentEvent(chunks())
+
+    @get("/api/v1/events")
+    async def events() -> ServerSentEvent:
+        send, receive = trio.open_memory_channel[dict[str, Any]](1000)
+        svc.subscribers.append(send)
+
+        async def stream() -> AsyncIterator[ServerSentEventMessage]:
+            try:
+                yield ServerSentEventMessage(event="hello", data="{}")
+                async for doc in receive:
+                    yield ServerSentEventMessage(event=doc["type"], data=json.dumps(doc, default=str))
+            finally:
+                if send in svc.subscribers:
+                    svc.subscribers.remove(send)
+
+        return ServerSentEvent(stream())
+
+    @get("/api/v1/metrics", media_type=MediaType.TEXT)
+    async def metrics() -> str:
+        return await prometheus.metrics(svc)
+
+    return [
+        health,
+        all_runs,
+        run_details,
+        sub_dag_runs,
+        stop,
+        retry,
+        outputs,
+        queues,
+        run_log,
+        step_log,
+        step_log_stream,
+        events,
+        metrics,
+    ]
