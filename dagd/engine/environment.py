@@ -13,7 +13,7 @@ import json
 import os
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from dagd.engine import step as stepmod
@@ -68,6 +68,9 @@ class RunEnvironment:
         for name in self.resumed:
             self.results[name] = (resume or {})[name]
         self.by_name = {s.name: s for s in dag.steps}
+        self._ancestors: dict[str, list[str]] = {}
+        self.by_id = {s.id: s for s in dag.steps if s.id}
+        self._props_cache: dict[str, tuple[tuple[object, ...], dict[str, str]]] = {}
         self.dependents: dict[str, list[str]] = {s.name: [] for s in dag.steps}
         for s in dag.steps:
             for d in s.depends:
@@ -214,7 +217,6 @@ class RunEnvironment:
 
     def _scope(self, env: dict[str, str], step: Step | None = None) -> Scope:
         outputs: dict[str, dict[str, str]] = {}
-        props: dict[str, dict[str, str]] = {}
         variables: dict[str, str] = dict(self.extra_variables)
         ancestors = self._ancestors_in_order(step) if step is not None else []
         for name in ancestors:
@@ -223,19 +225,7 @@ class RunEnvironment:
                 outputs[s.id] = r.outputs
             if s.output and r.output_value is not None:
                 variables[s.output] = r.output_value
-        for s in self.dag.steps:
-            r = self.results[s.name]
-            if s.id and r.status.done:
-                p = {f"outputs.{k}": v for k, v in {**r.outputs, **r.published}.items()}
-                p |= {
-                    "stdout": r.stdout_path,
-                    "stderr": r.stderr_path,
-                    "exit_code": str(r.exit_code if r.exit_code is not None else ""),
-                    "exitCode": str(r.exit_code if r.exit_code is not None else ""),
-                }
-                if r.output_value is not None:
-                    p["output"] = r.output_value
-                props[s.id] = p
+        props = _StepProps(self)  # looked up by id when a reference names it: O(1) per step
         context = dict(self.context)
         if step is not None:
             context["step.name"] = step.name
@@ -278,16 +268,42 @@ class RunEnvironment:
         return dataclasses.replace(scope, variables={**scope.variables, **self.outputs()})
 
     def _ancestors_in_order(self, step: Step) -> list[str]:
-        """Predecessors breadth-first along depends; a later visit wins when names collide."""
-        seen: list[str] = []
+        """Predecessors breadth-first along depends; a later visit wins when names collide.
+        The graph does not change during a run: computed once per step."""
+        cached = self._ancestors.get(step.name)
+        if cached is not None:
+            return cached
+        seen: dict[str, None] = {}
         queue = deque(step.depends)
         while queue:
             n = queue.popleft()
             if n in seen:
                 continue
-            seen.append(n)
+            seen[n] = None
             queue.extend(self.by_name[n].depends)
-        return seen  # callers apply them in this order: the later visit wins
+        self._ancestors[step.name] = out = list(seen)
+        return out  # callers apply them in this order: the later visit wins
+
+    def _props(self, s: Step) -> dict[str, str] | None:
+        """`${id.stdout}`-style properties of a finished step, rebuilt only when its result changes."""
+        r = self.results[s.name]
+        if not (s.id and r.status.done):
+            return None
+        key = (r.status, r.exit_code, r.output_value, r.stdout_path, r.stderr_path, r.attempts, r.finished_at)
+        hit = self._props_cache.get(s.name)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        p = {f"outputs.{k}": v for k, v in {**r.outputs, **r.published}.items()}
+        p |= {
+            "stdout": r.stdout_path,
+            "stderr": r.stderr_path,
+            "exit_code": str(r.exit_code if r.exit_code is not None else ""),
+            "exitCode": str(r.exit_code if r.exit_code is not None else ""),
+        }
+        if r.output_value is not None:
+            p["output"] = r.output_value
+        self._props_cache[s.name] = (key, p)
+        return p
 
     async def _classic(self, text: str, env: dict[str, str]) -> str:
         """Dagu 1.x ran backticks in env values, params and preconditions; classic files still do."""
@@ -392,3 +408,23 @@ def _utc(text: str) -> str:
     if when.tzinfo is None:
         return text
     return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class _StepProps(Mapping[str, Mapping[str, str]]):
+    """`${id.stdout}`, `${id.outputs.X}`… of the finished steps, computed when referenced."""
+
+    def __init__(self, env: RunEnvironment) -> None:
+        self.env = env
+
+    def __getitem__(self, key: str) -> Mapping[str, str]:
+        step = self.env.by_id.get(key)
+        props = self.env._props(step) if step is not None else None
+        if props is None:
+            raise KeyError(key)
+        return props
+
+    def __iter__(self) -> Iterator[str]:
+        return (s.id for s in self.env.dag.steps if s.id and self.env._props(s) is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)

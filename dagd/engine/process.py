@@ -1,6 +1,6 @@
 """Child processes of steps: own session, output straight to files, group kill, rusage.
 
-Spawned with posix_spawn(setsid=True) and watched through a pidfd, so waiting is a trio
+Spawned by subprocess's fork_exec (vfork, new session, cwd) and watched through a pidfd, so waiting is a trio
 readiness wait and the final os.wait4 gives the child's resource use. Kill means kill: the
 stop signal goes to the whole process group, SIGKILL follows after a grace period, and the
 group is considered gone only when /proc shows no live member of it.
@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
+import subprocess
 from dataclasses import dataclass
 
 import trio
 
 from dagd.procfs import group_alive
 
-ENV_PROGRAM = shutil.which("env") or "/usr/bin/env"
 # Linux charges a child the memory of the process that spawned it (the exec'ing mm's high-water
 # mark), so wait4's ru_maxrss for a child of dagd is never below dagd's own size. GNU time, a
 # small process, forks the step and reports the step's own rusage; it is used when installed.
@@ -37,25 +36,28 @@ class Exit:
     max_rss_kb: int
 
 
-def _spawn(argv: list[str], env: dict[str, str], cwd: str, stdout: int, stderr: int, rusage: str | None = None) -> int:
-    """Start argv in a new session with posix_spawn; the caller reaps it with os.wait4.
+def _spawn(
+    argv: list[str], env: dict[str, str], cwd: str, stdout: int, stderr: int, rusage_fd: int | None = None
+) -> subprocess.Popen[bytes]:
+    """Start argv in a new session in `cwd`; the caller reaps it with os.wait4.
 
-    posix_spawn has no working-directory action before Python 3.13, so coreutils' `env -C`
-    changes directory and execs the program in the same process: nothing of this Python
-    process is copied into the child, and its rusage (peak RSS) is the program's own.
+    subprocess's C fork_exec (vfork on Linux: nothing of this process is copied) changes the
+    directory and starts the session in the child itself, so the step costs one exec — plus one
+    fork+exec of GNU time, which writes the step's own rusage to a pipe, when it is installed.
     """
-    prefix = [TIME_PROGRAM, "-q", "-f", "%M %U %S", "-o", rusage] if (rusage and TIME_PROGRAM) else []
-    full = [*prefix, ENV_PROGRAM, "-C", cwd, "--", *argv]
-    return os.posix_spawn(
-        full[0],
-        full,
-        env,
-        file_actions=[
-            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_DUP2, stdout, 1),
-            (os.POSIX_SPAWN_DUP2, stderr, 2),
-        ],
-        setsid=True,
+    prefix = (
+        [TIME_PROGRAM or "time", "-q", "-f", "%M %U %S", "-o", f"/dev/fd/{rusage_fd}"] if rusage_fd is not None else []
+    )
+    return subprocess.Popen(
+        [*prefix, *argv],
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+        start_new_session=True,
+        close_fds=True,
+        pass_fds=(rusage_fd,) if rusage_fd is not None else (),
     )
 
 
@@ -65,32 +67,67 @@ class StepProcess:
     def __init__(
         self, argv: list[str], env: dict[str, str], cwd: str, stdout: int, stderr: int, rusage: str | None = None
     ) -> None:
-        self.rusage = rusage
-        if rusage:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(rusage)
-        self.pid = _spawn(argv, env, cwd, stdout, stderr, rusage)
+        self.result: Exit | None = None
+        self.rusage_fd: int | None = None
+        write_fd: int | None = None
+        if rusage and TIME_PROGRAM:
+            self.rusage_fd, write_fd = os.pipe()
+        try:
+            self.popen: subprocess.Popen[bytes] | None = _spawn(argv, env, cwd, stdout, stderr, write_fd)
+        except OSError as exc:  # no such program or directory: what a shell would say, exit 127/126
+            self._close_rusage()
+            os.write(stderr, f"dagd: cannot run {argv[0]} in {cwd}: {exc.strerror or exc}\n".encode())
+            self.popen = None
+            self.pid = self.pgid = -1
+            self.result = Exit(126 if isinstance(exc, PermissionError) else 127, None, 0.0, 0.0, 0)
+            return
+        finally:
+            if write_fd is not None:
+                os.close(write_fd)  # the child holds its copy
+        self.pid = self.popen.pid
         OWNED.add(self.pid)
         self.pgid = self.pid
         self.pidfd = os.pidfd_open(self.pid)
-        self.result: Exit | None = None
 
     async def wait(self) -> Exit:
-        if self.result is None:
+        if self.result is None and self.popen is not None:
             await trio.lowlevel.wait_readable(self.pidfd)
             _, status, ru = os.wait4(self.pid, 0)
+            self.popen.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by subprocess
             OWNED.discard(self.pid)
             os.close(self.pidfd)
             sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
             code = 128 + sig if sig is not None else os.waitstatus_to_exitcode(status)
             self.result = Exit(code, sig, ru.ru_utime, ru.ru_stime, ru.ru_maxrss)
-            measured = _read_rusage(self.rusage)
+            measured = self._read_rusage()
             if measured is not None:
                 rss, user, system = measured
                 self.result = Exit(code, sig, user, system, rss)
+        assert self.result is not None
         return self.result
 
+    def _read_rusage(self) -> tuple[int, float, float] | None:
+        """The step's own (peak RSS KB, user s, system s) as GNU time wrote them to the pipe."""
+        if self.rusage_fd is None:
+            return None
+        try:
+            os.set_blocking(self.rusage_fd, False)
+            data = os.read(self.rusage_fd, 4096).decode(errors="replace")
+            fields = data.split()
+            return int(fields[-3]), float(fields[-2]), float(fields[-1])
+        except (OSError, ValueError, IndexError):
+            return None
+        finally:
+            self._close_rusage()
+
+    def _close_rusage(self) -> None:
+        if self.rusage_fd is not None:
+            os.close(self.rusage_fd)
+            self.rusage_fd = None
+
     def signal_group(self, sig: int) -> None:
+        if self.pgid <= 0:
+            return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pgid, sig)
 
@@ -107,18 +144,6 @@ class StepProcess:
                     while group_alive(self.pgid):
                         await trio.sleep(0.02)
             await self.wait()
-
-
-def _read_rusage(path: str | None) -> tuple[int, float, float] | None:
-    """The step's own (peak RSS KB, user s, system s) as GNU time wrote them, if it did."""
-    if not path:
-        return None
-    try:
-        with open(path) as fh:
-            fields = fh.read().split()
-        return int(fields[-3]), float(fields[-2]), float(fields[-1])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def reap_orphans() -> int:

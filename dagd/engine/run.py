@@ -92,28 +92,36 @@ class Run(RunEnvironment):
         slots = trio.Semaphore(limit)
         async with trio.open_nursery() as nursery:
             pending = {s.name for s in self.dag.steps if s.name not in self.resumed}
+            dependents: dict[str, list[str]] = {s.name: [] for s in self.dag.steps}
+            for s in self.dag.steps:
+                for d in s.depends:
+                    dependents[d].append(s.name)
+            order = {s.name: i for i, s in enumerate(self.dag.steps)}
 
-            async def start_ready() -> None:
-                progressed = True
-                while progressed:
-                    progressed = False
-                    for name in list(pending):
-                        verdict = self._readiness(self.by_name[name])
-                        if verdict is None:
-                            continue
-                        pending.discard(name)
-                        progressed = True
-                        if verdict is StepStatus.RUNNING:
-                            nursery.start_soon(run_one, name)
-                            if self.dag.delay_sec:
-                                await trio.sleep(self.dag.delay_sec)
-                        else:
-                            await self._set(self.by_name[name], self.results[name], verdict)
+            async def start_ready(candidates: list[str] | None = None) -> None:
+                """Start what became ready. After a step ends only its dependents can have changed
+                (and theirs, when one is skipped or aborted): O(edges) per run, not O(steps²)."""
+                work = sorted(pending if candidates is None else set(candidates) & pending, key=order.__getitem__)
+                while work:
+                    name = work.pop(0)
+                    if name not in pending:
+                        continue
+                    verdict = self._readiness(self.by_name[name])
+                    if verdict is None:
+                        continue
+                    pending.discard(name)
+                    if verdict is StepStatus.RUNNING:
+                        nursery.start_soon(run_one, name)
+                        if self.dag.delay_sec:
+                            await trio.sleep(self.dag.delay_sec)
+                    else:
+                        await self._set(self.by_name[name], self.results[name], verdict)
+                        work = sorted(set(work) | (set(dependents[name]) & pending), key=order.__getitem__)
 
             async def run_one(name: str) -> None:
                 async with slots:
                     await self._execute_step(self.by_name[name], self.results[name])
-                await start_ready()
+                await start_ready(dependents[name])
 
             await start_ready()
 

@@ -1,0 +1,533 @@
+"""dagd's benchmarks: every figure is a ratio to a baseline measured on this machine in the same
+run (absolute times drift on shared machines). `make bench` runs them all and rewrites
+bench/RESULTS.md; `bench/run.py NAME…` runs some.
+
+Each benchmark repeats its measurement and reports min / median / max; the ratio is taken on
+the medians.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+SHELL = "/bin/sh"
+
+
+@dataclass
+class Figure:
+    name: str
+    unit: str
+    samples: list[float]
+    baseline_name: str = ""
+    baseline: list[float] = field(default_factory=list)
+    target: str = ""
+    higher_is_better: bool = False
+    note: str = ""
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def ratio(self) -> float | None:
+        if not self.baseline:
+            return None
+        b = statistics.median(self.baseline)
+        return self.median / b if b else None
+
+    def line(self) -> str:
+        s = self.samples
+        out = f"{self.name}: {fmt(min(s))} / {fmt(self.median)} / {fmt(max(s))} {self.unit} (min/median/max of {len(s)})"
+        if self.baseline:
+            b = self.baseline
+            out += f"; baseline {self.baseline_name}: {fmt(statistics.median(b))} {self.unit}"
+            out += f"; ratio {self.ratio:.2f}x"
+        if self.target:
+            out += f"; target {self.target}"
+        return out
+
+
+def fmt(x: float) -> str:
+    return f"{x:.3g}" if abs(x) < 1000 else f"{x:,.0f}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Daemon:
+    proc: subprocess.Popen[bytes]
+    base: str
+    root: Path
+    env: dict[str, str]
+
+    def rss_kb(self) -> int:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+    def cpu_sec(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def daemon(root: Path, *extra: str, poll: str = "2") -> Iterator[Daemon]:
+    (root / "dags").mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(root),
+        "SHELL": SHELL,
+        "TZ": "UTC",
+        "DAGD_STATE_DIR": str(root / "state"),
+        "DAGD_DAGS_DIR": str(root / "dags"),
+        "DAGD_SOCKET": str(root / "dagd.sock"),
+    }
+    with open(root / "dagd.log", "ab") as log:
+        proc = subprocess.Popen(
+            [PY, "-m", "dagd.daemon", "--user", "--poll", poll, "--http-bind", f"127.0.0.1:{port}", *extra],
+            env=env,
+            stderr=log,
+        )
+    d = Daemon(proc, f"http://127.0.0.1:{port}", root, env)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(d.base + "/api/v1/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError(f"dagd did not start: {(root / 'dagd.log').read_text()[-2000:]}")
+        time.sleep(0.05)
+    try:
+        yield d
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_loaded(d: Daemon, count: int) -> None:
+    deadline = time.monotonic() + 120
+    while True:
+        r = httpx.get(d.base + "/api/v1/dags?perPage=1", timeout=30).json()
+        if r["pagination"]["totalRecords"] >= count:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {r['pagination']['totalRecords']} of {count} DAGs loaded")
+        time.sleep(0.2)
+
+
+def run_sync(d: Daemon, name: str, timeout: int = 600) -> dict[str, object]:
+    r = httpx.post(f"{d.base}/api/v1/dags/{name}/start-sync", json={"timeout": timeout}, timeout=timeout + 30)
+    r.raise_for_status()
+    run: dict[str, object] = r.json()["dagRun"]
+    if run["statusLabel"] != "succeeded":
+        raise RuntimeError(f"{name} ended {run['statusLabel']}: {run.get('error')}")
+    return run
+
+
+def spawn_loop(n: int, command: str) -> float:
+    """n commands through the shell, back to back, from a tight loop: the machine's own cost."""
+    t = time.perf_counter()
+    for _ in range(n):
+        pid = os.posix_spawn(SHELL, [SHELL, "-c", command], os.environ)
+        os.waitpid(pid, 0)
+    return time.perf_counter() - t
+
+
+# ---- 1. per-step overhead ------------------------------------------------------------------
+
+
+def bench_steps(work: Path, reps: int) -> list[Figure]:
+    n = 1000
+    steps = "\n".join(f"  - id: s{i}\n    run: 'true'" for i in range(n))
+    ours, base = [], []
+    with daemon(work / "steps") as d:
+        (d.root / "dags" / "chain.yaml").write_text(f"type: chain\nhist_retention_days: 1\nsteps:\n{steps}\n")
+        wait_loaded(d, 1)
+        for _ in range(reps):
+            base.append(spawn_loop(n, "true"))
+            t = time.perf_counter()
+            run_sync(d, "chain")
+            ours.append(time.perf_counter() - t)
+    return [
+        Figure(
+            "1. 1000-step chain of `true` through dagd",
+            "s",
+            ours,
+            "the same 1000 commands via posix_spawn(sh -c) in a loop",
+            base,
+            "<= 1.3x",
+            note=f"per step: {statistics.median(ours) / n * 1000:.2f} ms vs {statistics.median(base) / n * 1000:.2f} ms",
+        )
+    ]
+
+
+# ---- 2. fan-out ----------------------------------------------------------------------------
+
+
+def bench_fanout(work: Path, reps: int) -> list[Figure]:
+    n = 1000
+    steps = "\n".join(f"  - id: s{i}\n    run: sleep 0.01" for i in range(n))
+    ours, base = [], []
+    with daemon(work / "fanout") as d:
+        (d.root / "dags" / "fan.yaml").write_text(f"type: graph\nmax_active_steps: 8\nsteps:\n{steps}\n")
+        wait_loaded(d, 1)
+        for _ in range(reps):
+            t = time.perf_counter()
+            subprocess.run(
+                ["xargs", "-P8", "-n1", "-d", "\\n", SHELL, "-c"],
+                input="\n".join(["sleep 0.01"] * n),
+                text=True,
+                check=True,
+            )
+            base.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            run_sync(d, "fan")
+            ours.append(time.perf_counter() - t)
+    return [
+        Figure(
+            "2. 1000 independent `sleep 0.01` steps, 8 at a time",
+            "s",
+            ours,
+            "xargs -P8 sh -c 'sleep 0.01'",
+            base,
+            "<= 1.2x",
+        )
+    ]
+
+
+# ---- 3. scheduler --------------------------------------------------------------------------
+
+
+def bench_scheduler(work: Path, reps: int) -> list[Figure]:
+    n = 1000
+    root = work / "sched"
+    (root / "dags").mkdir(parents=True)
+    for i in range(n):
+        (root / "dags" / f"tick{i:04d}.yaml").write_text("schedule: '* * * * *'\nsteps:\n  - id: go\n    run: 'true'\n")
+    lags: list[float] = []
+    p50s: list[float] = []
+    p99s: list[float] = []
+    idle: list[float] = []
+    with daemon(root, "--max-concurrent-runs", "1000") as d:
+        wait_loaded(d, n)
+        db = d.root / "state" / "dagd.db"
+        for _ in range(reps):
+            now = time.time()
+            boundary = (int(now // 60) + 1) * 60
+            if boundary - now < 5:  # too close: dagd may still be settling; take the next one
+                boundary += 60
+            time.sleep(max(0.0, boundary - time.time()) + 0.1)
+            deadline = time.time() + 55
+            rows: list[tuple[float]] = []
+            while time.time() < deadline:
+                with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+                    rows = conn.execute(
+                        "SELECT s.started_at FROM dag_step_results s JOIN dag_runs r ON r.id = s.run_id"
+                        " WHERE r.trigger = 'schedule' AND r.id LIKE ? AND s.started_at IS NOT NULL",
+                        (f"sched_{time.strftime('%Y%m%dT%H%M', time.gmtime(boundary))}%",),
+                    ).fetchall()
+                if len(rows) >= n:
+                    break
+                time.sleep(0.5)
+            if len(rows) < n:
+                raise RuntimeError(f"only {len(rows)} of {n} scheduled steps started within the minute")
+            minute = sorted(r[0] - boundary for r in rows)
+            lags += minute
+            p50s.append(minute[len(minute) // 2] * 1000)
+            p99s.append(minute[int(len(minute) * 0.99) - 1] * 1000)
+        # idle: suspend every DAG so no minute fires, then watch dagd's CPU for 20 s
+        for i in range(n):
+            httpx.post(f"{d.base}/api/v1/dags/tick{i:04d}/suspend", json={"suspend": True})
+        time.sleep(3)
+        for _ in range(reps):
+            c0, t0 = d.cpu_sec(), time.monotonic()
+            time.sleep(20)
+            idle.append(100 * (d.cpu_sec() - c0) / (time.monotonic() - t0))
+    return [
+        Figure("3a. lag from the minute to each of 1000 steps' start, p50", "ms", p50s, target="(p99 is the target)"),
+        Figure(
+            "3b. lag from the minute to each of 1000 steps' start, p99",
+            "ms",
+            p99s,
+            target="<= 100 ms",
+            note=f"slowest of {len(lags)}: {max(lags) * 1000:.0f} ms",
+        ),
+        Figure("3c. dagd CPU while idle with 1000 DAGs loaded", "% of one core", idle, target="<= 1 %"),
+    ]
+
+
+# ---- 4. CLI --------------------------------------------------------------------------------
+
+
+def bench_cli(work: Path, reps: int) -> list[Figure]:
+    ours, base = [], []
+    with daemon(work / "cli") as d:
+        (d.root / "dags" / "hello.yaml").write_text("steps:\n  - id: hi\n    run: echo hi\n")
+        wait_loaded(d, 1)
+        run_sync(d, "hello")
+        env = {**os.environ, **d.env}
+        for _ in range(max(reps, 10)):
+            t = time.perf_counter()
+            subprocess.run([PY, "-c", "pass"], check=True)
+            base.append((time.perf_counter() - t) * 1000)
+            t = time.perf_counter()
+            subprocess.run([PY, "-m", "dagctl", "status", "hello"], env=env, check=True, stdout=subprocess.DEVNULL)
+            ours.append((time.perf_counter() - t) * 1000)
+    return [
+        Figure(
+            "4. `dagctl status NAME` against a running dagd, wall time",
+            "ms",
+            ours,
+            "`python -c pass` on the same interpreter",
+            base,
+            "<= 3x and <= 60 ms",
+        )
+    ]
+
+
+# ---- 5. memory and log throughput ----------------------------------------------------------
+
+
+def bench_memory(work: Path, reps: int) -> list[Figure]:
+    n = 1000
+    root = work / "mem"
+    (root / "dags").mkdir(parents=True)
+    for i in range(n):
+        (root / "dags" / f"job{i:04d}.yaml").write_text(
+            f"schedule: '{i % 60} {i % 24} * * *'\nsteps:\n  - id: a\n    run: 'true'\n  - {{id: b, depends: a, run: 'true'}}\n"
+        )
+    size = 1 << 30
+    (root / "dags" / "firehose.yaml").write_text(f"steps:\n  - id: out\n    run: head -c {size} /dev/zero\n")
+    idle, growth, ours, base = [], [], [], []
+    with daemon(root) as d:
+        wait_loaded(d, n + 1)
+        time.sleep(3)
+        for _ in range(reps):
+            idle.append(d.rss_kb() / 1024)
+            before = d.rss_kb()
+            peak = before
+            t = time.perf_counter()
+            r = httpx.post(f"{d.base}/api/v1/dags/firehose/start", json={}).json()["dagRunId"]
+            while True:
+                peak = max(peak, d.rss_kb())
+                doc = httpx.get(f"{d.base}/api/v1/dag-runs/firehose/{r}").json()
+                if doc.get("dagRunDetails", {}).get("statusLabel") in ("succeeded", "failed", "aborted"):
+                    break
+                time.sleep(0.05)
+            ours.append(size / (time.perf_counter() - t) / 1e6)
+            growth.append((peak - before) / 1024)
+            out = work / "cat.out"
+            t = time.perf_counter()
+            subprocess.run([SHELL, "-c", f"head -c {size} /dev/zero > {out}"], check=True)
+            base.append(size / (time.perf_counter() - t) / 1e6)
+            out.unlink()
+    return [
+        Figure("5a. dagd RSS idle with 1000 DAGs loaded", "MiB", idle, target="<= 60 MiB"),
+        Figure("5b. dagd RSS growth while a step writes 1 GiB to stdout", "MiB", growth, target="<= 10 MiB"),
+        Figure(
+            "5c. step log write throughput (1 GiB to stdout, through dagd)",
+            "MB/s",
+            ours,
+            "the same `head -c 1G` redirected to a file",
+            base,
+            ">= 0.5x",
+            higher_is_better=True,
+        ),
+    ]
+
+
+# ---- 6. history ----------------------------------------------------------------------------
+
+
+def fill_history(db: Path, runs: int, steps_per_run: int) -> list[tuple[str, str]]:
+    """runs × steps_per_run rows in dagd's own schema (created by dagd), 100 DAGs."""
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA synchronous=OFF")
+    t0 = time.time() - runs * 60
+    ids = []
+    with conn:
+        for chunk in range(0, runs, 10_000):
+            run_rows, step_rows, last = [], [], {}
+            for i in range(chunk, min(runs, chunk + 10_000)):
+                dag = f"hist{i % 100:03d}"
+                rid = f"r{i:07d}"
+                start = t0 + i * 60
+                status = "succeeded" if i % 10 else "failed"
+                run_rows.append((rid, dag, f"/x/{dag}.yaml", status, 4 if i % 10 else 2, "schedule", "{}", start, start + 5))
+                last[dag] = rid
+                ids.append((dag, rid))
+                for k in range(steps_per_run):
+                    step_rows.append((rid, f"step{k}", status, 4, 1, 0, start + k * 0.5, start + k * 0.5 + 0.4, 0.4))
+            conn.executemany(
+                "INSERT INTO dag_runs (id, dag, file, status, status_code, trigger, params, started_at, finished_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                run_rows,
+            )
+            conn.executemany(
+                "INSERT INTO dag_step_results (run_id, step, status, status_code, attempt, exit_code, started_at,"
+                " finished_at, duration) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                step_rows,
+            )
+            conn.executemany("INSERT OR REPLACE INTO dag_last_run (dag, run_id) VALUES (?, ?)", list(last.items()))
+    conn.close()
+    return ids
+
+
+def p99(samples: list[float]) -> float:
+    s = sorted(samples)
+    return s[max(0, int(len(s) * 0.99) - 1)]
+
+
+def bench_history(work: Path, reps: int) -> list[Figure]:
+    from dagctl.client import Client
+
+    root = work / "hist"
+    (root / "dags").mkdir(parents=True)
+    for i in range(100):
+        (root / "dags" / f"hist{i:03d}.yaml").write_text("steps:\n" + "".join(f"  - id: step{k}\n    run: 'true'\n" for k in range(10)))
+    with daemon(root) as d:  # creates the schema
+        pass
+    ids = fill_history(root / "state" / "dagd.db", 100_000, 10)
+    figures = []
+    with daemon(root) as d:
+        wait_loaded(d, 100)
+        client = Client(str(root / "dagd.sock"))
+        rng = random.Random(7)
+        calls: dict[str, Callable[[], object]] = {
+            "RPC dag.list (100 DAGs)": lambda: client.call("dag.list"),
+            "RPC run.status (a random run)": lambda: client.call("run.status", name=(x := rng.choice(ids))[0], run_id=x[1]),
+            "RPC run.history (a DAG, 20 runs)": lambda: client.call("run.history", name=rng.choice(ids)[0], limit=20),
+            "HTTP GET /dags (100 DAGs)": lambda: httpx.get(d.base + "/api/v1/dags?perPage=100").raise_for_status(),
+            "HTTP GET /dag-runs/{name}/{id}": lambda: httpx.get(
+                f"{d.base}/api/v1/dag-runs/{(x := rng.choice(ids))[0]}/{x[1]}"
+            ).raise_for_status(),
+            "HTTP GET /dag-runs?name= (20 runs)": lambda: httpx.get(
+                f"{d.base}/api/v1/dag-runs?name={rng.choice(ids)[0]}&limit=20"
+            ).raise_for_status(),
+        }
+        for label, call in calls.items():
+            per_rep = []
+            for _ in range(reps):
+                times = []
+                for _ in range(200):
+                    t = time.perf_counter()
+                    call()
+                    times.append((time.perf_counter() - t) * 1000)
+                per_rep.append(p99(times))
+            figures.append(Figure(f"6. {label}, p99 of 200 calls, 100k runs / 1M step rows", "ms", per_rep, target="<= 20 ms"))
+        client.close()
+    return figures
+
+
+# ---- 7. HTTP throughput --------------------------------------------------------------------
+
+
+def wrk(url: str, seconds: int = 5) -> float:
+    out = subprocess.run(
+        ["wrk", "-t2", "-c16", f"-d{seconds}s", "--latency", url], capture_output=True, text=True, check=True
+    ).stdout
+    for line in out.splitlines():
+        if line.startswith("Requests/sec:"):
+            return float(line.split()[1])
+    raise RuntimeError(out)
+
+
+def bench_http(work: Path, reps: int) -> list[Figure]:
+    if not shutil.which("wrk"):
+        raise RuntimeError("wrk is missing (make bench installs Debian's wrk)")
+    root = work / "http"
+    (root / "dags").mkdir(parents=True)
+    for i in range(1000):
+        (root / "dags" / f"job{i:04d}.yaml").write_text(
+            f"schedule: '{i % 60} {i % 24} * * *'\nsteps:\n  - id: a\n    run: 'true'\n  - {{id: b, depends: a, run: 'true'}}\n"
+        )
+    with daemon(root) as d:
+        wait_loaded(d, 1000)
+        run = run_sync(d, "job0000")
+        health, dags, status = [], [], []
+        for _ in range(reps):
+            health.append(wrk(d.base + "/api/v1/health"))
+            dags.append(wrk(d.base + "/api/v1/dags?perPage=1000"))
+            status.append(wrk(f"{d.base}/api/v1/dag-runs/job0000/{run['dagRunId']}"))
+    base = "GET /api/v1/health on the same server (its cheapest route)"
+    return [
+        Figure("7a. GET /api/v1/dags?perPage=1000 with 1000 DAGs (wrk -t2 -c16, 5 s)", "req/s", dags, base, health, higher_is_better=True),
+        Figure("7b. GET /api/v1/dag-runs/{name}/{id} (wrk -t2 -c16, 5 s)", "req/s", status, base, health, higher_is_better=True),
+    ]
+
+
+BENCHES: dict[str, Callable[[Path, int], list[Figure]]] = {
+    "steps": bench_steps,
+    "fanout": bench_fanout,
+    "scheduler": bench_scheduler,
+    "cli": bench_cli,
+    "memory": bench_memory,
+    "history": bench_history,
+    "http": bench_http,
+}
+
+
+def machine() -> str:
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name")), "?")
+    mem = int(Path("/proc/meminfo").read_text().split()[1]) // 1024 // 1024
+    return f"{platform.node()}: {os.cpu_count()} × {cpu}, {mem} GiB, Linux {platform.release()}, Python {platform.python_version()}"
+
+
+def main() -> None:
+    names = sys.argv[1:] or list(BENCHES)
+    reps = int(os.environ.get("BENCH_REPS", "3"))
+    figures: list[Figure] = []
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="dagd-bench-") as tmp:
+        for name in names:
+            t = time.monotonic()
+            got = BENCHES[name](Path(tmp), reps)
+            for f in got:
+                print(f.line() + (f"  [{f.note}]" if f.note else ""), flush=True)
+            print(f"   ({name}: {time.monotonic() - t:.0f} s)", flush=True)
+            figures += got
+    out = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "seconds": round(time.monotonic() - started),
+        "figures": [f.__dict__ | {"median": f.median, "ratio": f.ratio} for f in figures],
+    }
+    (ROOT / "bench" / "last.json").write_text(json.dumps(out, indent=2))
+    print(f"all done in {out['seconds']} s; figures in bench/last.json")
+
+
+if __name__ == "__main__":
+    main()
