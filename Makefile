@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 
-.PHONY: run test test-deps lint typecheck conformance web web-test deb rpm clean
+.PHONY: run test test-deps lint typecheck conformance web web-test deb rpm bench clean
 
 $(VENV_STAMP): pyproject.toml constraints.txt
 	@python3 -c 'import ensurepip, venv' 2>/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv; }
@@ -43,8 +43,8 @@ run: $(VENV_STAMP) $(UI_INDEX)
 	DAGD_STATE_DIR=$(RUN_DIR)/state exec $(PY) -m dagd.daemon --user --dags examples --socket $(RUN_DIR)/dagd.sock
 
 lint: $(VENV_STAMP)
-	.venv/bin/ruff check dagd dagctl tests packaging
-	.venv/bin/ruff format --check dagd dagctl tests packaging
+	.venv/bin/ruff check dagd dagctl tests packaging bench
+	.venv/bin/ruff format --check dagd dagctl tests packaging bench
 
 typecheck: $(VENV_STAMP)
 	.venv/bin/mypy
@@ -71,6 +71,12 @@ deb: $(VENV_STAMP) $(UI_INDEX)
 
 rpm: $(VENV_STAMP) $(UI_INDEX)
 	$(PY) packaging/build.py rpm
+
+# Benchmarks (not part of make test): ratios to this machine's own limits, written to
+# bench/RESULTS.md. wrk (Debian) drives the HTTP figures.
+bench: $(VENV_STAMP) $(UI_INDEX)
+	@[ -x /usr/bin/wrk ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
+	$(PY) bench/run.py
 
 conformance: $(VENV_STAMP)
 	$(PY) -m pytest -n 2 tests/conformance -rs

@@ -11,6 +11,7 @@ rules for daylight-saving changes:
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import zoneinfo
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -134,4 +135,6 @@ def next_due(schedule: Schedule, after: dt.datetime, default_tz: dt.tzinfo) -> F
 
 def slot_run_id(dag: str, fire: Fire) -> str:
     """The run id of a scheduled fire: derived from (DAG, slot) so a replay cannot double-fire."""
-    return "sched_" + fire.at.strftime("%Y%m%dT%H%M%SZ") + ("" if fire.action == "start" else f"_{fire.action}")
+    # run ids are unique across DAGs: the DAG's hash tells two DAGs' fires of the same minute apart
+    tag = hashlib.sha256(dag.encode()).hexdigest()[:12]
+    return f"sched_{fire.at.strftime('%Y%m%dT%H%M%SZ')}_{tag}" + ("" if fire.action == "start" else f"_{fire.action}")

@@ -639,7 +639,7 @@ def test_skip_if_successful_skips_a_fire_after_a_success_since_the_previous_one(
         time.sleep(2)
         ids = [r["id"] for r in json.loads(d.ctl("history", "once", "--json").stdout)]
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(slot))
-        assert f"sched_{stamp}" not in ids and "manual_ok" in ids
+        assert not any(i.startswith(f"sched_{stamp}") for i in ids) and "manual_ok" in ids
         assert "skipped (succeeded since the previous fire)" in (tmp_path / "dagd.log").read_text()
     finally:
         d.proc.terminate()

@@ -127,10 +127,28 @@ def test_due_lists_start_stop_and_one_off_fires_in_order() -> None:
     ]
     nxt = next_due(sched, start, tz)
     assert nxt is not None and nxt.action == "stop"
-    assert slot_run_id("d", got[1]) == "sched_20260302T080000Z"
+    assert slot_run_id("d", got[1]).startswith("sched_20260302T080000Z_")
+    assert slot_run_id("d", got[1]) == slot_run_id("d", got[1]) != slot_run_id("e", got[1])  # per DAG, stable
 
 
 def test_a_cron_tz_prefix_wins_over_the_default_zone() -> None:
     entry = CronEntry("0 9 * * *", timezone="Asia/Tokyo")
     at = next(entry_fires(entry, dt.datetime(2025, 12, 31, 23, tzinfo=UTC), zoneinfo.ZoneInfo("Europe/Berlin")))
     assert at == dt.datetime(2026, 1, 1, 0, 0, tzinfo=UTC)
+
+
+def test_two_dags_firing_in_the_same_minute_both_claim_their_slot(tmp_path: object) -> None:
+    """Regression: slot run ids were the same for every DAG, so only one DAG fired per minute."""
+    import datetime as dt
+    from pathlib import Path
+
+    from dagd.scheduler import Fire
+    from dagd.store.db import Store
+
+    at = dt.datetime(2026, 11, 25, 2, 30, tzinfo=dt.UTC)
+    fire = Fire(at, "start", "30 2 * * *", at.isoformat())
+    store = Store(str(Path(str(tmp_path)) / "dagd.db"))
+    claims = [store.claim_slot(d, slot_run_id(d, fire), f"{d}.yaml", at.timestamp(), "scheduler") for d in ("a", "b")]
+    replay = store.claim_slot("a", slot_run_id("a", fire), "a.yaml", at.timestamp(), "scheduler")
+    store.close()
+    assert claims == [True, True] and replay is False
