@@ -457,6 +457,7 @@ def bench_history(work: Path, reps: int) -> list[Figure]:
     with daemon(root) as d:
         wait_loaded(d, 100)
         client = Client(str(root / "dagd.sock"))
+        http = httpx.Client(base_url=d.base)  # one keep-alive connection, as a script or the UI uses
         rng = random.Random(7)
         calls: dict[str, Callable[[], object]] = {
             "RPC dag.list (100 DAGs)": lambda: client.call("dag.list"),
@@ -464,12 +465,12 @@ def bench_history(work: Path, reps: int) -> list[Figure]:
                 "run.status", name=(x := rng.choice(ids))[0], run_id=x[1]
             ),
             "RPC run.history (a DAG, 20 runs)": lambda: client.call("run.history", name=rng.choice(ids)[0], limit=20),
-            "HTTP GET /dags (100 DAGs)": lambda: httpx.get(d.base + "/api/v1/dags?perPage=100").raise_for_status(),
-            "HTTP GET /dag-runs/{name}/{id}": lambda: httpx.get(
-                f"{d.base}/api/v1/dag-runs/{(x := rng.choice(ids))[0]}/{x[1]}"
+            "HTTP GET /dags (100 DAGs)": lambda: http.get("/api/v1/dags?perPage=100").raise_for_status(),
+            "HTTP GET /dag-runs/{name}/{id}": lambda: http.get(
+                f"/api/v1/dag-runs/{(x := rng.choice(ids))[0]}/{x[1]}"
             ).raise_for_status(),
-            "HTTP GET /dag-runs?name= (20 runs)": lambda: httpx.get(
-                f"{d.base}/api/v1/dag-runs?name={rng.choice(ids)[0]}&limit=20"
+            "HTTP GET /dag-runs?name= (20 runs)": lambda: http.get(
+                f"/api/v1/dag-runs?name={rng.choice(ids)[0]}&limit=20"
             ).raise_for_status(),
         }
         for label, call in calls.items():
@@ -491,6 +492,7 @@ def bench_history(work: Path, reps: int) -> list[Figure]:
                 )
             )
         client.close()
+        http.close()
     return figures
 
 

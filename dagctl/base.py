@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from dagd import config
-from dagd.spec import SpecError, load_file
-from dagd.spec.load import Loaded
 
 if TYPE_CHECKING:
+    from dagd.spec.load import Loaded
     from dagd.store.db import Store
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -41,6 +41,8 @@ def dag_exists_near(file: str) -> Any:
     return exists
 
 
+NAME_KEY = re.compile(r"^name\s*:", re.MULTILINE)  # a top-level `name:` key
+
 DIALECT = click.option(
     "--dialect",
     type=click.Choice(["auto", "current", "classic"]),
@@ -51,7 +53,7 @@ DIALECT = click.option(
 
 
 def load(path: str, *, strict: bool = False, dialect: str = "auto") -> Loaded:
-    from dagd.spec import Dialect
+    from dagd.spec import Dialect, load_file  # the spec (croniter, yaml) only for commands that read DAGs
 
     forced = None if dialect == "auto" else Dialect(dialect)
     return load_file(
@@ -74,6 +76,14 @@ def dag_name(target: str) -> str:
     path = config.resolve_dag_file(target)
     if path is None:
         return target
+    try:  # most files do not set `name:`: then the stem is the name, without parsing the DAG
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return path.stem
+    if not NAME_KEY.search(text):
+        return path.stem
+    from dagd.spec import SpecError
+
     try:
         return load(str(path)).dag.name
     except SpecError:

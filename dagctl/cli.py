@@ -14,7 +14,6 @@ import click
 
 from dagctl.base import CONTEXT, DIALECT, ExitWith, load
 from dagd import __version__
-from dagd.spec import Diagnostic, Severity, SpecError
 
 if TYPE_CHECKING:
     pass
@@ -39,6 +38,7 @@ def main() -> None:
 @DIALECT
 def validate(files: tuple[str, ...], as_json: bool, show_unresolved: bool, verbose: bool, dialect: str) -> None:
     """Check DAG files. Silent with exit 0 when every file is valid; exit 1 otherwise."""
+    from dagd.spec import Diagnostic, Severity, SpecError
     from dagd.spec.references import unresolved
 
     failed = False
@@ -84,6 +84,7 @@ def validate(files: tuple[str, ...], as_json: bool, show_unresolved: bool, verbo
 def dry(file: str, params: tuple[str, ...], params_opt: str | None, as_json: bool) -> None:
     """Show what a run would do: steps in order, with params and commands resolved. Runs nothing."""
     from dagd.plan import make_plan, render_plan
+    from dagd.spec import SpecError
 
     try:
         loaded = load(file)

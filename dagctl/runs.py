@@ -22,7 +22,6 @@ from dagctl.base import (
     runs_in_process,
 )
 from dagd import config
-from dagd.spec import SpecError
 
 
 @click.command("run", context_settings=CONTEXT)
@@ -62,6 +61,7 @@ def run_cmd(
             _run_in_daemon(client, target, list(params), params_opt, run_id, as_json)
         return
     from dagd.engine.local import run_local
+    from dagd.spec import SpecError
 
     if client is None and not runs_in_process(target) and config.socket_path().exists():
         click.echo(f"dagctl: no dagd answering at {config.socket_path()}; running in this process", err=True)
@@ -235,6 +235,7 @@ def retry(target: str, run_id: str) -> None:
             _follow(client, dag_name(target), run_id, watcher, events)
         return
     from dagd.engine.local import resume_from, run_local
+    from dagd.spec import SpecError
 
     doc = run_doc(target, run_id)
     if doc["status"] in ("running", "queued"):

@@ -27,6 +27,7 @@ class Catalog:
         self.folder = folder
         self.base_config = base_config
         self.entries: dict[str, Entry] = {}  # by file path
+        self._by_name: dict[str, Entry] | None = None  # dags(), rebuilt after a refresh changed something
 
     def _files(self) -> list[str]:
         try:
@@ -67,6 +68,8 @@ class Catalog:
             if path not in seen:
                 del self.entries[path]
                 changed.append(path)
+        if changed:
+            self._by_name = None
         return changed
 
     def has(self, name: str) -> bool:
@@ -76,11 +79,14 @@ class Catalog:
 
     def dags(self) -> dict[str, Entry]:
         """Loaded DAGs by name (files that never loaded are listed under their file stem)."""
-        out: dict[str, Entry] = {}
-        for path, entry in self.entries.items():
-            name = entry.dag.name if entry.dag else os.path.splitext(os.path.basename(path))[0]
-            out[name] = entry
-        return out
+        if self._by_name is None:
+            out: dict[str, Entry] = {}
+            for path, entry in self.entries.items():
+                name = entry.dag.name if entry.dag else os.path.splitext(os.path.basename(path))[0]
+                out[name] = entry
+            self._by_name = out
+        return dict(self._by_name)
 
     def find(self, name: str) -> Entry | None:
-        return self.dags().get(name)
+        self.dags()
+        return self._by_name.get(name) if self._by_name is not None else None

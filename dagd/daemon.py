@@ -178,6 +178,7 @@ async def scheduler_loop(svc: Service) -> None:
     while True:
         now = dt.datetime.now(dt.UTC)
         suspended = await svc.db(svc.store.suspended)
+        marks = await svc.db(svc.store.watermarks)
         nearest: dt.datetime | None = None
         for name, entry in svc.catalog.dags().items():
             dag = entry.dag
@@ -187,7 +188,7 @@ async def scheduler_loop(svc: Service) -> None:
                 or name in suspended
             ):
                 continue
-            mark = await svc.db(svc.store.watermark, name)
+            mark = marks.get(name)
             if mark is None:  # first sight: start from now, no replay of the past
                 await svc.db(svc.store.set_watermark, name, now.timestamp())
                 mark = now.timestamp()
@@ -233,7 +234,7 @@ async def fire_one(svc: Service, name: str, fire: scheduler.Fire, now: dt.dateti
             log.info("schedule %s: %s skipped (succeeded since the previous fire)", fire.expression, name)
             await svc.db(svc.store.set_watermark, name, stamp)
             return
-    queued = [q for q in await svc.db(svc.store.queued) if q["dag"] == name]
+    queued = await svc.db(svc.store.queued, name)
     busy = any(a.dag == name for a in svc.active.values()) or bool(queued)
     if busy and dag.overlap_policy == "skip":
         log.info("schedule %s: %s skipped (a run is still active; overlap_policy skip)", fire.expression, name)

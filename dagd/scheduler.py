@@ -68,6 +68,33 @@ def entry_fires(entry: CronEntry, after: dt.datetime, default_tz: dt.tzinfo) -> 
             yield when
         return
     tz = zone(entry, default_tz)
+    # Fast path: away from DST transitions wall-clock times and instants map one to one, so
+    # croniter's next time from `after` is the next fire. Near a DST transition (and
+    # after one), the careful walk below takes over from the last fire yielded.
+    it = croniter(entry.expression, after.astimezone(tz).replace(tzinfo=None))
+    while True:
+        naive = it.get_next(dt.datetime)
+        instant = naive.replace(tzinfo=tz, fold=0).astimezone(UTC)
+        # no transition within 3 h of either end: `after` had one wall-clock reading, the fire
+        # is neither in a skipped nor in a repeated hour, and a fire that a shift in between
+        # could repeat or skip would itself lie within 3 h of that shift
+        calm = _offset(tz, after - _SLACK) == _offset(tz, after + _SLACK)
+        if not (calm and _offset(tz, instant - _SLACK) == _offset(tz, instant + _SLACK) and instant > after):
+            break
+        yield instant
+        after = instant
+    yield from _careful_fires(entry, after, tz)
+
+
+_SLACK = dt.timedelta(hours=3)  # more than any DST shift: transitions are months apart
+
+
+def _offset(tz: dt.tzinfo, at: dt.datetime) -> dt.timedelta | None:
+    return at.astimezone(tz).utcoffset()
+
+
+def _careful_fires(entry: CronEntry, after: dt.datetime, tz: dt.tzinfo) -> Iterator[dt.datetime]:
+    """cronie's DST rules, walking wall-clock time around `after` (see _instants)."""
     frequent = _frequent(entry.expression)
     # start a little before `after` in wall-clock time: a repeated hour maps later instants
     # to earlier wall-clock times

@@ -80,6 +80,9 @@ MIGRATIONS = [
     """
     CREATE INDEX dag_runs_by_parent ON dag_runs (parent_run) WHERE parent_run IS NOT NULL;
     """,
+    """
+    CREATE INDEX run_queue_by_dag ON run_queue (dag, queued_at);
+    """,
 ]
 
 
@@ -123,69 +126,77 @@ class Store:
 
     def record(self, event: Event) -> None:
         """Persist one engine event (commits before returning)."""
+        self.record_many([event])
+
+    def record_many(self, events: list[Event]) -> None:
+        """Persist events in order, in one transaction (the daemon's group commit)."""
         with self.transaction() as db:
-            if isinstance(event, RunStarted):
-                db.execute(
-                    "INSERT INTO dag_runs (id, dag, file, status, status_code, trigger, params, started_at, parent_run, log_dir,"
-                    " work_dir, runner_pid) VALUES (?, ?, ?, 'running', 1, ?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (id) DO UPDATE SET status='running', status_code=1, started_at=excluded.started_at,"
-                    " finished_at=NULL, error=NULL, runner_pid=excluded.runner_pid, trigger=excluded.trigger",
-                    (
-                        event.run_id,
-                        event.dag,
-                        event.file,
-                        event.trigger,
-                        json.dumps(event.params),
-                        event.started_at,
-                        event.parent_run,
-                        event.log_dir,
-                        event.work_dir,
-                        os.getpid(),
-                    ),
-                )
-                db.execute(
-                    "INSERT INTO dag_last_run (dag, run_id) VALUES (?, ?) ON CONFLICT (dag) DO UPDATE SET run_id = excluded.run_id",
-                    (event.dag, event.run_id),
-                )
-            elif isinstance(event, StepChanged):
-                duration = event.finished_at - event.started_at if event.finished_at and event.started_at else None
-                db.execute(
-                    "INSERT INTO dag_step_results (run_id, step, handler, status, status_code, attempt, exit_code, started_at, finished_at, duration,"
-                    " cpu_user, cpu_sys, max_rss_kb, stdout_path, stderr_path, outputs, error, pgid, published, output_value)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (run_id, step) DO UPDATE SET status=excluded.status, status_code=excluded.status_code, attempt=excluded.attempt,"
-                    " exit_code=excluded.exit_code, started_at=excluded.started_at, finished_at=excluded.finished_at, duration=excluded.duration,"
-                    " cpu_user=excluded.cpu_user, cpu_sys=excluded.cpu_sys, max_rss_kb=excluded.max_rss_kb, stdout_path=excluded.stdout_path,"
-                    " stderr_path=excluded.stderr_path, outputs=excluded.outputs, error=excluded.error, pgid=excluded.pgid,"
-                    " published=excluded.published, output_value=excluded.output_value",
-                    (
-                        event.run_id,
-                        event.step,
-                        int(event.handler),
-                        event.status.value,
-                        event.status.code,
-                        event.attempt,
-                        event.exit_code,
-                        event.started_at,
-                        event.finished_at,
-                        duration,
-                        event.cpu_user,
-                        event.cpu_sys,
-                        event.max_rss_kb,
-                        event.stdout_path,
-                        event.stderr_path,
-                        json.dumps(event.outputs),
-                        event.error,
-                        event.pgid,
-                        json.dumps(event.published),
-                        event.output_value,
-                    ),
-                )
-            elif isinstance(event, RunFinished):
-                db.execute(
-                    "UPDATE dag_runs SET status=?, status_code=?, finished_at=?, error=? WHERE id=?",
-                    (event.status.value, event.status.code, event.finished_at, event.error, event.run_id),
-                )
+            for event in events:
+                self._write(db, event)
+
+    def _write(self, db: sqlite3.Connection, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            db.execute(
+                "INSERT INTO dag_runs (id, dag, file, status, status_code, trigger, params, started_at, parent_run, log_dir,"
+                " work_dir, runner_pid) VALUES (?, ?, ?, 'running', 1, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET status='running', status_code=1, started_at=excluded.started_at,"
+                " finished_at=NULL, error=NULL, runner_pid=excluded.runner_pid, trigger=excluded.trigger",
+                (
+                    event.run_id,
+                    event.dag,
+                    event.file,
+                    event.trigger,
+                    json.dumps(event.params),
+                    event.started_at,
+                    event.parent_run,
+                    event.log_dir,
+                    event.work_dir,
+                    os.getpid(),
+                ),
+            )
+            db.execute(
+                "INSERT INTO dag_last_run (dag, run_id) VALUES (?, ?) ON CONFLICT (dag) DO UPDATE SET run_id = excluded.run_id",
+                (event.dag, event.run_id),
+            )
+        elif isinstance(event, StepChanged):
+            duration = event.finished_at - event.started_at if event.finished_at and event.started_at else None
+            db.execute(
+                "INSERT INTO dag_step_results (run_id, step, handler, status, status_code, attempt, exit_code, started_at, finished_at, duration,"
+                " cpu_user, cpu_sys, max_rss_kb, stdout_path, stderr_path, outputs, error, pgid, published, output_value)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (run_id, step) DO UPDATE SET status=excluded.status, status_code=excluded.status_code, attempt=excluded.attempt,"
+                " exit_code=excluded.exit_code, started_at=excluded.started_at, finished_at=excluded.finished_at, duration=excluded.duration,"
+                " cpu_user=excluded.cpu_user, cpu_sys=excluded.cpu_sys, max_rss_kb=excluded.max_rss_kb, stdout_path=excluded.stdout_path,"
+                " stderr_path=excluded.stderr_path, outputs=excluded.outputs, error=excluded.error, pgid=excluded.pgid,"
+                " published=excluded.published, output_value=excluded.output_value",
+                (
+                    event.run_id,
+                    event.step,
+                    int(event.handler),
+                    event.status.value,
+                    event.status.code,
+                    event.attempt,
+                    event.exit_code,
+                    event.started_at,
+                    event.finished_at,
+                    duration,
+                    event.cpu_user,
+                    event.cpu_sys,
+                    event.max_rss_kb,
+                    event.stdout_path,
+                    event.stderr_path,
+                    json.dumps(event.outputs),
+                    event.error,
+                    event.pgid,
+                    json.dumps(event.published),
+                    event.output_value,
+                ),
+            )
+        elif isinstance(event, RunFinished):
+            db.execute(
+                "UPDATE dag_runs SET status=?, status_code=?, finished_at=?, error=? WHERE id=?",
+                (event.status.value, event.status.code, event.finished_at, event.error, event.run_id),
+            )
 
     def reconcile(self, run_id: str, reason: str | None = None, status: str = "aborted") -> None:
         """A run left `running` by a process that no longer exists is recorded as ended."""
@@ -333,6 +344,12 @@ class Store:
 
     # ---- daemon state: watermarks, suspension, the persistent FIFO queue ---------------------
 
+    def watermarks(self) -> dict[str, float]:
+        """Every DAG's watermark in one query (the scheduler reads them all on every wake)."""
+        with self.lock:
+            rows = self.db.execute("SELECT dag, watermark FROM dag_state WHERE watermark IS NOT NULL").fetchall()
+        return {r[0]: r[1] for r in rows}
+
     def watermark(self, dag: str) -> float | None:
         with self.lock:
             row = self.db.execute("SELECT watermark FROM dag_state WHERE dag = ?", (dag,)).fetchone()
@@ -386,9 +403,15 @@ class Store:
                 (run_id, dag, file, json.dumps(params), trigger, schedule_time, time.time()),
             )
 
-    def queued(self) -> list[dict[str, Any]]:
+    def queued(self, dag: str | None = None) -> list[dict[str, Any]]:
+        """The queue, oldest first; only `dag`'s runs when given."""
         with self.lock:
-            rows = self.db.execute("SELECT * FROM run_queue ORDER BY queued_at, rowid").fetchall()
+            if dag is None:
+                rows = self.db.execute("SELECT * FROM run_queue ORDER BY queued_at, rowid").fetchall()
+            else:
+                rows = self.db.execute(
+                    "SELECT * FROM run_queue WHERE dag = ? ORDER BY queued_at, rowid", (dag,)
+                ).fetchall()
         return [dict(r) | {"params": json.loads(r["params"])} for r in rows]
 
     def dequeue(self, run_id: str, *, cancelled: bool = False) -> bool:
