@@ -14,10 +14,12 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dagd.engine.events import Event, RunFinished, RunStarted, StepChanged
 from dagd.procfs import kill_group
+
+if TYPE_CHECKING:  # the event classes are loaded by the writers only: `dagctl status` stays light
+    from dagd.engine.events import Event
 
 MIGRATIONS = [
     """
@@ -135,6 +137,8 @@ class Store:
                 self._write(db, event)
 
     def _write(self, db: sqlite3.Connection, event: Event) -> None:
+        from dagd.engine.events import RunFinished, RunStarted, StepChanged
+
         if isinstance(event, RunStarted):
             db.execute(
                 "INSERT INTO dag_runs (id, dag, file, status, status_code, trigger, params, started_at, parent_run, log_dir,"

@@ -1,0 +1,113 @@
+"""The scheduler loop of the daemon: fire due schedules at most once per (DAG, slot), with
+bounded catch-up, overlap policies and skip_if_successful, then dispatch the queue. The fire
+times themselves come from the pure dagd.scheduler."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import trio
+
+from dagd import scheduler
+from dagd.service import Service
+
+log = logging.getLogger("dagd")
+
+
+async def scheduler_loop(svc: Service) -> None:
+    """Fire schedules: at most once per (DAG, slot), catch-up bounded by catchup_window."""
+    while True:
+        now = dt.datetime.now(dt.UTC)
+        suspended = await svc.db(svc.store.suspended)
+        marks = await svc.db(svc.store.watermarks)
+        nearest: dt.datetime | None = None
+        for name, entry in svc.catalog.dags().items():
+            dag = entry.dag
+            if (
+                dag is None
+                or not (dag.schedule.start or dag.schedule.stop or dag.schedule.restart)
+                or name in suspended
+            ):
+                continue
+            mark = marks.get(name)
+            if mark is None:  # first sight: start from now, no replay of the past
+                await svc.db(svc.store.set_watermark, name, now.timestamp())
+                mark = now.timestamp()
+            after = dt.datetime.fromtimestamp(mark, dt.UTC)
+            # fires older than the catch-up window can only be dropped: do not even enumerate them
+            horizon = now - dt.timedelta(seconds=(dag.catchup_window_sec or 0) + 120)
+            after = max(after, horizon)
+            for fire in scheduler.due(dag.schedule, after, now, svc.default_tz):
+                await fire_one(svc, name, fire, now)
+            nxt = scheduler.next_due(dag.schedule, max(after, now), svc.default_tz)
+            if nxt is not None and (nearest is None or nxt.at < nearest):
+                nearest = nxt.at
+        await svc.dispatch()
+        delay = 60.0 if nearest is None else max(0.0, min(60.0, (nearest - dt.datetime.now(dt.UTC)).total_seconds()))
+        with trio.move_on_after(delay):
+            await svc.wakeup.wait()
+        svc.wakeup = trio.Event()
+
+
+async def fire_one(svc: Service, name: str, fire: scheduler.Fire, now: dt.datetime) -> None:
+    dag = svc.dag(name)
+    late = (now - fire.at).total_seconds()
+    stamp = fire.at.timestamp()
+    if fire.action in ("stop", "restart"):
+        await svc.db(svc.store.set_watermark, name, stamp)
+        if late > 60:
+            return
+        if any(a.dag == name for a in svc.active.values()):
+            log.info("schedule %s: stop %s", fire.expression, name)
+            await svc.stop(name, None)
+        if fire.action == "stop":
+            return
+        await trio.sleep(dag.restart_wait_sec)
+    trigger = "scheduler"
+    if late > 60:  # missed while dagd was down or busy
+        if not dag.catchup_window_sec or late > dag.catchup_window_sec:
+            await svc.db(svc.store.set_watermark, name, stamp)
+            return
+        trigger = "catchup"
+    if dag.skip_if_successful and await svc.db(svc.store.last_success_since, name, stamp - 86400 * 366):
+        prev = await _previous_fire(svc, dag, fire)
+        if prev is not None and await svc.db(svc.store.last_success_since, name, prev):
+            log.info("schedule %s: %s skipped (succeeded since the previous fire)", fire.expression, name)
+            await svc.db(svc.store.set_watermark, name, stamp)
+            return
+    queued = await svc.db(svc.store.queued, name)
+    busy = any(a.dag == name for a in svc.active.values()) or bool(queued)
+    if busy and dag.overlap_policy == "skip":
+        log.info("schedule %s: %s skipped (a run is still active; overlap_policy skip)", fire.expression, name)
+        await svc.db(svc.store.set_watermark, name, stamp)
+        return
+    if dag.overlap_policy == "latest":  # only the most recent missed interval is kept
+        for item in queued:
+            if item["trigger"] in ("scheduler", "catchup"):
+                await svc.db(lambda rid=item["run_id"]: svc.store.dequeue(rid, cancelled=True))
+    run_id = scheduler.slot_run_id(name, fire)
+    if not await svc.db(svc.store.claim_slot, name, run_id, dag.file, stamp, trigger):
+        return  # this slot already fired (a replay after a crash)
+    log.info("schedule %s: %s fires (%s, run %s)", fire.expression, name, trigger, run_id)
+    await svc.enqueue(name, [], run_id=run_id, trigger=trigger, schedule_time=fire.slot)
+
+
+async def _previous_fire(svc: Service, dag: object, fire: scheduler.Fire) -> float | None:
+    """The start fire before `fire`: searched in growing windows, so a minutely schedule costs
+    a handful of cron steps, not a year of them."""
+    from dagd.spec.model import Dag
+
+    assert isinstance(dag, Dag)
+    end = fire.at - dt.timedelta(seconds=1)
+    for window in (
+        dt.timedelta(minutes=2),
+        dt.timedelta(hours=2),
+        dt.timedelta(days=2),
+        dt.timedelta(days=64),
+        dt.timedelta(days=400),
+    ):
+        starts = [f for f in scheduler.due(dag.schedule, end - window, end, svc.default_tz) if f.action == "start"]
+        if starts:
+            return starts[-1].at.timestamp()
+    return None
