@@ -13,11 +13,12 @@ import json
 import os
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from dagd.engine import step as stepmod
 from dagd.engine.events import Event
+from dagd.engine.props import StepProps
 from dagd.engine.resolve import Scope, resolve
 from dagd.engine.shell import choose_shell
 from dagd.engine.status import RunStatus, StepStatus
@@ -69,8 +70,7 @@ class RunEnvironment:
             self.results[name] = (resume or {})[name]
         self.by_name = {s.name: s for s in dag.steps}
         self._ancestors: dict[str, list[str]] = {}
-        self.by_id = {s.id: s for s in dag.steps if s.id}
-        self._props_cache: dict[str, tuple[tuple[object, ...], dict[str, str]]] = {}
+        self.step_props = StepProps(dag.steps, self.results)
         self.dependents: dict[str, list[str]] = {s.name: [] for s in dag.steps}
         for s in dag.steps:
             for d in s.depends:
@@ -225,7 +225,7 @@ class RunEnvironment:
                 outputs[s.id] = r.outputs
             if s.output and r.output_value is not None:
                 variables[s.output] = r.output_value
-        props = _StepProps(self)  # looked up by id when a reference names it: O(1) per step
+        props = self.step_props  # looked up by id when a reference names it: O(1) per step
         context = dict(self.context)
         if step is not None:
             context["step.name"] = step.name
@@ -283,27 +283,6 @@ class RunEnvironment:
             queue.extend(self.by_name[n].depends)
         self._ancestors[step.name] = out = list(seen)
         return out  # callers apply them in this order: the later visit wins
-
-    def _props(self, s: Step) -> dict[str, str] | None:
-        """`${id.stdout}`-style properties of a finished step, rebuilt only when its result changes."""
-        r = self.results[s.name]
-        if not (s.id and r.status.done):
-            return None
-        key = (r.status, r.exit_code, r.output_value, r.stdout_path, r.stderr_path, r.attempts, r.finished_at)
-        hit = self._props_cache.get(s.name)
-        if hit is not None and hit[0] == key:
-            return hit[1]
-        p = {f"outputs.{k}": v for k, v in {**r.outputs, **r.published}.items()}
-        p |= {
-            "stdout": r.stdout_path,
-            "stderr": r.stderr_path,
-            "exit_code": str(r.exit_code if r.exit_code is not None else ""),
-            "exitCode": str(r.exit_code if r.exit_code is not None else ""),
-        }
-        if r.output_value is not None:
-            p["output"] = r.output_value
-        self._props_cache[s.name] = (key, p)
-        return p
 
     async def _classic(self, text: str, env: dict[str, str]) -> str:
         """Dagu 1.x ran backticks in env values, params and preconditions; classic files still do."""
@@ -408,23 +387,3 @@ def _utc(text: str) -> str:
     if when.tzinfo is None:
         return text
     return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-class _StepProps(Mapping[str, Mapping[str, str]]):
-    """`${id.stdout}`, `${id.outputs.X}`… of the finished steps, computed when referenced."""
-
-    def __init__(self, env: RunEnvironment) -> None:
-        self.env = env
-
-    def __getitem__(self, key: str) -> Mapping[str, str]:
-        step = self.env.by_id.get(key)
-        props = self.env._props(step) if step is not None else None
-        if props is None:
-            raise KeyError(key)
-        return props
-
-    def __iter__(self) -> Iterator[str]:
-        return (s.id for s in self.env.dag.steps if s.id and self.env._props(s) is not None)
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
