@@ -160,6 +160,18 @@ def wait_loaded(d: Daemon, count: int) -> None:
         time.sleep(0.2)
 
 
+def write_dags(root: Path, n: int, prefix: str, text: Callable[[int], str], width: int = 4) -> None:
+    """n DAG files <prefix>0000.yaml … in root/dags."""
+    (root / "dags").mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        (root / "dags" / f"{prefix}{i:0{width}d}.yaml").write_text(text(i))
+
+
+def daily_two_steps(i: int) -> str:
+    """A daily schedule spread over the day, two steps: the shape of a typical crontab job."""
+    return f"schedule: '{i % 60} {i % 24} * * *'\nsteps:\n  - id: a\n    run: 'true'\n  - {{id: b, depends: a, run: 'true'}}\n"
+
+
 def run_sync(d: Daemon, name: str, timeout: int = 600) -> dict[str, object]:
     r = httpx.post(f"{d.base}/api/v1/dags/{name}/start-sync", json={"timeout": timeout}, timeout=timeout + 30)
     r.raise_for_status()
@@ -248,9 +260,7 @@ def bench_fanout(work: Path, reps: int) -> list[Figure]:
 def bench_scheduler(work: Path, reps: int) -> list[Figure]:
     n = 1000
     root = work / "sched"
-    (root / "dags").mkdir(parents=True)
-    for i in range(n):
-        (root / "dags" / f"tick{i:04d}.yaml").write_text("schedule: '* * * * *'\nsteps:\n  - id: go\n    run: 'true'\n")
+    write_dags(root, n, "tick", lambda i: "schedule: '* * * * *'\nsteps:\n  - id: go\n    run: 'true'\n")
     lags: list[float] = []
     p50s: list[float] = []
     p99s: list[float] = []
@@ -341,11 +351,7 @@ def bench_cli(work: Path, reps: int) -> list[Figure]:
 def bench_memory(work: Path, reps: int) -> list[Figure]:
     n = 1000
     root = work / "mem"
-    (root / "dags").mkdir(parents=True)
-    for i in range(n):
-        (root / "dags" / f"job{i:04d}.yaml").write_text(
-            f"schedule: '{i % 60} {i % 24} * * *'\nsteps:\n  - id: a\n    run: 'true'\n  - {{id: b, depends: a, run: 'true'}}\n"
-        )
+    write_dags(root, n, "job", daily_two_steps)
     size = 1 << 30
     (root / "dags" / "firehose.yaml").write_text(f"steps:\n  - id: out\n    run: head -c {size} /dev/zero\n")
     idle, growth, ours, base = [], [], [], []
@@ -445,11 +451,8 @@ def bench_history(work: Path, reps: int) -> list[Figure]:
     from dagctl.client import Client
 
     root = work / "hist"
-    (root / "dags").mkdir(parents=True)
-    for i in range(100):
-        (root / "dags" / f"hist{i:03d}.yaml").write_text(
-            "steps:\n" + "".join(f"  - id: step{k}\n    run: 'true'\n" for k in range(10))
-        )
+    steps = "steps:\n" + "".join(f"  - id: step{k}\n    run: 'true'\n" for k in range(10))
+    write_dags(root, 100, "hist", lambda i: steps, width=3)
     with daemon(root) as d:  # creates the schema
         pass
     ids = fill_history(root / "state" / "dagd.db", 100_000, 10)
@@ -513,11 +516,7 @@ def bench_http(work: Path, reps: int) -> list[Figure]:
     if not shutil.which("wrk"):
         raise RuntimeError("wrk is missing (make bench installs Debian's wrk)")
     root = work / "http"
-    (root / "dags").mkdir(parents=True)
-    for i in range(1000):
-        (root / "dags" / f"job{i:04d}.yaml").write_text(
-            f"schedule: '{i % 60} {i % 24} * * *'\nsteps:\n  - id: a\n    run: 'true'\n  - {{id: b, depends: a, run: 'true'}}\n"
-        )
+    write_dags(root, 1000, "job", daily_two_steps)
     with daemon(root) as d:
         wait_loaded(d, 1000)
         run = run_sync(d, "job0000")

@@ -11,6 +11,7 @@ import datetime as dt
 import os
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +50,8 @@ class DagOverview:
     last: dict[str, Any] | None  # the latest run row, without steps
     suspended: bool
     next_start: str | None
+    running: int = 0  # runs of it in progress
+    queued: int = 0  # runs of it waiting in the queue
 
 
 @dataclass
@@ -146,15 +149,22 @@ class Service:
         return entry.dag
 
     async def overview(self) -> list[DagOverview]:
-        """Every DAG with its latest run, next start and suspension: two queries in all."""
+        """Every DAG with its latest run, next start, suspension, running and queued counts:
+        three queries in all."""
         suspended = await self.db(self.store.suspended)
         last_runs = await self.db(self.store.last_runs)
+        running = Counter(a.dag for a in self.active.values())
+        queued = Counter(q["dag"] for q in await self.db(self.store.queued))
         now = dt.datetime.now(dt.UTC)
         out = []
         for name, entry in sorted(self.catalog.dags().items()):
             nxt = scheduler.next_due(entry.dag.schedule, now, self.default_tz) if entry.dag else None
             next_start = nxt.at.isoformat() if nxt and nxt.action == "start" else None
-            out.append(DagOverview(name, entry, last_runs.get(name), name in suspended, next_start))
+            out.append(
+                DagOverview(
+                    name, entry, last_runs.get(name), name in suspended, next_start, running[name], queued[name]
+                )
+            )
         return out
 
     async def list_dags(self) -> list[dict[str, Any]]:
@@ -171,7 +181,7 @@ class Service:
                     "last_run": last["id"] if last else None,
                     "suspended": o.suspended,
                     "error": entry.error,
-                    "running": sum(1 for a in self.active.values() if a.dag == name),
+                    "running": o.running,
                 }
             )
         return out

@@ -33,14 +33,7 @@ def routes(svc: Service) -> list[Any]:
         labels: str | None = None,
     ) -> m.DagList:
         overview = await svc.overview()
-        queued = await svc.db(svc.store.queued)
-        running: dict[str, int] = {}
-        for a in svc.active.values():
-            running[a.dag] = running.get(a.dag, 0) + 1
-        waiting: dict[str, int] = {}
-        for q in queued:
-            waiting[q["dag"]] = waiting.get(q["dag"], 0) + 1
-        files = [shapes.dag_file(o, running.get(o.name, 0), waiting.get(o.name, 0)) for o in overview]
+        files = [shapes.dag_file(o) for o in overview]
         files = shapes.filter_dags(files, name, (tags or labels or "").split(",") if (tags or labels) else [])
         total = len(files)
         start = (max(page, 1) - 1) * per_page

@@ -4,6 +4,7 @@ outputs, queues, the event stream, health and metrics."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import time
 from collections.abc import AsyncIterator
@@ -136,8 +137,11 @@ def routes(svc: Service) -> list[Any]:
         async def chunks() -> AsyncIterator[ServerSentEventMessage]:
             pos = 0
             path = step[key]
-            while True:
-                current = await step_of(name, run_id, step_name)
+            for poll in itertools.count(1):
+                # the step's own row each time; the whole run (which also reconciles a run whose
+                # runner died) every 5 s
+                row = None if poll % 20 == 0 else await svc.db(svc.store.step, name, run_id, step_name)
+                current = row or await step_of(name, run_id, step_name)
                 path = current[key] or path
                 data, pos = await trio.to_thread.run_sync(files.read_from, path, pos)
                 if data:

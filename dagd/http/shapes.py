@@ -157,7 +157,7 @@ def queues(svc: Any, queued: list[dict[str, Any]]) -> m.Queues:
     }
 
 
-def dag_file(o: Any, running: int = 0, queued: int = 0) -> m.DagFile:
+def dag_file(o: Any) -> m.DagFile:
     """DAGFile from a service DagOverview (+ dagd's runningCount / queuedCount)."""
     dag: Dag | None = o.entry.dag
     latest = run_summary(o.last) if o.last else no_run(o.name)
@@ -179,8 +179,8 @@ def dag_file(o: Any, running: int = 0, queued: int = 0) -> m.DagFile:
         "latestDAGRun": latest,
         "suspended": o.suspended,
         "errors": [o.entry.error] if o.entry.error else [],
-        "runningCount": running,
-        "queuedCount": queued,
+        "runningCount": o.running,
+        "queuedCount": o.queued,
     }
     if o.next_start:
         out["nextRun"] = o.next_start

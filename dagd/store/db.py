@@ -337,6 +337,16 @@ class Store:
         with self.lock:
             return [dict(r) for r in self.db.execute(q, args).fetchall()]
 
+    def step(self, dag: str, run_id: str, step: str) -> dict[str, Any] | None:
+        """One step's row of a run (no reconciliation: for polling a step that is known to exist)."""
+        with self.lock:
+            row = self.db.execute(
+                "SELECT s.* FROM dag_step_results s JOIN dag_runs r ON r.id = s.run_id"
+                " WHERE r.dag = ? AND s.run_id = ? AND s.step = ?",
+                (dag, run_id, step),
+            ).fetchone()
+        return dict(row) if row else None
+
     def children(self, parent_run: str) -> list[dict[str, Any]]:
         """Sub-DAG runs started by a run, oldest first."""
         with self.lock:

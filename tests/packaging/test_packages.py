@@ -23,6 +23,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.integration.test_http_api import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 UNITS = ["dagd.service", "dagd.socket", "dagd-http.socket"]
 LEFTOVERS = [
@@ -175,12 +177,6 @@ def wait_ready(sock: socket.socket) -> str:
         assert time.monotonic() < deadline, got
         got += sock.recv(4096).decode() + "\n"
     return got
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def stop(proc: subprocess.Popen[str]) -> None:
