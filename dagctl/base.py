@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,13 +63,23 @@ def load(path: str, *, strict: bool = False, dialect: str = "auto") -> Loaded:
 
 
 def open_store() -> Store:
+    import sqlite3
+
     from dagd.store.db import Store
 
     path = config.state_dir() / "dagd.db"
-    if not path.exists():
-        click.echo(f"dagctl: no run history yet ({path} does not exist)", err=True)
-        raise ExitWith(1)
-    return Store(str(path))
+    try:
+        exists = path.exists()
+        if exists:
+            return Store(str(path))
+    except PermissionError:
+        click.echo(f"dagctl: permission denied reading {path}: {DENIED_HINT}", err=True)
+        raise ExitWith(1) from None
+    except (OSError, sqlite3.Error) as exc:
+        click.echo(f"dagctl: cannot read the run history {path}: {exc}", err=True)
+        raise ExitWith(1) from None
+    click.echo(f"dagctl: no run history yet ({path} does not exist)", err=True)
+    raise ExitWith(1)
 
 
 def dag_name(target: str) -> str:
@@ -91,17 +102,41 @@ def dag_name(target: str) -> str:
 
 
 def run_doc(target: str, run_id: str | None) -> dict[str, Any]:
+    """A run's document: from the daemon when one answers (its history may be one this user
+    cannot read), else from the local store."""
+    import sqlite3
+
+    from dagctl.client import RpcError
+
+    name = dag_name(target)
+    client = daemon_client(required=False)
+    if client is not None:
+        try:
+            with client:
+                result: dict[str, Any] = client.call("run.status", name=name, run_id=run_id)
+                return result
+        except RpcError as exc:
+            if exc.code == -32004:
+                click.echo(f"dagctl: {_no_run(target, run_id)}", err=True)
+            else:
+                click.echo(f"dagctl: {exc.message}" + (f" ({DENIED_HINT})" if exc.code == -32003 else ""), err=True)
+            raise ExitWith(1) from None
     store = open_store()
     try:
-        doc = store.run(dag_name(target), run_id)
+        doc = store.run(name, run_id)
+    except sqlite3.Error as exc:
+        click.echo(f"dagctl: cannot read the run history: {exc}", err=True)
+        raise ExitWith(1) from None
     finally:
         store.close()
     if doc is None:
-        what = f"run {run_id} of {target}" if run_id else f"any run of {target}"
-        click.echo(f"dagctl: no {what} in the history", err=True)
+        click.echo(f"dagctl: {_no_run(target, run_id)}", err=True)
         raise ExitWith(1)
-    result: dict[str, Any] = doc
-    return result
+    return dict(doc)
+
+
+def _no_run(target: str, run_id: str | None) -> str:
+    return f"no run {run_id} of {target} in the history" if run_id else f"no run of {target} yet"
 
 
 def is_daemon(pid: int) -> bool:
@@ -113,17 +148,49 @@ def is_daemon(pid: int) -> bool:
         return False
 
 
+def system_daemon_installed() -> bool:
+    """Whether this host has the dagd package's system service (root's named runs belong there)."""
+    if os.geteuid() != 0 or os.environ.get("DAGD_SOCKET") or os.environ.get("DAGD_STATE_DIR"):
+        return False
+    return any(
+        Path(d, "dagd.service").exists()
+        for d in ("/lib/systemd/system", "/usr/lib/systemd/system", "/etc/systemd/system")
+    )
+
+
 def runs_in_process(target: str) -> bool:
     """A path to a file (not a bare name of the DAGs folder) runs in this process."""
     return ("/" in target or target.endswith((".yaml", ".yml"))) and Path(target).exists()
 
 
-def daemon_client(required: bool = True) -> Any:
-    from dagctl.client import connect
+DENIED_HINT = "ask an administrator to add you to group dagd"
 
-    client = connect(str(config.socket_path()))
-    if client is None and required:
-        click.echo(f"dagctl: no dagd answering at {config.socket_path()} (start it, or set DAGD_SOCKET)", err=True)
+
+def find_daemon() -> tuple[Any, str | None]:
+    """(a client of the first daemon that answers, None) or (None, why none does). The user's
+    own daemon comes first, then the system one; a socket we may not use says so."""
+    from dagctl.client import Client, DaemonUnavailable, PermissionDenied
+
+    problems = []
+    for path in config.socket_candidates():
+        try:
+            return Client(str(path)), None
+        except PermissionDenied as exc:
+            problems.append(f"permission denied on {path} ({exc}): {DENIED_HINT}")
+        except DaemonUnavailable as exc:
+            if path.exists() or len(config.socket_candidates()) == 1:
+                problems.append(str(exc))
+    if not problems:
+        where = " or ".join(str(p) for p in config.socket_candidates())
+        problems.append(f"no dagd answering at {where} (start it, or set DAGD_SOCKET)")
+    denied = [p for p in problems if p.startswith("permission denied")]
+    return None, (denied or problems)[0]
+
+
+def daemon_client(required: bool = True) -> Any:
+    client, problem = find_daemon()
+    if client is None and (required or (problem or "").startswith("permission denied")):
+        click.echo(f"dagctl: {problem}", err=True)
         raise ExitWith(1)
     return client
 
@@ -134,5 +201,6 @@ def rpc(client: Any, method: str, **params: Any) -> Any:
     try:
         return client.call(method, **params)
     except RpcError as exc:
-        click.echo(f"dagctl: {exc.message}", err=True)
+        hint = f" ({DENIED_HINT})" if exc.code == -32003 else ""
+        click.echo(f"dagctl: {exc.message}{hint}", err=True)
         raise ExitWith(1) from None

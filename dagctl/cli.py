@@ -121,6 +121,7 @@ for command in (
     daemonctl.resume,
     daemonctl.reload,
     daemonctl.daemon,
+    daemonctl.ui,
 ):
     main.add_command(command)
 

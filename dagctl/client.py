@@ -13,6 +13,10 @@ class DaemonUnavailable(Exception):
     pass
 
 
+class PermissionDenied(DaemonUnavailable):
+    """The socket exists but this user may not connect to it."""
+
+
 class RpcError(Exception):
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
@@ -28,9 +32,19 @@ class Client:
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             self.sock.settimeout(timeout)
             self.sock.connect(path)
+        except PermissionError as exc:
+            self.sock.close()
+            raise PermissionDenied(exc.strerror or str(exc)) from None
         except OSError as exc:
+            self.sock.close()
             raise DaemonUnavailable(f"no dagd answering at {path}: {exc.strerror or exc}") from None
         self.file = self.sock.makefile("rb")
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def close(self) -> None:
         self.file.close()
@@ -55,7 +69,10 @@ class Client:
             raise DaemonUnavailable(f"lost the connection to dagd: {exc.strerror or exc}") from None
         if not line:
             raise DaemonUnavailable("dagd closed the connection")
-        doc: dict[str, Any] = json.loads(line)
+        try:
+            doc: dict[str, Any] = json.loads(line)
+        except ValueError:
+            raise DaemonUnavailable("dagd sent something that is not JSON-RPC") from None
         return doc
 
     def call(self, method: str, **params: Any) -> Any:

@@ -103,3 +103,24 @@ def daemon(as_json: bool) -> None:
     with contextlib.closing(client):
         info = rpc(client, "daemon.status")
     click.echo(json.dumps(info, indent=2) if as_json else "\n".join(f"{k:12} {v}" for k, v in info.items()))
+
+
+@click.command(context_settings=CONTEXT)
+@click.option("--open/--no-open", "open_browser", default=None, help="Open the link in a browser [where one exists].")
+def ui(open_browser: bool | None) -> None:
+    """Print a one-time link that logs this browser into dagd's web UI (valid for two minutes).
+
+    dagd hands it only to those its control socket lets in (root, its own user, group dagd), so
+    the link is how an SSH tunnel or another user's browser gets in without a password."""
+    import os
+
+    client = daemon_client()
+    with contextlib.closing(client):
+        link = rpc(client, "daemon.login_link")
+    click.echo(link["url"])
+    if open_browser is None:
+        open_browser = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(link["url"])

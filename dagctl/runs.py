@@ -14,12 +14,14 @@ from dagctl.base import (
     ExitWith,
     daemon_client,
     dag_name,
+    find_daemon,
     is_daemon,
     load,
     open_store,
     rpc,
     run_doc,
     runs_in_process,
+    system_daemon_installed,
 )
 from dagd import config
 
@@ -39,6 +41,7 @@ from dagd import config
 )
 @click.option("--schedule-time", default=None, help="The scheduled time this run stands for (RFC 3339).")
 @click.option("--json", "as_json", is_flag=True, help="Print the final run document as JSON on stdout.")
+@click.option("--local", is_flag=True, help="Run a named DAG in this process even though a system dagd is installed.")
 def run_cmd(
     target: str,
     params: tuple[str, ...],
@@ -47,24 +50,34 @@ def run_cmd(
     trigger_type: str,
     schedule_time: str | None,
     as_json: bool,
+    local: bool,
 ) -> None:
     """Run a DAG (a file, or a name in the DAGs folder) to its end, with live progress.
 
     Exit code 0 when the run succeeds, 1 otherwise. Ctrl-C aborts the run: every step's
     process group is killed and the run is recorded as aborted.
     """
-    from dagctl.client import connect
-
-    client = connect(str(config.socket_path()))
-    if client is not None and not runs_in_process(target):
+    in_process = runs_in_process(target)
+    client, problem = (None, None) if in_process else find_daemon()
+    if client is not None:
         with contextlib.closing(client):
             _run_in_daemon(client, target, list(params), params_opt, run_id, as_json)
         return
     from dagd.engine.local import run_local
     from dagd.spec import SpecError
 
-    if client is None and not runs_in_process(target) and config.socket_path().exists():
-        click.echo(f"dagctl: no dagd answering at {config.socket_path()}; running in this process", err=True)
+    if not in_process and (problem or "").startswith("permission denied"):
+        click.echo(f"dagctl: {problem}", err=True)
+        raise ExitWith(1)
+    if not in_process and not local and system_daemon_installed():
+        click.echo(
+            f"dagctl: dagd is installed but does not answer at {config.SYSTEM_SOCKET}: start it "
+            "(systemctl start dagd), or pass --local to run the DAG in this process as this user",
+            err=True,
+        )
+        raise ExitWith(1)
+    if not in_process and any(p.exists() for p in config.socket_candidates()):
+        click.echo(f"dagctl: {problem}; running in this process", err=True)
     path = config.resolve_dag_file(target)
     if path is None:
         click.echo(f"dagctl: no DAG file or DAG named {target!r} (looked in . and {config.dags_dir()})", err=True)
@@ -118,11 +131,17 @@ def history(
     """List runs, newest first: of one DAG, or of every DAG when none is given."""
     from dagctl.render import history_text
 
-    store = open_store()
-    try:
-        rows = store.history(dag_name(target) if target else None, limit, status_filter, run_id)
-    finally:
-        store.close()
+    name = dag_name(target) if target else None
+    client = daemon_client(required=False)
+    if client is not None:
+        with contextlib.closing(client):
+            rows = rpc(client, "run.history", name=name, limit=limit, status=status_filter, run_id=run_id)
+    else:
+        store = open_store()
+        try:
+            rows = store.history(name, limit, status_filter, run_id)
+        finally:
+            store.close()
     click.echo(json.dumps(rows, indent=2) if as_json or fmt == "json" else history_text(rows))
 
 

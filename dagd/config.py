@@ -110,6 +110,19 @@ def state_dir() -> Path:
     return Path(xdg) / "dagd"
 
 
+SYSTEM_SOCKET = Path("/run/dagd/dagd.sock")
+
+
+def socket_candidates() -> list[Path]:
+    """Where dagctl looks for a daemon, in order: DAGD_SOCKET alone when set; else the user's own
+    daemon, then the system daemon (which members of group dagd may use)."""
+    explicit = _env("DAGD_SOCKET")
+    if explicit:
+        return [Path(explicit)]
+    mine = socket_path()
+    return [mine] if mine == SYSTEM_SOCKET else [mine, SYSTEM_SOCKET]
+
+
 def socket_path() -> Path:
     """The control socket: DAGD_SOCKET, /run/dagd/dagd.sock (root) or $XDG_RUNTIME_DIR/dagd/dagd.sock."""
     explicit = _env("DAGD_SOCKET")

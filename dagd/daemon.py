@@ -13,17 +13,20 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
 import click
 import trio
 
-from dagd import __version__, config, rpc
+from dagd import __version__, access, config, peers, rpc
+from dagd.access import Principal
 from dagd.catalog import Catalog
 from dagd.engine.process import become_subreaper, reap_orphans
 from dagd.firing import scheduler_loop
 from dagd.service import Service
+from dagd.sessions import Sessions
 from dagd.store.db import Store
 from dagd.systemd import Notifier, listen_fds
 
@@ -45,6 +48,7 @@ class Options:
     api_token: str | None = None  # a bearer token for the HTTP API (one more of http_auth.tokens)
     http_auth: dict[str, object] | None = None  # users (basic, scrypt hashes) and bearer tokens
     http_hosts: tuple[str, ...] = ()  # extra Host names the HTTP API answers to
+    group: str = "dagd"  # system mode: members of this group may use dagd (socket and HTTP)
 
 
 CONFIG_KEYS = {
@@ -60,6 +64,7 @@ CONFIG_KEYS = {
     "api_token": str,
     "http_auth": dict,
     "http_hosts": list,
+    "group": str,
 }
 
 
@@ -143,25 +148,69 @@ def bind_http(address: str) -> int:
     return sock.detach()
 
 
+def listener_address(fd: int) -> tuple[str, int]:
+    """(host, port) a listening socket is bound to: what clients can really reach."""
+    import socket
+
+    sock = socket.socket(fileno=os.dup(fd))
+    try:
+        name = sock.getsockname()
+    finally:
+        sock.close()
+    if isinstance(name, str):  # a Unix socket: reachable by whoever its mode lets in
+        return name, 0
+    return str(name[0]), int(name[1])
+
+
 async def serve_http(
-    svc: Service, opts: Options, fd: int | None, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    svc: Service,
+    opts: Options,
+    fd: int,
+    sessions: Sessions,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     from hypercorn.config import Config
     from hypercorn.trio import serve
 
     from dagd.http.app import create_app
+    from dagd.http.auth import Auth
 
     cfg = Config()
     cfg.bind = [f"fd://{fd}"]
     cfg.accesslog = None
     cfg.errorlog = logging.getLogger("hypercorn.error")  # through dagd's handler (journald priorities)
     cfg.graceful_timeout = 1.0
-    from dagd.http.auth import Auth
-
     auth = Auth.from_config(opts.http_auth, opts.api_token)
-    app = create_app(svc, http_hosts(opts.http_bind or "127.0.0.1:8090", opts.http_hosts), auth)
+    app = create_app(svc, http_hosts(opts.http_bind or "127.0.0.1:8090", opts.http_hosts), auth, sessions)
     task_status.started()
     await serve(app, cfg, shutdown_trigger=trio.sleep_forever)  # type: ignore[arg-type]
+
+
+def check_http_listener(fd: int, auth_enabled: bool) -> tuple[str, int]:
+    """The listener's real address; a non-loopback one without credentials is refused, whether
+    it came from --http-bind, config.yaml or a socket passed by systemd."""
+    host, port = listener_address(fd)
+    if not auth_enabled and port and not peers.is_loopback(host):
+        raise StartupError(
+            f"refusing to serve HTTP on {host}:{port} (not loopback) without authentication: set http_auth "
+            "(users with `dagd --hash-password` hashes, or tokens) or api_token in config.yaml, or listen on 127.0.0.1"
+        )
+    return host, port
+
+
+def login_link(sessions: Sessions, address: tuple[str, int]) -> Callable[[Principal], dict[str, object]]:
+    host, port = address
+    shown = (
+        "127.0.0.1"
+        if host in ("0.0.0.0", "")
+        else ("[::1]" if host == "::" else (f"[{host}]" if ":" in host else host))
+    )
+
+    def make(who: Principal) -> dict[str, object]:
+        token = sessions.issue_link(who)
+        return {"url": f"http://{shown}:{port}/login?token={token}", "expires_in": 120}
+
+    return make
 
 
 def setup_logging() -> None:
@@ -236,6 +285,7 @@ async def main(opts: Options) -> None:
         max_concurrent_runs=opts.max_concurrent_runs,
         default_tz=zoneinfo.ZoneInfo(opts.timezone) if opts.timezone else None,
         default_shell=config.default_shell(),
+        rule=access.Rule(None if opts.user else opts.group),
     )
     fds = listen_fds()
 
@@ -247,18 +297,30 @@ async def main(opts: Options) -> None:
     http_fd = fds.get("http")
     if http_fd is None and opts.http_bind:
         http_fd = bind_http(opts.http_bind)  # before anything else: a taken port is a clean error
+    sessions = Sessions()
+    login = None
+    if http_fd is not None:
+        from dagd.http.auth import Auth
+
+        address = check_http_listener(http_fd, Auth.from_config(opts.http_auth, opts.api_token).enabled)
+        login = login_link(sessions, address)
     async with trio.open_nursery() as nursery:
         svc.nursery = nursery
         await nursery.start(
             lambda task_status: rpc.serve(
-                opts.socket, svc, 0o600 if opts.user else 0o660, task_status=task_status, listener_fd=fds.get("control")
+                opts.socket,
+                svc,
+                0o600 if opts.user else 0o660,
+                task_status=task_status,
+                listener_fd=fds.get("control"),
+                login=login,
             )
         )
         nursery.start_soon(scheduler_loop, svc)
         nursery.start_soon(watch_catalog, svc, notifier, opts.poll_sec)
         nursery.start_soon(reaper)
         if http_fd is not None:
-            await nursery.start(serve_http, svc, opts, http_fd)
+            await nursery.start(serve_http, svc, opts, http_fd, sessions)
         if notifier.watchdog_sec:
             nursery.start_soon(watchdog, notifier)
         where = "passed by systemd" if "control" in fds else opts.socket
@@ -364,6 +426,7 @@ def cli(
         api_token=str(cfg["api_token"]) if "api_token" in cfg else os.environ.get("DAGD_API_TOKEN"),
         http_hosts=tuple(str(h) for h in cfg.get("http_hosts", []) or []),  # type: ignore[attr-defined]
         http_auth=cfg.get("http_auth"),  # type: ignore[arg-type]
+        group=str(cfg.get("group", "dagd")),
     )
     from dagd.http.auth import Auth, AuthConfigError
 

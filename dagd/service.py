@@ -18,7 +18,8 @@ from typing import Any
 
 import trio
 
-from dagd import scheduler
+from dagd import names, scheduler
+from dagd.access import Rule
 from dagd.catalog import Catalog, Entry
 from dagd.engine.environment import RunOptions, RunSetupError
 from dagd.engine.events import Event, RunFinished
@@ -27,6 +28,14 @@ from dagd.engine.run import Run
 from dagd.engine.status import RunStatus
 from dagd.spec import Dag, SpecError, load_file
 from dagd.store.db import Store
+
+
+def checked(rule: Callable[[object], str], value: object) -> str:
+    """`value` passed through a dagd.names rule; a broken rule is an INVALID ServiceError."""
+    try:
+        return rule(value)
+    except names.InvalidName as exc:
+        raise ServiceError(INVALID, str(exc)) from None
 
 
 class ServiceError(Exception):
@@ -79,7 +88,9 @@ class Service:
         max_concurrent_runs: int = 8,
         default_tz: dt.tzinfo | None = None,
         default_shell: str | None = None,
+        rule: Rule | None = None,
     ) -> None:
+        self.rule = rule or Rule()  # who may drive this daemon, over any transport
         self.catalog = catalog
         self.store = store
         self.state_dir = state_dir
@@ -134,16 +145,18 @@ class Service:
         }
         if "dag" not in doc and event.run_id in self.active:  # StepChanged: say whose run it is
             doc["dag"] = self.active[event.run_id].dag
+        doc = _masked(doc, lambda text: self.mask(event.run_id, text))
         for ch in list(self.subscribers):
             try:
                 ch.send_nowait(doc)
             except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
                 self.subscribers.remove(ch)
+                ch.close()  # the reader sees the end of its stream and is told it fell behind
 
     # ---- DAGs --------------------------------------------------------------------------------
 
     def dag(self, name: str) -> Dag:
-        entry = self.catalog.find(name)
+        entry = self.catalog.find(checked(names.dag_name, name))
         if entry is None or entry.dag is None:
             raise ServiceError(NOT_FOUND, f"no DAG named {name!r}" + (f" loads: {entry.error}" if entry else ""))
         return entry.dag
@@ -198,7 +211,7 @@ class Service:
         }
 
     async def suspend(self, name: str, value: bool) -> dict[str, Any]:
-        self.dag(name)
+        name = self.dag(name).name
         await self.db(self.store.set_suspended, name, value)
         self.wakeup.set()
         return {"name": name, "suspended": value}
@@ -215,7 +228,7 @@ class Service:
         schedule_time: str | None = None,
     ) -> str:
         dag = self.dag(name)
-        rid = run_id or new_run_id()
+        rid = checked(names.run_id, run_id) if run_id is not None else new_run_id()
         await self.db(self.store.enqueue, rid, dag.name, dag.file, params, trigger, schedule_time)
         self.wakeup.set()
         return rid
@@ -235,11 +248,15 @@ class Service:
         return None
 
     async def dequeue(self, name: str, run_id: str) -> dict[str, Any]:
+        checked(names.run_id, run_id)
         if not await self.db(lambda: self.store.dequeue(run_id, cancelled=True)):
             raise ServiceError(NOT_FOUND, f"run {run_id} of {name} is not queued")
         return {"run_id": run_id, "status": "aborted"}
 
     async def stop(self, name: str, run_id: str | None) -> dict[str, Any]:
+        checked(names.dag_name, name)
+        if run_id is not None:
+            checked(names.run_id, run_id)
         targets = [rid for rid, a in self.active.items() if a.dag == name and (run_id is None or rid == run_id)]
         if not targets:
             raise ServiceError(NOT_FOUND, f"no running run of {name}" + (f" with id {run_id}" if run_id else ""))
@@ -253,9 +270,7 @@ class Service:
         return {"stopped": targets}
 
     async def retry(self, name: str, run_id: str) -> str:
-        doc = await self.db(self.store.run, name, run_id)
-        if doc is None:
-            raise ServiceError(NOT_FOUND, f"no run {run_id} of {name}")
+        doc = await self.run_doc(name, run_id)
         if doc["status"] in ("running", "queued"):
             raise ServiceError(CONFLICT, f"run {run_id} is still {doc['status']}")
         try:
@@ -331,3 +346,102 @@ class Service:
             "dags_folder": self.catalog.folder,
             "state_dir": self.state_dir,
         }
+
+    # ---- reads -------------------------------------------------------------------------------
+
+    def mask(self, run_id: str, text: str) -> str:
+        """`text` with the secret values of a run in progress replaced (finished runs' logs and
+        errors are masked when their steps end)."""
+        active = self.active.get(run_id)
+        return active.run.mask(text) if active is not None else text
+
+    async def run_doc(self, name: str, run_id: str | None = None) -> dict[str, Any]:
+        """A run's document (the latest run of `name` without a run id); NOT_FOUND if none."""
+        checked(names.dag_name, name)
+        if run_id is not None:
+            checked(names.run_id, run_id)
+        doc = await self.db(self.store.run, name, run_id)
+        if doc is None:
+            raise ServiceError(NOT_FOUND, f"no run {run_id} of {name}" if run_id else f"no run of {name} yet")
+        return dict(doc)
+
+    async def history(
+        self, name: str | None, limit: int, status: str | None, run_id: str | None
+    ) -> list[dict[str, Any]]:
+        if name is not None:
+            checked(names.dag_name, name)
+        if run_id is not None:
+            checked(names.run_id, run_id)
+        rows: list[dict[str, Any]] = await self.db(self.store.history, name, limit, status, run_id)
+        return rows
+
+    async def step_logs(
+        self, name: str, run_id: str | None, step: str | None, stream: str, tail_bytes: int
+    ) -> dict[str, Any]:
+        """The last `tail_bytes` of each step's stdout or stderr (one step when named), masked."""
+        doc = await self.run_doc(name, run_id)
+        key = "stderr_path" if stream == "stderr" else "stdout_path"
+        chosen = [s for s in doc["steps"] if step in (None, s["step"])]
+        if step is not None and not chosen:
+            raise ServiceError(NOT_FOUND, f"run {doc['id']} has no step {step!r}")
+        texts = await trio.to_thread.run_sync(lambda: [_tail(s[key], tail_bytes) for s in chosen])
+        return {
+            "run_id": doc["id"],
+            "steps": [
+                {"step": s["step"], "status": s["status"], "text": self.mask(doc["id"], t)}
+                for s, t in zip(chosen, texts, strict=True)
+            ],
+        }
+
+    async def validate(self, text: str | None, name: str | None) -> dict[str, Any]:
+        """Validate YAML text, or the file of the DAG `name` from the catalog (never a path)."""
+        from dagd.spec import load_text
+
+        if name is not None:
+            entry = self.catalog.find(checked(names.dag_name, name))
+            if entry is None:
+                raise ServiceError(NOT_FOUND, f"no DAG named {name!r}")
+            path = entry.file
+
+            def run() -> Any:
+                return load_file(path, strict=True)
+        else:
+            source = text or ""
+
+            def run() -> Any:
+                return load_text(source, "<text>.yaml", strict=True)
+
+        try:
+            loaded = await trio.to_thread.run_sync(run)
+        except SpecError as exc:
+            return {"valid": False, "diagnostics": [d.as_json() for d in exc.diagnostics]}
+        except OSError as exc:
+            raise ServiceError(INVALID, f"cannot read the DAG file: {exc.strerror or exc}") from None
+        return {
+            "valid": True,
+            "dialect": loaded.dag.dialect.value,
+            "diagnostics": [d.as_json() for d in loaded.diagnostics],
+        }
+
+
+def _masked(value: Any, mask: Callable[[str], str]) -> Any:
+    """Every string inside a JSON-like value passed through `mask`."""
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, dict):
+        return {k: _masked(v, mask) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_masked(v, mask) for v in value]
+    return value
+
+
+def _tail(path: str | None, limit: int) -> str:
+    if not path:
+        return ""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - limit))
+            return fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""

@@ -5,6 +5,8 @@ traceback. Served inside dagd's trio loop by hypercorn (daemon.serve_http)."""
 from __future__ import annotations
 
 import json
+import logging
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -16,24 +18,39 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from dagd import __version__
+from dagd import __version__, access, peers
+from dagd.access import Principal, Rule
 from dagd.http import dags, files, runs
-from dagd.http.auth import Auth
+from dagd.http.auth import Auth, FailureLimit
 from dagd.http.common import error, error_body
 from dagd.service import NOT_FOUND, Service, ServiceError
+from dagd.sessions import COOKIE, SESSION_TTL, Sessions
+
+log = logging.getLogger("dagd.http")
 
 UI_DIR = Path(__file__).parent / "ui"  # vite builds web/ into here
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
 class Guard(ASGIMiddleware):
-    """Host allow-list (DNS rebinding), authentication when configured, and CSRF protection:
-    a state change needs a bearer token (never sent by a browser on its own) or a same-origin
-    request (Origin / Sec-Fetch-Site), because browsers replay basic credentials cross-site."""
+    """Every request passes here first. The rule is the control socket's (dagd.access.Rule):
 
-    def __init__(self, hosts: set[str], auth: Auth) -> None:
+    - Host must be one we serve (DNS rebinding);
+    - who is asking: a credential (basic user, bearer token), a login session cookie (from
+      `dagctl ui`), or, on a loopback connection without either, the uid the kernel says owns
+      the client's socket (dagd.peers) — let in only if the rule allows that uid;
+    - nobody else gets further than GET /api/v1/health;
+    - a state change needs a bearer token or a same-origin request (Origin / Sec-Fetch-Site):
+      browsers replay cookies, basic credentials and their own uid cross-site (CSRF);
+    - every state change is audited with who made it.
+    """
+
+    def __init__(self, hosts: set[str], auth: Auth, rule: Rule, sessions: Sessions) -> None:
         self.hosts = hosts
         self.auth = auth
+        self.rule = rule
+        self.sessions = sessions
+        self.failures = FailureLimit()
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         await self._handle(scope, receive, send, next_app)
@@ -42,30 +59,122 @@ class Guard(ASGIMiddleware):
         if scope["type"] != "http":
             await next_app(scope, receive, send)
             return
-        headers = {k.decode().lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         host = headers.get("host", "")
         hostname = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
         if hostname not in self.hosts:
             await _refuse(send, 421, "forbidden", f"Host {host!r} is not served here")
             return
-        kind = self.auth.check(headers.get("authorization", "")) if self.auth.enabled else None
-        if self.auth.enabled and kind is None and scope["path"] != "/api/v1/health":
-            await _refuse(
-                send,
-                401,
-                "unauthorized",
-                "authentication required (HTTP basic or a bearer token)",
-                [(b"www-authenticate", b'Basic realm="dagd", charset="UTF-8"')],
-            )
+        path, method = scope["path"], scope["method"]
+        if path == "/login" and method == "GET":
+            await self._login(scope, send)
             return
-        if scope["method"] not in SAFE_METHODS and kind != "bearer":
+        client = tuple(scope.get("client") or ("", 0))
+        server = tuple(scope.get("server") or ("", 0))
+        who: Principal | None = None
+        authorization = headers.get("authorization")
+        if authorization:
+            wait = self.failures.blocked(client[0])
+            if wait:
+                await _refuse(
+                    send,
+                    429,
+                    "too_many_requests",
+                    "too many failed logins: try again later",
+                    [(b"retry-after", str(int(wait) + 1).encode())],
+                )
+                return
+            who = await self.auth.verify(authorization)
+            if who is None:
+                self.failures.failed(client[0])
+                log.warning("HTTP %s %s from %s: wrong credentials", method, path, client[0])
+                await self._unauthorized(send, "wrong credentials")
+                return
+        else:
+            session = _cookie(headers.get("cookie", ""), COOKIE)
+            who = self.sessions.lookup(session) if session else None
+            if who is None and peers.is_loopback(str(client[0])) and peers.is_loopback(str(server[0])):
+                uid = peers.client_uid((str(client[0]), int(client[1])), (str(server[0]), int(server[1])))
+                if uid is not None and self.rule.allows(uid):
+                    who = access.local(uid)
+        if who is None:
+            if path == "/api/v1/health":
+                await next_app(scope, receive, send)
+                return
+            await self._unauthorized(send, "authentication required")
+            return
+        if method not in SAFE_METHODS and who.kind != "token":
             origin = headers.get("origin")
             site = headers.get("sec-fetch-site")
             same = (origin is None or origin.split("://", 1)[-1] == host) and site in (None, "same-origin", "none")
             if not same:
+                access.audit(who, f"{method} {path} -> 403 (cross-site, refused)", f"HTTP from {client[0]}")
                 await _refuse(send, 403, "forbidden", "cross-site request refused (CSRF protection)")
                 return
-        await next_app(scope, receive, send)
+        if method in SAFE_METHODS:
+            await next_app(scope, receive, send)
+            return
+        status = [0]
+
+        async def watch(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await next_app(scope, receive, watch)
+        finally:
+            dag, run_id = _targets(path)
+            access.audit(
+                who, f"{method} {path} -> {status[0] or 'no answer'}", f"HTTP from {client[0]}", dag=dag, run_id=run_id
+            )
+
+    async def _unauthorized(self, send: Any, why: str) -> None:
+        extra = [(b"www-authenticate", b'Basic realm="dagd", charset="UTF-8"')] if self.auth.users else []
+        how = "run `dagctl ui` on the host for a login link" + (
+            ", or use HTTP basic or a bearer token" if self.auth.enabled else ""
+        )
+        await _refuse(send, 401, "unauthorized", f"{why}: {self.rule.describe()} may use dagd; {how}", extra)
+
+    async def _login(self, scope: Any, send: Any) -> None:
+        """GET /login?token=…: trade a one-time link from `dagctl ui` for a session cookie."""
+        query = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        token = (query.get("token") or [""])[0]
+        redeemed = self.sessions.redeem(token) if token else None
+        if redeemed is None:
+            await _refuse(
+                send, 401, "unauthorized", "this login link is unknown, used or expired: run `dagctl ui` again"
+            )
+            return
+        session, who = redeemed
+        access.audit(who, "login", f"HTTP from {(scope.get('client') or ('?',))[0]}")
+        cookie = f"{COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/; Max-Age={int(SESSION_TTL)}"
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 303,
+                "headers": [(b"location", b"/"), (b"set-cookie", cookie.encode()), (b"cache-control", b"no-store")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b""})
+
+
+def _cookie(header: str, name: str) -> str | None:
+    for part in header.split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == name and value:
+            return value
+    return None
+
+
+def _targets(path: str) -> tuple[str | None, str | None]:
+    """(DAG, run id) named by an /api/v1 path, for the audit line."""
+    parts = path.strip("/").split("/")
+    if len(parts) >= 4 and parts[:3] == ["api", "v1", "dags"]:
+        return parts[3], (parts[5] if len(parts) >= 6 and parts[4] == "dag-runs" else None)
+    if len(parts) >= 5 and parts[:3] == ["api", "v1", "dag-runs"]:
+        return parts[3], parts[4]
+    return None, None
 
 
 async def _refuse(
@@ -82,10 +191,11 @@ def _error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[
         return error(404 if exc.code == NOT_FOUND else 409 if exc.code == -32009 else 400, exc.message)
     if isinstance(exc, HTTPException):
         return error(exc.status_code, str(exc.detail))
+    log.error("HTTP %s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, exc, exc_info=exc)
     return error(500, "internal error (see dagd's log)")
 
 
-def create_app(svc: Service, hosts: set[str], auth: Auth | None = None) -> Litestar:
+def create_app(svc: Service, hosts: set[str], auth: Auth | None = None, sessions: Sessions | None = None) -> Litestar:
     ui = UI_DIR.resolve()
 
     @get(["/", "/{path:path}"], include_in_schema=False)
@@ -97,7 +207,7 @@ def create_app(svc: Service, hosts: set[str], auth: Auth | None = None) -> Lites
 
     return Litestar(
         route_handlers=[*dags.routes(svc), *runs.routes(svc), web_ui],
-        middleware=[Guard(hosts, auth or Auth())],
+        middleware=[Guard(hosts, auth or Auth(), svc.rule, sessions or Sessions())],
         exception_handlers={Exception: _error_handler},
         openapi_config=OpenAPIConfig(
             title="dagd API",

@@ -10,8 +10,9 @@ config.yaml:
 
 When any credential is configured every request but GET /api/v1/health needs one. A browser
 gets `WWW-Authenticate: Basic` and asks for the user and password itself; a bearer token is
-for scripts. Verifying scrypt costs ~50 ms, so a successful (user, password) pair is remembered
-by its SHA-256 for the life of the process.
+for scripts. Verifying scrypt costs ~50 ms: it runs in worker threads (two at once), an unknown
+user costs the same as a known one, and a successful (user, password) pair is remembered by its
+SHA-256 for the life of the process. Failed attempts are limited per client address.
 """
 
 from __future__ import annotations
@@ -21,7 +22,14 @@ import binascii
 import hashlib
 import hmac
 import os
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+import trio
+
+from dagd.access import Principal
 
 SCRYPT = (16384, 8, 1)  # n, r, p: ~50 ms and 16 MiB per hash
 
@@ -90,26 +98,67 @@ class Auth:
             auth.tokens.append(_token_digest(legacy_token))
         return auth
 
-    def check(self, authorization: str) -> str | None:
-        """'bearer' or 'basic' when the Authorization header holds a valid credential, else None."""
+    async def verify(self, authorization: str) -> Principal | None:
+        """Who the Authorization header names, when it holds a valid credential; else None.
+
+        scrypt runs in worker threads under a small limiter, never on the event loop, and an
+        unknown user is checked against a dummy hash so both cost the same."""
         scheme, _, value = authorization.partition(" ")
         scheme = scheme.lower()
         if scheme == "bearer" and value:
             digest = hashlib.sha256(value.strip().encode()).hexdigest()
-            return "bearer" if any(hmac.compare_digest(digest, t) for t in self.tokens) else None
+            for t in self.tokens:
+                if hmac.compare_digest(digest, t):
+                    return Principal("token", f"sha256:{t[:12]}")
+            return None
         if scheme == "basic" and value and self.users:
             try:
                 user, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
             except (ValueError, binascii.Error, UnicodeDecodeError):
                 return None
             key = hashlib.sha256(f"{user}\0{password}".encode()).digest()
-            if key in self._verified:
-                return "basic"
-            stored = self.users.get(user)
-            if stored is not None and verify_password(password, stored):
+            if key not in self._verified:
+                stored = self.users.get(user)
+                ok = await trio.to_thread.run_sync(verify_password, password, stored or _dummy_hash(), limiter=_HASHING)
+                if not ok or stored is None:
+                    return None
                 self._verified.add(key)
-                return "basic"
+            return Principal("basic", user)
         return None
+
+
+_HASHING = trio.CapacityLimiter(2)  # scrypt costs ~50 ms and 16 MiB: at most two at once
+_DUMMY: list[str] = []
+
+
+def _dummy_hash() -> str:
+    if not _DUMMY:
+        _DUMMY.append(hash_password(os.urandom(16).hex()))
+    return _DUMMY[0]
+
+
+class FailureLimit:
+    """Failed logins per client address: after `limit` in `window` seconds, that address is
+    refused (429) until the window has passed. Bounded: the oldest addresses are forgotten."""
+
+    def __init__(self, limit: int = 10, window: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit, self.window, self.clock = limit, window, clock
+        self._failures: OrderedDict[str, list[float]] = OrderedDict()
+
+    def blocked(self, address: str) -> float:
+        """Seconds until `address` may try again (0: it may now)."""
+        now = self.clock()
+        recent = [t for t in self._failures.get(address, []) if now - t < self.window]
+        if len(recent) < self.limit:
+            return 0.0
+        return self.window - (now - recent[0])
+
+    def failed(self, address: str) -> None:
+        now = self.clock()
+        recent = [t for t in self._failures.pop(address, []) if now - t < self.window][-self.limit :]
+        self._failures[address] = [*recent, now]
+        while len(self._failures) > 10_000:
+            self._failures.popitem(last=False)
 
 
 def _token_digest(token: str) -> str:

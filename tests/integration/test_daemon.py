@@ -26,11 +26,16 @@ class Daemon:
     proc: subprocess.Popen[bytes]
     notify: socket.socket
     messages: list[str] = field(default_factory=list)
+    socket_path: Path | None = None  # where the control socket is, when not root/dagd.sock
+
+    @property
+    def sock(self) -> Path:
+        return self.socket_path or self.root / "dagd.sock"
 
     @property
     def env(self) -> dict[str, str]:
         return {
-            "DAGD_SOCKET": str(self.root / "dagd.sock"),
+            "DAGD_SOCKET": str(self.sock),
             "DAGD_STATE_DIR": str(self.root / "state"),
             "DAGD_DAGS_DIR": str(self.root / "dags"),
         }
@@ -49,16 +54,20 @@ class Daemon:
     def rpc(self, payload: bytes) -> list[dict]:  # type: ignore[type-arg]
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(10)
-            s.connect(str(self.root / "dagd.sock"))
-            s.sendall(payload)
-            s.shutdown(socket.SHUT_WR)
+            s.connect(str(self.sock))
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # dagd may stop reading early
+                s.sendall(payload)
+                s.shutdown(socket.SHUT_WR)
             data = b""
-            while chunk := s.recv(65536):
-                data += chunk
+            with contextlib.suppress(ConnectionResetError):
+                while chunk := s.recv(65536):
+                    data += chunk
         return [json.loads(line) for line in data.splitlines() if line.strip()]
 
 
-def start_daemon(root: Path, extra_env: dict[str, str | None] | None = None, args: tuple[str, ...] = ()) -> Daemon:
+def start_daemon(
+    root: Path, extra_env: dict[str, str | None] | None = None, args: tuple[str, ...] = (), *, user: bool = True
+) -> Daemon:
     """dagd as a subprocess in `root` (dags/, state/, dagd.sock); waits for READY=1.
 
     extra_env overrides the environment; a None value removes the variable.
@@ -79,12 +88,22 @@ def start_daemon(root: Path, extra_env: dict[str, str | None] | None = None, arg
     }
     with open(root / "dagd.log", "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "dagd.daemon", "--user", "--poll", "0.3", *(args or ("--no-http",))],
+            [
+                sys.executable,
+                "-m",
+                "dagd.daemon",
+                *(["--user"] if user else []),
+                "--poll",
+                "0.3",
+                *(args or ("--no-http",)),
+            ],
             env={k: v for k, v in env.items() if v is not None},
             cwd=root,
             stderr=log,
         )
     d = Daemon(root, proc, notify)
+    if env.get("DAGD_SOCKET"):
+        d.socket_path = Path(str(env["DAGD_SOCKET"]))
     d.wait_message("READY=1")
     return d
 
@@ -161,16 +180,23 @@ def test_bad_requests_get_errors_and_the_daemon_stays_up(daemon: Daemon) -> None
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.connect(str(daemon.root / "dagd.sock"))
             s.sendall(b'{"jsonrpc": "2.0", "id": 1, "meth')
+    # 1000 held at once by one uid: the first PER_UID are served, the rest refused cleanly
     socks = []
     for _ in range(1000):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.connect(str(daemon.root / "dagd.sock"))
         s.sendall(b'{"jsonrpc": "2.0", "id": 7, "method": "daemon.status"}\n')
         socks.append(s)
+    answers = []
     for s in socks:
         s.settimeout(10)
-        assert json.loads(s.makefile().readline())["result"]["pid"] == daemon.proc.pid
+        answers.append(json.loads(s.makefile().readline()))
+    served = [a for a in answers if "result" in a]
+    assert len(served) == 128 and all(a["result"]["pid"] == daemon.proc.pid for a in served)
+    assert {a["error"]["code"] for a in answers if "error" in a} == {-32005}
+    for s in socks:
         s.close()
+    assert daemon.rpc(b'{"jsonrpc": "2.0", "id": 8, "method": "daemon.status"}\n')[0]["result"]["pid"]
     assert daemon.proc.poll() is None
 
 

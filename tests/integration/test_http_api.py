@@ -13,6 +13,7 @@ import httpx
 import pytest
 import yaml
 
+from tests import strangers
 from tests.conftest import DAGU
 from tests.integration.test_daemon import Daemon, activated_env, start_daemon
 
@@ -433,9 +434,11 @@ def test_basic_users_and_bearer_tokens_guard_everything_but_health(tmp_path: Pat
             except httpx.HTTPError:
                 assert time.monotonic() < deadline
                 time.sleep(0.1)
+        bob = strangers.user(strangers.BOB)  # root gets in by its uid over loopback; bob must log in
         for path in ("/api/v1/dags", "/", "/dags/hello", "/api/v1/events"):
-            r = httpx.get(base + path)
-            assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Basic"), path
+            code, headers, _ = bob.curl("GET", base + path)
+            assert code == 401 and headers["www-authenticate"].startswith("Basic"), path
+        assert httpx.get(base + "/api/v1/dags").status_code == 200  # root, by the uid of its socket
         alice = {"Authorization": "Basic " + base64.b64encode(b"alice:s3cret pass").decode()}
         wrong = {"Authorization": "Basic " + base64.b64encode(b"alice:guess").decode()}
         assert httpx.get(base + "/api/v1/dags", headers=alice).status_code == 200

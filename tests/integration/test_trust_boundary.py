@@ -1,0 +1,236 @@
+"""The trust boundary, attacked: a system-mode dagd (as root, like the package's with its group),
+driven by real local users — alice in the group, bob outside it — over the control socket and
+over loopback HTTP. Every finding of issue 11 that a test can reach here is one assertion."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from tests import strangers
+from tests.conftest import run_dagctl
+from tests.integration.test_daemon import Daemon, start_daemon
+from tests.integration.test_http_api import free_port
+
+
+@dataclass
+class Host:
+    daemon: Daemon
+    base: str
+    socket: str
+    alice: strangers.User
+    bob: strangers.User
+
+    def log(self) -> str:
+        return (self.daemon.root / "dagd.log").read_text(errors="replace")
+
+    def alive(self) -> bool:
+        """dagd is running and answers daemon.status on its socket."""
+        if self.daemon.proc.poll() is not None:
+            return False
+        return bool(self.call("daemon.status").get("result", {}).get("pid"))
+
+    def call(self, method: str, params: object = None) -> dict:  # type: ignore[type-arg]
+        req = {"jsonrpc": "2.0", "id": 1, "method": method} | ({"params": params} if params is not None else {})
+        return self.daemon.rpc(json.dumps(req).encode() + b"\n")[0]
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Iterator[Host]:
+    alice, bob = strangers.user(strangers.ALICE), strangers.user(strangers.BOB)
+    run_dir = Path(tempfile.mkdtemp(prefix="dagd-trust-", dir="/tmp"))  # a place bob can reach
+    run_dir.chmod(0o755)
+    (tmp_path / "dags").mkdir()
+    (tmp_path / "dags" / "example.yaml").write_text("steps:\n  - run: echo hello\n")
+    port = free_port()
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"group": strangers.GROUP, "http_bind": f"127.0.0.1:{port}"}))
+    sock = str(run_dir / "dagd.sock")
+    d = start_daemon(tmp_path, {"DAGD_SOCKET": sock}, ("--config", str(tmp_path / "config.yaml")), user=False)
+    base = f"http://127.0.0.1:{port}"
+    h = Host(d, base, sock, alice, bob)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            httpx.get(base + "/api/v1/health", timeout=2)
+            break
+        except httpx.HTTPError:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    yield h
+    d.proc.send_signal(signal.SIGTERM)
+    d.proc.wait(timeout=30)
+    d.notify.close()
+    for p in run_dir.iterdir():
+        p.unlink()
+    run_dir.rmdir()
+
+
+# ---- HTTP: one rule with the socket ------------------------------------------------------------
+
+
+def _routes(h: Host) -> list[tuple[str, str]]:
+    """Every (method, concrete path) of our OpenAPI document, plus UI paths."""
+    doc = httpx.get(h.base + "/api/v1/openapi.json").json()  # as root: allowed by uid
+    values = {
+        "fileName": "example",
+        "file_name": "example",
+        "name": "example",
+        "dagRunId": "r1",
+        "run_id": "r1",
+        "stepName": "s",
+        "step_name": "s",
+        "path": "x",
+    }
+    out = []
+    for path, ops in doc["paths"].items():
+        concrete = path
+        for key, value in values.items():
+            concrete = concrete.replace("{" + key + "}", value)
+        out += [(method.upper(), concrete) for method in ops if method in ("get", "post", "put", "delete", "patch")]
+    return [*out, ("GET", "/"), ("GET", "/dags/example"), ("GET", "/assets/x.js")]
+
+
+def test_a_stranger_is_refused_on_every_route_but_health(host: Host) -> None:
+    routes = _routes(host)
+    assert len(routes) > 25
+    for method, path in routes:
+        body = json.dumps({"name": "pwn", "spec": "steps:\n  - run: id > /tmp/bob-was-here\n"})
+        code, _, text = host.bob.curl(method, host.base + path, body=body if method != "GET" else None)
+        if path == "/api/v1/health":
+            assert code == 200
+            continue
+        assert code == 401, (method, path, code, text)
+        assert "dagctl ui" in json.loads(text)["message"]
+    assert not (host.daemon.root / "dags" / "pwn.yaml").exists()
+    assert (host.daemon.root / "dags" / "example.yaml").read_text() == "steps:\n  - run: echo hello\n"
+    assert host.alive()
+
+
+def test_a_member_gets_in_by_uid_and_is_audited(host: Host) -> None:
+    code, _, text = host.alice.curl("GET", host.base + "/api/v1/dags")
+    assert code == 200 and json.loads(text)["dags"][0]["fileName"] == "example"
+    code, _, text = host.alice.curl("POST", host.base + "/api/v1/dags/example/start", body="{}")
+    assert code == 200, text
+    run_id = json.loads(text)["dagRunId"]
+    # a member's browser visiting another site cannot drive dagd with its uid (CSRF)
+    code, _, _ = host.alice.curl(
+        "POST", host.base + "/api/v1/dags/example/start", "Origin: http://evil.example", body="{}"
+    )
+    assert code == 403
+    assert host.call("run.status", {"name": "example", "run_id": run_id})["result"]["id"] == run_id
+    deadline = time.monotonic() + 10
+    while "POST /api/v1/dags/example/start -> 200" not in host.log():  # written as the response ends
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    line = next(x for x in host.log().splitlines() if "POST /api/v1/dags/example/start -> 200" in x)
+    assert "NOTICE" in line and f"uid={host.alice.uid} ({strangers.ALICE})" in line
+    assert "POST /api/v1/dags/example/start -> 403" in host.log()  # refused attempts are audited too
+
+
+def test_the_login_link_lets_a_stranger_in_once(host: Host) -> None:
+    member = strangers.Relay(host.alice, host.socket)  # what `dagctl ui` asks, as alice
+    try:
+        url = member.replies(b'{"jsonrpc": "2.0", "id": 1, "method": "daemon.login_link"}\n')[0]["result"]["url"]
+    finally:
+        member.close()
+    assert url.startswith(host.base + "/login?token=")
+    code, headers, _ = host.bob.curl("GET", url)
+    assert code == 303 and headers["location"] == "/"
+    cookie = headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    session = cookie.split(";", 1)[0]
+    code, _, _ = host.bob.curl("GET", host.base + "/api/v1/dags", f"Cookie: {session}")
+    assert code == 200
+    code, _, _ = host.bob.curl("GET", url)  # a link works once
+    assert code == 401
+    code, _, _ = host.bob.curl("GET", host.base + "/api/v1/dags", "Cookie: dagd_session=forged")
+    assert code == 401
+    assert f"login by session of {strangers.ALICE} (uid={host.alice.uid})" in host.log()
+    assert f"daemon.login_link by uid={host.alice.uid}" in host.log()
+
+
+def test_dagctl_ui_prints_a_login_link(host: Host, tmp_path: Path) -> None:
+    r = run_dagctl(["ui", "--no-open"], tmp_path, {"DAGD_SOCKET": host.socket})
+    assert r.code == 0, r.stderr
+    assert r.stdout.strip().startswith(host.base + "/login?token=")
+    assert httpx.get(r.stdout.strip(), follow_redirects=False).status_code == 303
+
+
+# ---- the control socket ------------------------------------------------------------------------
+
+HOSTILE = [
+    b"[" * 1100 + b"\n",
+    b"{" * 100_000 + b"\n",
+    b'{"jsonrpc": "2.0", "id": 1, "method": "run.status", "params": {"name": [1]}}\n',
+    b'{"jsonrpc": "2.0", "id": 1, "method": "run.dequeue", "params": {"name": "example", "run_id": [1]}}\n',
+    b'{"jsonrpc": "2.0", "id": 1, "method": "run.retry", "params": {"name": "example", "run_id": [1]}}\n',
+    b'{"jsonrpc": "2.0", "id": 1, "method": "run.history", "params": {"limit": 99999999999999999999999}}\n',
+    b'{"jsonrpc": "2.0", "id": 1, "method": "run.history", "params": {"status": {"a": 1}}}\n',
+    b'{"jsonrpc": "2.0", "id": 1, "method": "dag.validate", "params": {"file": 5}}\n',
+    b'{"jsonrpc": "2.0", "id": 1, "method": "dag.validate", "params": {"file": "/etc/shadow"}}\n',
+    b'{"jsonrpc": "2.0", "id": 1, "method": "run.start", "params": {"name": "example", "run_id": "../../../tmp/x/pwned"}}\n',
+    b'{"jsonrpc": "2.0", "id": 1, "method": "run.start", "params": {"name": "example", "run_id": "zz\\n"}}\n',
+    b'{"jsonrpc": "2.0", "id": 1, "method": "run.start", "params": {"name": "x\\n"}}\n',
+    b'{"jsonrpc": "2.0", "id": {"x": 1}, "method": "daemon.status"}\n',
+    b"\xff\xfe\x00binary junk\n",
+    b"x" * (2 * 1024 * 1024),
+]
+
+
+def test_hostile_lines_from_a_member_get_errors_and_dagd_stays_up(host: Host) -> None:
+    for payload in HOSTILE:
+        replies = host.daemon.rpc(payload)
+        assert replies and all("error" in r for r in replies), payload[:80]
+        assert all(-32700 <= r["error"]["code"] <= -32600 for r in replies), (payload[:80], replies)
+        assert host.alive(), payload[:80]
+    assert "shadow" not in json.dumps(host.call("dag.validate", {"file": "/etc/shadow"}))
+    assert not Path("/tmp/x/pwned").exists()
+    assert "Traceback" not in host.log()
+
+
+def test_a_stranger_is_refused_before_a_byte_is_read(host: Host) -> None:
+    os.chmod(host.socket, 0o666)  # even with a socket mode that lets everyone connect
+    relay = strangers.Relay(host.bob, host.socket)
+    try:
+        for payload in [*HOSTILE, b'{"jsonrpc": "2.0", "id": 1, "method": "events.subscribe"}\n']:
+            replies = relay.replies(payload)
+            assert [r["error"]["code"] for r in replies] == [-32003], payload[:80]
+            assert host.alive()
+        # alice (group member) is served; bob's subscription got nothing while a run happened
+        member = strangers.Relay(host.alice, host.socket)
+        try:
+            assert member.replies(b'{"jsonrpc": "2.0", "id": 1, "method": "daemon.status"}\n')[0]["result"]["pid"]
+        finally:
+            member.close()
+    finally:
+        relay.close()
+    assert "refused pid=" in host.log() and f"uid={host.bob.uid}" in host.log()
+
+
+def test_idle_connections_are_bounded_per_uid(host: Host) -> None:
+    socks = []
+    try:
+        for _ in range(200):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(host.socket)
+            socks.append(s)
+        s = socks[-1]
+        s.settimeout(10)
+        assert json.loads(s.makefile().readline())["error"]["code"] == -32005  # past 128 for one uid
+    finally:
+        for s in socks:
+            s.close()
+    deadline = time.monotonic() + 10
+    while not host.alive():  # served again once dagd has seen those connections close
+        assert time.monotonic() < deadline
