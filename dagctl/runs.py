@@ -23,7 +23,7 @@ from dagctl.base import (
     runs_in_process,
     system_daemon_installed,
 )
-from dagd import config
+from dagd import config, names
 
 
 @click.command("run", context_settings=CONTEXT)
@@ -57,6 +57,9 @@ def run_cmd(
     Exit code 0 when the run succeeds, 1 otherwise. Ctrl-C aborts the run: every step's
     process group is killed and the run is recorded as aborted.
     """
+    if run_id is not None and not names.is_run_id(run_id):
+        click.echo(f"dagctl: {names.explain_run_id(run_id)}", err=True)
+        raise ExitWith(2)
     in_process = runs_in_process(target)
     client, problem = (None, None) if in_process else find_daemon()
     if client is not None:
@@ -155,6 +158,13 @@ def logs(target: str, run_id: str | None, step: str | None, stream_err: bool, fo
     """Print a step's output (or, without STEP, every step's, in order)."""
     import time
 
+    client = daemon_client(required=False)
+    if client is not None:  # through dagd: secrets masked even while the step runs
+        with contextlib.closing(client):
+            _logs_from_daemon(
+                client, dag_name(target), run_id if run_id != "latest" else None, step, stream_err, follow
+            )
+        return
     doc = run_doc(target, run_id if run_id not in (None, "latest") else None)
     steps = [s for s in doc["steps"] if step is None or s["step"] == step]
     if step is not None and not steps:
@@ -188,6 +198,43 @@ def logs(target: str, run_id: str | None, step: str | None, stream_err: bool, fo
             ):
                 break
             time.sleep(0.2)
+
+
+def _logs_from_daemon(
+    client: Any, name: str, run_id: str | None, step: str | None, stream_err: bool, follow: bool
+) -> None:
+    import time
+
+    stream = "stderr" if stream_err else "stdout"
+    if not follow:
+        result = rpc(client, "run.logs", name=name, run_id=run_id, step=step, stream=stream)
+        for s in result["steps"]:
+            if step is None:
+                click.echo(f"==> {s['step']} ({s['status']}) <==")
+            sys.stdout.write(s["text"])
+        sys.stdout.flush()
+        return
+    rid = rpc(client, "run.status", name=name, run_id=run_id)["id"]
+    shown = rpc(client, "run.logs", name=name, run_id=rid, step=step, stream=stream, offset=0)["steps"]
+    for s in shown if step is None else [x for x in shown if x["step"] == step]:
+        if step is None:
+            click.echo(f"==> {s['step']} ({s['status']}) <==")
+        offset = 0
+        while True:
+            got = rpc(client, "run.logs", name=name, run_id=rid, step=s["step"], stream=stream, offset=offset)
+            item = got["steps"][0]
+            if item["text"]:
+                sys.stdout.write(item["text"])
+                sys.stdout.flush()
+            moved = item["next_offset"] != offset
+            offset = item["next_offset"]
+            if not moved and (
+                got["status"] not in ("running", "queued")
+                or item["status"] not in ("running", "retrying", "not_started")
+            ):
+                break
+            if not moved:
+                time.sleep(0.2)
 
 
 @click.command(context_settings=CONTEXT)

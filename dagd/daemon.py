@@ -255,6 +255,24 @@ def _status_line(svc: Service) -> str:
     return f"{len(svc.catalog.entries)} DAGs, {len(svc.active)} running, {len(svc.store.queued())} queued"
 
 
+def mask_left_logs(doc: dict[str, object]) -> None:
+    """The step logs of a run a dead dagd left behind, with its DAG's secrets masked (the step
+    wrote them raw; masking happens when a step ends, which that dagd did not see)."""
+    from dagd.engine.environment import mask_file, secret_values
+    from dagd.spec import SpecError, load_file
+
+    try:
+        secrets = secret_values(load_file(str(doc["file"])).dag)
+    except (SpecError, OSError):
+        return
+    for step in doc.get("steps") or []:  # type: ignore[attr-defined]
+        for key in ("stdout_path", "stderr_path"):
+            try:
+                mask_file(step.get(key), secrets)
+            except OSError as exc:
+                log.warning("run %s: cannot mask secrets in %s: %s", doc["id"], step.get(key), exc)
+
+
 async def main(opts: Options) -> None:
     notifier = Notifier()
     os.makedirs(opts.state_dir, exist_ok=True)
@@ -263,6 +281,9 @@ async def main(opts: Options) -> None:
     for run_id in store.stale_runs():
         doc = store.run_by_id(run_id)
         store.reconcile(run_id, reason="daemon restart", status="failed")
+        full = store.run(doc["dag"], run_id) if doc is not None else None
+        if full is not None:
+            mask_left_logs(full)
         log.warning("run %s was left running by a previous dagd: recorded failed (daemon restart)", run_id)
         if opts.on_restart == "requeue" and doc is not None:
             params = doc["params"] if isinstance(doc["params"], dict) else {}

@@ -46,3 +46,16 @@ def run_id(value: object) -> str:
 
 def is_dag_name(value: object) -> bool:
     return isinstance(value, str) and NAME.fullmatch(value) is not None
+
+
+def is_run_id(value: object) -> bool:
+    return isinstance(value, str) and RUN_ID.fullmatch(value) is not None
+
+
+def explain_run_id(value: object) -> str:
+    """Why `value` is no run id (for a CLI message)."""
+    try:
+        run_id(value)
+    except InvalidName as exc:
+        return str(exc)
+    return "valid"

@@ -7,7 +7,9 @@ restart; admission honours each DAG's max_active_runs and a global limit.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import logging
 import os
 import shutil
 import time
@@ -26,8 +28,12 @@ from dagd.engine.events import Event, RunFinished
 from dagd.engine.local import new_run_id, resume_from
 from dagd.engine.run import Run
 from dagd.engine.status import RunStatus
+from dagd.masking import masked_slice
 from dagd.spec import Dag, SpecError, load_file
+from dagd.store import logfiles
 from dagd.store.db import Store
+
+log = logging.getLogger("dagd.service")
 
 
 def checked(rule: Callable[[object], str], value: object) -> str:
@@ -145,7 +151,6 @@ class Service:
         }
         if "dag" not in doc and event.run_id in self.active:  # StepChanged: say whose run it is
             doc["dag"] = self.active[event.run_id].dag
-        doc = _masked(doc, lambda text: self.mask(event.run_id, text))
         for ch in list(self.subscribers):
             try:
                 ch.send_nowait(doc)
@@ -290,6 +295,21 @@ class Service:
 
         async def go() -> None:
             try:
+                await contained()
+            except Exception as exc:  # a run's fault is that run's, never the daemon's
+                log.error(
+                    "run %s of %s failed inside dagd: %s: %s",
+                    opts.run_id,
+                    dag.name,
+                    type(exc).__name__,
+                    exc,
+                    exc_info=exc,
+                )
+                with trio.CancelScope(shield=True), contextlib.suppress(Exception):
+                    await self._emit_raw_finish(opts.run_id, dag.name, f"dagd error: {type(exc).__name__}: {exc}")
+
+        async def contained() -> None:
+            try:
                 with scope:
                     try:
                         await run.prepare()
@@ -312,6 +332,9 @@ class Service:
                 self.wakeup.set()
 
         self.nursery.start_soon(go)
+
+    async def _emit_raw_finish(self, run_id: str, dag: str, reason: str) -> None:
+        await self.emit(RunFinished(run_id, dag, RunStatus.FAILED, time.time(), reason))
 
     async def dispatch(self) -> None:
         """Start queued runs, oldest first, as admission allows."""
@@ -349,11 +372,24 @@ class Service:
 
     # ---- reads -------------------------------------------------------------------------------
 
-    def mask(self, run_id: str, text: str) -> str:
-        """`text` with the secret values of a run in progress replaced (finished runs' logs and
-        errors are masked when their steps end)."""
+    def secrets(self, run_id: str) -> list[str]:
+        """The secret values of a run in progress (a finished run's logs are masked on disk)."""
         active = self.active.get(run_id)
-        return active.run.mask(text) if active is not None else text
+        return list(active.run.secret_values) if active is not None else []
+
+    async def log_text(self, run_id: str, path: str | None, limit: int = logfiles.TAIL) -> str:
+        """A step log's last `limit` bytes, secrets masked."""
+        raw = await trio.to_thread.run_sync(logfiles.read_tail, path, limit)
+        secrets = self.secrets(run_id)
+        masked, _ = masked_slice(raw, secrets, final=not secrets)
+        return masked.decode("utf-8", errors="replace")
+
+    async def log_chunk(self, run_id: str, path: str | None, pos: int) -> tuple[str, int]:
+        """What a growing step log gained since byte `pos`, secrets masked; (text, next pos)."""
+        raw = await trio.to_thread.run_sync(logfiles.read_from, path, pos)
+        secrets = self.secrets(run_id)
+        masked, used = masked_slice(raw, secrets, final=not secrets)
+        return masked.decode("utf-8", errors="replace"), pos + used
 
     async def run_doc(self, name: str, run_id: str | None = None) -> dict[str, Any]:
         """A run's document (the latest run of `name` without a run id); NOT_FOUND if none."""
@@ -376,22 +412,24 @@ class Service:
         return rows
 
     async def step_logs(
-        self, name: str, run_id: str | None, step: str | None, stream: str, tail_bytes: int
+        self, name: str, run_id: str | None, step: str | None, stream: str, offset: int | None
     ) -> dict[str, Any]:
-        """The last `tail_bytes` of each step's stdout or stderr (one step when named), masked."""
+        """Each step's stdout or stderr (one step when named), masked: the last MiB, or what
+        follows byte `offset` (then `next_offset` says where to go on)."""
         doc = await self.run_doc(name, run_id)
         key = "stderr_path" if stream == "stderr" else "stdout_path"
         chosen = [s for s in doc["steps"] if step in (None, s["step"])]
         if step is not None and not chosen:
             raise ServiceError(NOT_FOUND, f"run {doc['id']} has no step {step!r}")
-        texts = await trio.to_thread.run_sync(lambda: [_tail(s[key], tail_bytes) for s in chosen])
-        return {
-            "run_id": doc["id"],
-            "steps": [
-                {"step": s["step"], "status": s["status"], "text": self.mask(doc["id"], t)}
-                for s, t in zip(chosen, texts, strict=True)
-            ],
-        }
+        out = []
+        for s in chosen:
+            item = {"step": s["step"], "status": s["status"]}
+            if offset is None:
+                item["text"] = await self.log_text(doc["id"], s[key], 1024 * 1024)
+            else:
+                item["text"], item["next_offset"] = await self.log_chunk(doc["id"], s[key], offset)
+            out.append(item)
+        return {"run_id": doc["id"], "status": doc["status"], "steps": out}
 
     async def validate(self, text: str | None, name: str | None) -> dict[str, Any]:
         """Validate YAML text, or the file of the DAG `name` from the catalog (never a path)."""
@@ -422,26 +460,3 @@ class Service:
             "dialect": loaded.dag.dialect.value,
             "diagnostics": [d.as_json() for d in loaded.diagnostics],
         }
-
-
-def _masked(value: Any, mask: Callable[[str], str]) -> Any:
-    """Every string inside a JSON-like value passed through `mask`."""
-    if isinstance(value, str):
-        return mask(value)
-    if isinstance(value, dict):
-        return {k: _masked(v, mask) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_masked(v, mask) for v in value]
-    return value
-
-
-def _tail(path: str | None, limit: int) -> str:
-    if not path:
-        return ""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - limit))
-            return fh.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import enum
 import json
 import os
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+from dagd import names
 from dagd.engine import step as stepmod
 from dagd.engine.events import Event
 from dagd.engine.props import StepProps
@@ -23,10 +26,14 @@ from dagd.engine.resolve import Scope, resolve
 from dagd.engine.shell import choose_shell
 from dagd.engine.status import RunStatus, StepStatus
 from dagd.expand import resolve_params
+from dagd.masking import mask_text, mask_value, masked_slice
 from dagd.spec.model import Dag, Dialect, Secret, Step
 from dagd.spec.params import split_param_string
 
 STRIPPED_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
+
+
+MASK_EXEMPT = {"run_id", "dag", "file", "step", "log_dir", "work_dir", "stdout_path", "stderr_path", "trigger"}
 
 
 class RunSetupError(Exception):
@@ -62,7 +69,7 @@ class RunEnvironment:
         self.local_dags: dict[str, Dag] = {**(local_dags or {}), **dag.local_dags}
         self.extra_variables = dict(variables or {})
         self.opts = opts
-        self.emit = emit
+        self._emit_raw = emit
         self.results: dict[str, stepmod.StepResult] = {s.name: stepmod.StepResult() for s in dag.steps}
         # a retry keeps what already succeeded and runs the rest again
         self.resumed = {n for n in (resume or {}) if n in self.results}
@@ -104,6 +111,8 @@ class RunEnvironment:
         self.default_cwd = wd or (
             self.work_dir if dag.dialect is Dialect.CURRENT else os.path.dirname(os.path.abspath(dag.file))
         )
+        if not names.RUN_ID.fullmatch(self.opts.run_id):  # it names folders: never a path
+            raise RunSetupError(f"invalid run id {self.opts.run_id[:60]!r}")
         os.makedirs(self.log_dir, exist_ok=True)
         os.makedirs(self.default_cwd, exist_ok=True)
         os.makedirs(self.work_dir, exist_ok=True)
@@ -198,22 +207,7 @@ class RunEnvironment:
         self.shell = choose_shell((), self.dag_shell, self.opts.default_shell)
 
     def _secret(self, secret: Secret) -> str | None:
-        if secret.provider == "env" and secret.key:
-            return os.environ.get(secret.key)
-        if secret.provider == "file" and secret.key:
-            path = (
-                secret.key
-                if os.path.isabs(secret.key)
-                else os.path.join(os.path.dirname(os.path.abspath(self.dag.file)), secret.key)
-            )
-            try:
-                with open(path, encoding="utf-8") as fh:
-                    return fh.read().rstrip("\n")
-            except OSError as exc:
-                raise RunSetupError(f"secrets: {secret.name}: cannot read {path}: {exc.strerror}") from None
-        raise RunSetupError(
-            f"secrets: {secret.name}: provider {secret.provider or secret.ref!r} is not supported by dagd yet (env and file are)"
-        )
+        return secret_value(self.dag, secret)
 
     def _scope(self, env: dict[str, str], step: Step | None = None) -> Scope:
         outputs: dict[str, dict[str, str]] = {}
@@ -340,23 +334,90 @@ class RunEnvironment:
 
     def mask(self, text: str) -> str:
         """Secret values never leave the run: errors, logs and the terminal show ***** instead."""
-        for value in self.secret_values:
-            if value:
-                text = text.replace(value, "*****")
-        return text
+        return mask_text(text, self.secret_values) if self.secret_values else text
+
+    async def emit(self, event: Event) -> None:
+        """Announce an event with every secret value masked: the store, the subscribers and the
+        terminal never see one (params, errors, outputs included)."""
+        if self.secret_values:
+            event = dataclasses.replace(
+                event,
+                **{
+                    f.name: mask_value(getattr(event, f.name), self.mask)
+                    for f in dataclasses.fields(event)
+                    if isinstance(getattr(event, f.name), (str, dict))
+                    and not isinstance(getattr(event, f.name), enum.Enum)
+                    and f.name not in MASK_EXEMPT
+                },
+            )
+        await self._emit_raw(event)
 
     def _mask_file(self, path: str) -> None:
-        if not self.secret_values or not path or not os.path.exists(path):
+        mask_file(path, self.secret_values)
+
+
+def secret_value(dag: Dag, secret: Secret) -> str | None:
+    """The value of one of a DAG's secrets from its provider (env or file)."""
+    if secret.provider == "env" and secret.key:
+        return os.environ.get(secret.key)
+    if secret.provider == "file" and secret.key:
+        path = (
+            secret.key
+            if os.path.isabs(secret.key)
+            else os.path.join(os.path.dirname(os.path.abspath(dag.file)), secret.key)
+        )
+        try:
+            with open(path, encoding="utf-8") as fh:
+                return fh.read().rstrip("\n")
+        except OSError as exc:
+            raise RunSetupError(f"secrets: {secret.name}: cannot read {path}: {exc.strerror}") from None
+    raise RunSetupError(
+        f"secrets: {secret.name}: provider {secret.provider or secret.ref!r} is not supported by dagd yet (env and file are)"
+    )
+
+
+def secret_values(dag: Dag) -> list[str]:
+    """Every secret value a DAG's runs would mask (those that cannot be read are left out)."""
+    out = []
+    for secret in dag.secrets:
+        try:
+            value = secret_value(dag, secret)
+        except RunSetupError:
+            continue
+        if value:
+            out.append(value)
+    return out
+
+
+def mask_file(path: str | None, secrets: list[str]) -> None:
+    """Rewrite a log file with the secret values masked, a block at a time (bounded memory);
+    the rename keeps a reader from seeing a half-written file."""
+    if not secrets or not path or not os.path.exists(path):
+        return
+    wanted = [v.encode() for v in secrets if v]
+    longest = max(len(w) for w in wanted)
+    with open(path, "rb") as fh:
+        if not any(w in block for block in _blocks(fh, longest) for w in wanted):
             return
-        with open(path, "rb") as fh:
-            data = fh.read()
-        masked = data
-        for value in self.secret_values:
-            if value:
-                masked = masked.replace(value.encode(), b"*****")
-        if masked != data:
-            with open(path, "wb") as fh:
-                fh.write(masked)
+    tmp = f"{path}.masking"
+    with open(path, "rb") as src, open(tmp, "wb") as dst:
+        carry = b""
+        while True:
+            block = src.read(1 << 20)
+            data = carry + block
+            masked, used = masked_slice(data, secrets, final=not block)
+            dst.write(masked)
+            carry = data[used:]
+            if not block:
+                break
+    os.replace(tmp, path)
+
+
+def _blocks(fh: Any, overlap: int) -> Any:
+    tail = b""
+    while block := fh.read(1 << 20):
+        yield tail + block
+        tail = block[-overlap:]
 
 
 def read_dotenv(path: str) -> dict[str, str]:

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
+from dagd import names
 from dagd.http import models as m
 from dagd.http import shapes
 from dagd.service import NOT_FOUND, Service, ServiceError
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 HTTP_CODES = {
     401: "unauthorized",
     403: "forbidden",
@@ -24,11 +23,20 @@ HTTP_CODES = {
 }
 
 
-def checked_name(value: str) -> str:
-    """A DAG, run or step name as a path segment: one pattern, no traversal."""
-    if not NAME.match(value) or ".." in value:
-        raise HTTPException(status_code=400, detail=f"invalid name {value!r}")
-    return value
+def checked_name(value: object) -> str:
+    """A DAG name, run id or step name as a path segment (dagd.names: full match, no separators)."""
+    try:
+        return names.run_id(value)
+    except names.InvalidName as exc:
+        raise HTTPException(status_code=400, detail=str(exc).replace("run id", "name")) from None
+
+
+def checked_dag_name(value: object) -> str:
+    """A name for a new DAG file: dagd.names' DAG rule."""
+    try:
+        return names.dag_name(value)
+    except names.InvalidName as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from None
 
 
 def error_body(status: int, code: str | None, message: str, **extra: Any) -> dict[str, Any]:

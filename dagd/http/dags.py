@@ -13,7 +13,7 @@ from litestar.params import Parameter
 
 from dagd.http import files, shapes
 from dagd.http import models as m
-from dagd.http.common import checked_name, error, read_json, run_id_of, run_with_children
+from dagd.http.common import checked_dag_name, checked_name, error, read_json, run_id_of, run_with_children
 from dagd.service import NOT_FOUND, Service, ServiceError
 
 
@@ -65,7 +65,7 @@ def routes(svc: Service) -> list[Any]:
     @post("/api/v1/dags", status_code=201)
     async def create(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
         body = await read_json(request)
-        name = checked_name(str(body.get("name") or ""))
+        name = checked_dag_name(body.get("name") or "")
         spec = body.get("spec") or "steps:\n  - run: echo hello from " + name + "\n"
         if not isinstance(spec, str):
             raise HTTPException(status_code=400, detail="spec must be YAML text")

@@ -23,35 +23,6 @@ def write_atomically(path: str, text: str) -> None:
         raise
 
 
-def read_log(path: str | None, limit: int = 4 * 1024 * 1024) -> str:
-    if not path:
-        return ""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, 2)
-            size = fh.tell()
-            fh.seek(max(0, size - limit))
-            return fh.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-
-
-def read_from(path: str | None, pos: int, limit: int = 256 * 1024) -> tuple[str, int]:
-    """Up to `limit` new bytes of a growing log from byte `pos`, cut at the last whole line
-    (or at `limit`); (text, next position)."""
-    if not path:
-        return "", pos
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(pos)
-            data = fh.read(limit)
-    except OSError:
-        return "", pos
-    if len(data) == limit and b"\n" in data:
-        data = data[: data.rindex(b"\n") + 1]
-    return data.decode("utf-8", errors="replace"), pos + len(data)
-
-
 def log(
     text: str, tail: int | None, head: int | None = None, offset: int | None = None, limit: int | None = None
 ) -> m.Log:

@@ -103,7 +103,7 @@ def routes(svc: Service) -> list[Any]:
             raise ServiceError(NOT_FOUND, f"no run {run_id} of {name}")
         parts = []
         for s in doc["steps"]:
-            parts.append(f"==> {s['step']} ({s['status']}) <==\n" + files.read_log(s["stdout_path"]))
+            parts.append(f"==> {s['step']} ({s['status']}) <==\n" + await svc.log_text(doc["id"], s["stdout_path"]))
         return files.log("\n".join(parts), tail, head, offset, limit)
 
     async def step_of(name: str, run_id: str, step_name: str) -> dict[str, Any]:
@@ -126,7 +126,7 @@ def routes(svc: Service) -> list[Any]:
     ) -> m.Log:
         step = await step_of(name, run_id, step_name)
         key = "stderr_path" if stream == "stderr" else "stdout_path"
-        return files.log(files.read_log(step[key]), tail, head, offset, limit)
+        return files.log(await svc.log_text(run_id, step[key]), tail, head, offset, limit)
 
     @get("/api/v1/dag-runs/{name:str}/{run_id:str}/steps/{step_name:str}/log/stream")
     async def step_log_stream(name: str, run_id: str, step_name: str, stream: str = "stdout") -> ServerSentEvent:
@@ -143,7 +143,7 @@ def routes(svc: Service) -> list[Any]:
                 row = None if poll % 20 == 0 else await svc.db(svc.store.step, name, run_id, step_name)
                 current = row or await step_of(name, run_id, step_name)
                 path = current[key] or path
-                data, pos = await trio.to_thread.run_sync(files.read_from, path, pos)
+                data, pos = await svc.log_chunk(run_id, path, pos)
                 if data:
                     yield ServerSentEventMessage(event="chunk", data=json.dumps({"text": data}))
                 if current["status"] not in ("running", "not_started", "queued", "retrying") and not data:

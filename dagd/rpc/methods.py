@@ -24,7 +24,6 @@ RunStatusName = Literal[
     "not_started", "queued", "running", "succeeded", "partially_succeeded", "failed", "aborted", "waiting", "rejected"
 ]
 MAX_SPEC = 4 * 1024 * 1024
-LOG_TAIL = 1024 * 1024  # run.logs returns the last MiB of each log
 
 
 class Params(msgspec.Struct, forbid_unknown_fields=True):
@@ -67,6 +66,7 @@ class Logs(Params):
     run_id: RunId | None = None
     step: Annotated[str, msgspec.Meta(max_length=200)] | None = None
     stream: Literal["stdout", "stderr"] = "stdout"
+    offset: Annotated[int, msgspec.Meta(ge=0)] | None = None  # from this byte on (a live tail)
 
 
 class Validate(Params):
@@ -131,7 +131,7 @@ def table(svc: Service, login: Callable[[Principal], dict[str, Any]]) -> dict[st
         return await svc.history(p.name, p.limit, p.status, p.run_id)
 
     async def logs(p: Logs, who: Principal) -> Any:
-        return await svc.step_logs(p.name, p.run_id, p.step, p.stream, LOG_TAIL)
+        return await svc.step_logs(p.name, p.run_id, p.step, p.stream, p.offset)
 
     return {
         "daemon.status": Method(NoParams, status),

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from dagd import names
 from dagd.procfs import kill_group
 
 if TYPE_CHECKING:  # the event classes are loaded by the writers only: `dagctl status` stays light
@@ -140,6 +141,7 @@ class Store:
         from dagd.engine.events import RunFinished, RunStarted, StepChanged
 
         if isinstance(event, RunStarted):
+            names.run_id(event.run_id)  # the last line of defence: ids become log folder names
             db.execute(
                 "INSERT INTO dag_runs (id, dag, file, status, status_code, trigger, params, started_at, parent_run, log_dir,"
                 " work_dir, runner_pid) VALUES (?, ?, ?, 'running', 1, ?, ?, ?, ?, ?, ?, ?)"
@@ -406,6 +408,7 @@ class Store:
     def enqueue(
         self, run_id: str, dag: str, file: str, params: list[str], trigger: str, schedule_time: str | None
     ) -> None:
+        names.run_id(run_id)
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO dag_runs (id, dag, file, status, status_code, trigger, params) VALUES (?, ?, ?, 'queued', 5, ?, ?)"

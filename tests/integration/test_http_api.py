@@ -24,10 +24,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_with_http(root: Path) -> tuple[Daemon, str]:
+def start_with_http(root: Path, extra_env: dict[str, str | None] | None = None) -> tuple[Daemon, str]:
     """dagd with its HTTP server on a free loopback port, once it answers."""
     port = free_port()
-    d = start_daemon(root, args=("--http-bind", f"127.0.0.1:{port}"))
+    d = start_daemon(root, extra_env, args=("--http-bind", f"127.0.0.1:{port}"))
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 15
     while True:
