@@ -268,11 +268,14 @@ def stop(target: str, run_id: str | None) -> None:
             raise ProcessLookupError
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
+        from dagd.procfs import kill_group_we_started
+
         click.echo(f"dagctl: the process that ran {doc['id']} is gone; killing its step groups", err=True)
         for s in doc["steps"]:
             if s["status"] in ("running", "retrying") and s["pgid"]:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(s["pgid"], signal.SIGKILL)
+                spared = kill_group_we_started(s["pgid"], s.get("pgid_identity"))
+                if spared:
+                    click.echo(f"dagctl: step {s['step']}: {spared}", err=True)
         return
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -41,6 +41,7 @@ class StepChanged:
     handler: bool = False
     published: dict[str, str] = field(default_factory=dict)
     output_value: str | None = None
+    pgid_identity: str | None = None
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import trio
 
-from dagd.procfs import group_alive
+from dagd.procfs import group_alive, identity
 
 # Linux charges a child the memory of the process that spawned it (the exec'ing mm's high-water
 # mark), so wait4's ru_maxrss for a child of dagd is never below dagd's own size. GNU time, a
@@ -79,6 +79,7 @@ class StepProcess:
             os.write(stderr, f"dagd: cannot run {argv[0]} in {cwd}: {exc.strerror or exc}\n".encode())
             self.popen = None
             self.pid = self.pgid = -1
+            self.identity: str | None = None
             self.result = Exit(126 if isinstance(exc, PermissionError) else 127, None, 0.0, 0.0, 0)
             return
         finally:
@@ -87,6 +88,7 @@ class StepProcess:
         self.pid = self.popen.pid
         OWNED.add(self.pid)
         self.pgid = self.pid
+        self.identity = identity(self.pid)  # proves later that a pgid is still this group
         self.pidfd = os.pidfd_open(self.pid)
 
     async def wait(self) -> Exit:

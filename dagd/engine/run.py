@@ -188,6 +188,7 @@ class Run(RunEnvironment):
                 handler,
                 dict(r.published),
                 r.output_value,
+                r.pgid_identity,
             )
         )
 

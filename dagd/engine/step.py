@@ -41,6 +41,7 @@ class StepResult:
     output_value: str | None = None  # legacy `output: VAR`
     continued: bool = False  # failed, but continue_on lets dependents run
     pgid: int | None = None
+    pgid_identity: str | None = None  # boot id + leader start time (procfs.identity)
 
 
 @dataclass
@@ -177,7 +178,7 @@ async def run_attempt(
             except OSError as exc:
                 err.write(f"dagd: cannot start {argv[0]}: {exc.strerror or exc}\n".encode())
                 return Exit(127, None, 0.0, 0.0, 0)
-            result.pgid = proc.pgid
+            result.pgid, result.pgid_identity = proc.pgid, proc.identity
             if i == 0:
                 await rt.on_start(result)
             last = await _wait_killing(proc, rt.grace, sig)

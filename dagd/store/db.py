@@ -8,6 +8,7 @@ the engine announces it.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -17,7 +18,9 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from dagd import names
-from dagd.procfs import kill_group
+from dagd.procfs import kill_group_we_started
+
+log = logging.getLogger("dagd.store")
 
 if TYPE_CHECKING:  # the event classes are loaded by the writers only: `dagctl status` stays light
     from dagd.engine.events import Event
@@ -85,6 +88,9 @@ MIGRATIONS = [
     """,
     """
     CREATE INDEX run_queue_by_dag ON run_queue (dag, queued_at);
+    """,
+    """
+    ALTER TABLE dag_step_results ADD COLUMN pgid_identity TEXT;
     """,
 ]
 
@@ -168,13 +174,13 @@ class Store:
             duration = event.finished_at - event.started_at if event.finished_at and event.started_at else None
             db.execute(
                 "INSERT INTO dag_step_results (run_id, step, handler, status, status_code, attempt, exit_code, started_at, finished_at, duration,"
-                " cpu_user, cpu_sys, max_rss_kb, stdout_path, stderr_path, outputs, error, pgid, published, output_value)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " cpu_user, cpu_sys, max_rss_kb, stdout_path, stderr_path, outputs, error, pgid, published, output_value, pgid_identity)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (run_id, step) DO UPDATE SET status=excluded.status, status_code=excluded.status_code, attempt=excluded.attempt,"
                 " exit_code=excluded.exit_code, started_at=excluded.started_at, finished_at=excluded.finished_at, duration=excluded.duration,"
                 " cpu_user=excluded.cpu_user, cpu_sys=excluded.cpu_sys, max_rss_kb=excluded.max_rss_kb, stdout_path=excluded.stdout_path,"
                 " stderr_path=excluded.stderr_path, outputs=excluded.outputs, error=excluded.error, pgid=excluded.pgid,"
-                " published=excluded.published, output_value=excluded.output_value",
+                " published=excluded.published, output_value=excluded.output_value, pgid_identity=excluded.pgid_identity",
                 (
                     event.run_id,
                     event.step,
@@ -196,6 +202,7 @@ class Store:
                     event.pgid,
                     json.dumps(event.published),
                     event.output_value,
+                    event.pgid_identity,
                 ),
             )
         elif isinstance(event, RunFinished):
@@ -215,11 +222,14 @@ class Store:
         now = time.time()
         with self.lock:
             groups = self.db.execute(
-                "SELECT pgid FROM dag_step_results WHERE run_id = ? AND status IN ('running', 'retrying') AND pgid IS NOT NULL",
+                "SELECT step, pgid, pgid_identity FROM dag_step_results"
+                " WHERE run_id = ? AND status IN ('running', 'retrying') AND pgid IS NOT NULL",
                 (run_id,),
             ).fetchall()
-        for g in groups:  # no orphans: the dead runner's step groups go with it
-            kill_group(g["pgid"])
+        for g in groups:  # no orphans: the dead runner's step groups go with it, and only they
+            spared = kill_group_we_started(g["pgid"], g["pgid_identity"])
+            if spared:
+                log.warning("run %s step %s: %s", run_id, g["step"], spared)
         with self.transaction() as db:
             db.execute(
                 "UPDATE dag_step_results SET status='aborted', status_code=3, finished_at=?, error=COALESCE(error, 'its runner died')"
