@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -676,3 +677,29 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def test_mutating_calls_reach_journald_with_who_and_what(tmp_path: Path) -> None:
+    journal = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # stands in for journald's socket
+    journal.bind(str(tmp_path / "journal.sock"))
+    journal.settimeout(10)
+    (tmp_path / "dags").mkdir()
+    (tmp_path / "dags" / "hello.yaml").write_text("steps:\n  - run: echo hi\n")
+    d = start_daemon(tmp_path, {"JOURNAL_STREAM": "8:1234", "DAGD_JOURNAL_SOCKET": str(tmp_path / "journal.sock")})
+    try:
+        assert d.ctl("suspend", "hello").code == 0
+        records = []
+        while not any(b"DAGD_ACTION=dag.suspend" in r for r in records):
+            records.append(journal.recv(65536))
+        fields = dict(
+            line.split(b"=", 1) for line in next(r for r in records if b"DAGD_ACTION=dag.suspend" in r).splitlines()
+        )
+        assert fields[b"PRIORITY"] == b"5" and fields[b"SYSLOG_IDENTIFIER"] == b"dagd"
+        assert fields[b"DAGD_DAG"] == b"hello" and fields[b"DAGD_UID"] == str(os.getuid()).encode()
+        assert fields[b"DAGD_USER"] == pwd.getpwuid(os.getuid()).pw_name.encode()
+        assert b"dag.suspend hello by uid=" in fields[b"MESSAGE"]
+    finally:
+        d.proc.send_signal(signal.SIGTERM)
+        d.proc.wait(timeout=30)
+        d.notify.close()
+        journal.close()
