@@ -4,6 +4,9 @@ suspend, stop-all, a DAG's runs. Thin calls into the service layer."""
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -15,6 +18,24 @@ from dagd.http import files, shapes
 from dagd.http import models as m
 from dagd.http.common import checked_dag_name, checked_name, error, read_json, run_id_of, run_with_children
 from dagd.service import NOT_FOUND, Service, ServiceError
+
+
+async def writable(change: Callable[..., object], *args: str) -> None:
+    """Change the DAGs folder in a worker thread; a folder dagd may not write is a 403 that says
+    so (the system unit allows it with ReadWritePaths=/etc/dagd/dags), never a 500."""
+    try:
+        await trio.to_thread.run_sync(change, *args)
+    except OSError as exc:
+        folder = os.path.dirname(args[0])
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise HTTPException(
+                status_code=403,
+                detail=f"the DAGs folder {folder} is read-only for dagd ({exc.strerror}): edit the file there "
+                "directly, or let dagd write it (systemd/README.md: ReadWritePaths)",
+            ) from None
+        if exc.errno == errno.ENOSPC:
+            raise HTTPException(status_code=507, detail=f"no space left on the device of {folder}") from None
+        raise HTTPException(status_code=409, detail=f"cannot change {args[0]}: {exc.strerror or exc}") from None
 
 
 def routes(svc: Service) -> list[Any]:
@@ -75,14 +96,14 @@ def routes(svc: Service) -> list[Any]:
         path = trio.Path(svc.catalog.folder) / f"{name}.yaml"
         if await path.exists() or svc.catalog.find(name) is not None:
             return error(409, f"DAG {name!r} already exists", "already_exists")
-        await trio.to_thread.run_sync(files.write_atomically, str(path), spec)
+        await writable(files.write_atomically, str(path), spec)
         svc.reload()
         return Response({"name": name}, status_code=201)
 
     @delete("/api/v1/dags/{file_name:str}", status_code=204)
     async def remove(file_name: str) -> None:
         entry = entry_of(file_name)
-        await trio.Path(entry.file).unlink()
+        await writable(os.unlink, entry.file)
         svc.reload()
 
     @post("/api/v1/dags/validate", status_code=200)
@@ -100,7 +121,10 @@ def routes(svc: Service) -> list[Any]:
     @get("/api/v1/dags/{file_name:str}/spec")
     async def get_spec(file_name: str) -> m.Spec:
         entry = entry_of(file_name)
-        text = await trio.Path(entry.file).read_text()
+        try:
+            text = await trio.Path(entry.file).read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:  # deleted or unreadable since the folder was last read
+            raise ServiceError(NOT_FOUND, f"cannot read the file of {file_name}: {exc.strerror or exc}") from None
         out: m.Spec = {"spec": text, "errors": [entry.error] if entry.error else []}
         if entry.dag is not None:
             out["dag"] = shapes.dag_details(entry.dag)
@@ -116,7 +140,7 @@ def routes(svc: Service) -> list[Any]:
         errors, _ = shapes.check_spec(spec, file_name)
         if errors:  # the file on disk stays as it was
             return error(400, "; ".join(errors), errors=errors)
-        await trio.to_thread.run_sync(files.write_atomically, entry.file, spec)
+        await writable(files.write_atomically, entry.file, spec)
         svc.reload()
         return Response({"errors": []}, status_code=200)
 

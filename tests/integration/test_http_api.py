@@ -536,3 +536,29 @@ def test_sub_dag_runs_are_listed_under_their_parent(api: tuple[Daemon, str]) -> 
     check(by_file["dagRun"], "DAGRunDetails")
     assert by_file["dagRun"]["subRuns"][0]["name"] == "hello"
     assert httpx.get(f"{base}/api/v1/dags/parent/dag-runs/nope").status_code == 404
+
+
+def test_a_read_only_dags_folder_is_a_clear_403(tmp_path: Path) -> None:
+    import subprocess
+
+    (tmp_path / "dags").mkdir()
+    (tmp_path / "dags" / "hello.yaml").write_text("steps:\n  - run: echo hi\n")
+    d, base = start_with_http(tmp_path)
+    try:
+        # what ProtectSystem=strict without ReadWritePaths does: the folder is on a read-only mount
+        subprocess.run(["mount", "--bind", "-o", "ro", str(tmp_path / "dags"), str(tmp_path / "dags")], check=True)
+        try:
+            spec = "steps:\n  - run: echo changed\n"
+            for r in (
+                httpx.post(base + "/api/v1/dags", json={"name": "new", "spec": spec}),
+                httpx.put(base + "/api/v1/dags/hello/spec", json={"spec": spec}),
+                httpx.delete(base + "/api/v1/dags/hello"),
+            ):
+                assert r.status_code == 403 and "is read-only for dagd" in r.json()["message"], r.text
+        finally:
+            subprocess.run(["umount", str(tmp_path / "dags")], check=True)
+        assert (tmp_path / "dags" / "hello.yaml").read_text() == "steps:\n  - run: echo hi\n"
+        assert d.proc.poll() is None
+    finally:
+        d.proc.terminate()
+        d.proc.wait(timeout=30)
