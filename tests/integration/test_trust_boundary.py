@@ -17,6 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests import strangers
 from tests.conftest import run_dagctl
@@ -234,3 +236,89 @@ def test_idle_connections_are_bounded_per_uid(host: Host) -> None:
     deadline = time.monotonic() + 10
     while not host.alive():  # served again once dagd has seen those connections close
         assert time.monotonic() < deadline
+
+
+# ---- a protocol fuzzer ------------------------------------------------------------------------
+
+METHODS = [
+    "daemon.status",
+    "daemon.reload",
+    "daemon.login_link",
+    "dag.list",
+    "dag.suspend",
+    "dag.resume",
+    "dag.validate",
+    "run.start",
+    "run.enqueue",
+    "run.dequeue",
+    "run.stop",
+    "run.retry",
+    "run.status",
+    "run.history",
+    "run.logs",
+    "events.subscribe",
+]
+_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40)
+_json = st.recursive(
+    _scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+_names = st.sampled_from(["example", "nope", "../x", "x\n", "", "a" * 300]) | st.text(max_size=30)
+_params = _json | st.fixed_dictionaries(
+    {},
+    optional={
+        "name": _names | _json,
+        "run_id": _names | _json,
+        "params": st.lists(st.text(max_size=20), max_size=3) | _json,
+        "limit": st.integers() | _json,
+        "status": st.sampled_from(["failed", "running", "bogus"]) | _json,
+        "step": _names,
+        "stream": st.sampled_from(["stdout", "stderr", "x"]),
+        "offset": st.integers(),
+        "spec": st.text(max_size=200) | st.just("steps:\n  - run: echo fuzz\n"),
+        "file": _json,
+    },
+)
+_request = st.fixed_dictionaries(
+    {
+        "jsonrpc": st.sampled_from(["2.0", "2.0", "2.0", "1.0"]) | _scalars,
+        "method": st.sampled_from(METHODS) | st.text(max_size=20),
+    },
+    optional={"id": _json, "params": _params},
+)
+LINES = st.one_of(
+    _request.map(lambda r: json.dumps(r).encode() + b"\n"),
+    st.lists(_request, min_size=1, max_size=3).map(lambda rs: b"".join(json.dumps(r).encode() + b"\n" for r in rs)),
+    st.binary(max_size=400),
+    st.integers(min_value=1, max_value=3000).map(lambda n: b"[" * n + b"\n"),
+    st.text(max_size=200).map(lambda t: t.encode("utf-8", "surrogatepass") + b"\n"),
+)
+
+
+def test_fuzzed_lines_never_take_dagd_down(host: Host) -> None:
+    os.chmod(host.socket, 0o666)
+    member = strangers.Relay(host.alice, host.socket)
+    stranger = strangers.Relay(host.bob, host.socket)
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(line=LINES)
+    def attack(line: bytes) -> None:
+        if b"events.subscribe" in line:
+            line = line.replace(b"events.subscribe", b"events.subscribed")  # a stream never ends by itself
+        for relay, refused in ((member, False), (stranger, True)):
+            raw = relay.send(line)
+            assert not raw.startswith(b"OSERROR"), raw
+            replies = [json.loads(x) for x in raw.splitlines() if x.strip()]
+            if refused:
+                assert [r["error"]["code"] for r in replies] == [-32003]
+            else:
+                assert all(r.get("jsonrpc") == "2.0" and ("result" in r or "error" in r) for r in replies), replies
+        assert host.alive()
+
+    try:
+        attack()
+    finally:
+        member.close()
+        stranger.close()
+    assert "Traceback" not in host.log()
