@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -91,19 +92,47 @@ def run_cmd(
         for d in exc.diagnostics:
             click.echo(d.render(), err=True)
         raise ExitWith(1) from None
-    code = run_local(
-        loaded.dag,
-        state_dir=str(config.state_dir()),
-        params=list(params),
-        param_string=params_opt,
-        run_id=run_id,
-        trigger=trigger_type,
-        schedule_time=schedule_time,
-        default_shell=config.default_shell(),
-        as_json=as_json,
-    )
+    try:
+        code = run_local(
+            loaded.dag,
+            state_dir=str(config.state_dir()),
+            params=list(params),
+            param_string=params_opt,
+            run_id=run_id,
+            trigger=trigger_type,
+            schedule_time=schedule_time,
+            default_shell=config.default_shell(),
+            as_json=as_json,
+        )
+    finally:
+        give_state_back(loaded.dag.name)
     if code:
         raise ExitWith(code)
+
+
+def give_state_back(dag: str) -> None:
+    """After root ran a DAG in-process with the system state dir (`--local`), what it wrote there
+    goes back to the dagd user: root-owned logs or a root-owned database would break every later
+    run of the daemon."""
+    import os
+    import pwd
+
+    state = config.state_dir()
+    if os.geteuid() != 0 or state != config.SYSTEM_STATE_DIR:
+        return
+    try:
+        owner = pwd.getpwnam("dagd")
+    except KeyError:
+        return
+    tops = [state / "logs" / dag, state / "work" / dag, state / "logs", state / "work"]
+    paths = [*state.glob("dagd.db*"), *tops]
+    for top in tops[:2]:
+        for folder, dirs, files in os.walk(top):
+            paths += [Path(folder, n) for n in dirs + files]
+    for path in paths:
+        with contextlib.suppress(OSError):
+            if path.lstat().st_uid == 0:
+                os.lchown(path, owner.pw_uid, owner.pw_gid)
 
 
 @click.command(context_settings=CONTEXT)

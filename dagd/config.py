@@ -96,6 +96,9 @@ def resolve_dag_file(name_or_path: str, base_dir: Path | None = None) -> Path | 
     return None
 
 
+SYSTEM_STATE_DIR = Path("/var/lib/dagd")
+
+
 def state_dir() -> Path:
     """History database and logs: DAGD_STATE_DIR, /var/lib/dagd (root) or $XDG_STATE_HOME/dagd."""
     explicit = _env("DAGD_STATE_DIR")
@@ -105,7 +108,7 @@ def state_dir() -> Path:
     if home:
         return Path(home) / "state"
     if not user_mode():
-        return Path("/var/lib/dagd")
+        return SYSTEM_STATE_DIR
     xdg = _env("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(xdg) / "dagd"
 

@@ -562,3 +562,117 @@ def test_a_read_only_dags_folder_is_a_clear_403(tmp_path: Path) -> None:
     finally:
         d.proc.terminate()
         d.proc.wait(timeout=30)
+
+
+def test_a_passed_socket_on_every_interface_without_credentials_is_refused(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "dags").mkdir()
+    http = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    http.bind(("0.0.0.0", 0))  # what `ListenStream=8090` gives: every interface
+    http.listen(16)
+    env = activated_env(tmp_path, "http")
+    launcher = (
+        f"import os, sys; os.dup2({http.fileno()}, 3); os.environ['LISTEN_PID'] = str(os.getpid()); "
+        "os.execv(sys.executable, [sys.executable, '-m', 'dagd.daemon', '--user'])"  # http_bind says loopback
+    )
+    try:
+        p = subprocess.run(
+            [sys.executable, "-c", launcher],
+            env=env,
+            pass_fds=(http.fileno(),),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        http.close()
+    assert p.returncode != 0
+    assert "refusing to serve HTTP on 0.0.0.0:" in p.stderr and "without authentication" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def _client(address: str) -> httpx.Client:
+    """An HTTP client whose connections come from `address` (a loopback address of its own)."""
+    return httpx.Client(transport=httpx.HTTPTransport(local_address=address), timeout=30)
+
+
+def test_password_checks_leave_the_loop_free_cost_the_same_and_are_rate_limited(tmp_path: Path) -> None:
+    import base64
+    import statistics
+    import subprocess
+    import sys
+
+    hashed = subprocess.run(
+        [sys.executable, "-m", "dagd.daemon", "--hash-password"],
+        input="right\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    (tmp_path / "dags").mkdir()
+    port = free_port()
+    (tmp_path / "config.yaml").write_text(
+        yaml.safe_dump({"http_bind": f"127.0.0.1:{port}", "http_auth": {"users": {"alice": hashed}}})
+    )
+    d = start_daemon(tmp_path, args=("--config", str(tmp_path / "config.yaml")))
+    base = f"http://127.0.0.1:{port}"
+
+    def basic(user: str, password: str) -> dict[str, str]:
+        return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                httpx.get(base + "/api/v1/health", timeout=2)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        # 8 clients (each from its own address, under the per-address limit) guess passwords
+        stop = threading.Event()
+
+        def guess(i: int) -> None:
+            with _client(f"127.0.0.{10 + i}") as c:
+                for n in range(9):
+                    if stop.is_set():
+                        return
+                    assert c.get(base + "/api/v1/dags", headers=basic("alice", f"guess{n}")).status_code == 401
+
+        threads = [threading.Thread(target=guess, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        latencies = []
+        while any(t.is_alive() for t in threads):
+            began = time.perf_counter()
+            assert httpx.get(base + "/api/v1/health", timeout=10).status_code == 200
+            latencies.append(time.perf_counter() - began)
+        stop.set()
+        for t in threads:
+            t.join()
+        assert statistics.median(latencies) < 0.1, latencies  # was ~0.6 s with hashing on the loop
+
+        # an unknown user costs what a known one does (no user enumeration by timing)
+        def cost(user: str, address: str) -> float:
+            with _client(address) as c:
+                began = time.perf_counter()
+                assert c.get(base + "/api/v1/dags", headers=basic(user, "nope")).status_code == 401
+                return time.perf_counter() - began
+
+        known = statistics.median(cost("alice", f"127.0.1.{i}") for i in range(1, 6))
+        unknown = statistics.median(cost("mallory", f"127.0.2.{i}") for i in range(1, 6))
+        assert 1 / 3 < unknown / known < 3, (known, unknown)
+
+        # ten failures from one address: that address waits, even with the right password
+        with _client("127.0.3.1") as c:
+            for _ in range(10):
+                assert c.get(base + "/api/v1/dags", headers=basic("alice", "bad")).status_code == 401
+            r = c.get(base + "/api/v1/dags", headers=basic("alice", "right"))
+            assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
+        with _client("127.0.3.2") as c:
+            assert c.get(base + "/api/v1/dags", headers=basic("alice", "right")).status_code == 200
+    finally:
+        d.proc.terminate()
+        d.proc.wait(timeout=30)
