@@ -50,13 +50,16 @@ typecheck: $(VENV_STAMP)
 	.venv/bin/mypy
 	.venv/bin/lint-imports
 
-# Debian packages the tests drive for real: tmux (terminal view), time (GNU time: per-step rusage),
-# chromium (the browser tests; Playwright drives /usr/bin/chromium and never downloads one),
-# lintian, rpm and rpmlint (the package checks).
-APT_TEST_PACKAGES := tmux time chromium lintian rpm rpmlint
+# Debian packages the tests drive for real, as binary:package: tmux (terminal view), time (GNU
+# time: per-step rusage), chromium (the browser tests; Playwright drives /usr/bin/chromium and
+# never downloads one), curl (HTTP requests made as other local users), lintian, rpm and rpmlint
+# (the package checks), systemd-analyze (the unit's security score), mmdebstrap and
+# systemd-nspawn (a Debian 12 root booted under a real systemd for the installed package).
+APT_TEST_PACKAGES := tmux:tmux time:time chromium:chromium curl:curl lintian:lintian rpm:rpm rpmlint:rpmlint \
+	systemd-analyze:systemd mmdebstrap:mmdebstrap systemd-nspawn:systemd-container
 
 test-deps:
-	@missing=""; for p in $(APT_TEST_PACKAGES); do [ -x /usr/bin/$$p ] || missing="$$missing $$p"; done; \
+	@missing=""; for pair in $(APT_TEST_PACKAGES); do [ -x /usr/bin/$${pair%%:*} ] || missing="$$missing $${pair##*:}"; done; \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 
 # The package tests install the .deb on this machine and own the system paths while they run:

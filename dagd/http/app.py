@@ -72,6 +72,7 @@ class Guard(ASGIMiddleware):
         client = tuple(scope.get("client") or ("", 0))
         server = tuple(scope.get("server") or ("", 0))
         who: Principal | None = None
+        uid: int | None = None
         authorization = headers.get("authorization")
         if authorization:
             wait = self.failures.blocked(client[0])
@@ -101,6 +102,15 @@ class Guard(ASGIMiddleware):
             if path == "/api/v1/health":
                 await next_app(scope, receive, send)
                 return
+            if method not in SAFE_METHODS:  # an attempt to change something: worth a warning
+                asker = f"uid {uid}" if uid is not None else "an unknown client"
+                log.warning(
+                    "HTTP %s %s from %s refused: %s is not allowed and sent no credentials",
+                    method,
+                    path,
+                    client[0],
+                    asker,
+                )
             await self._unauthorized(send, "authentication required")
             return
         if method not in SAFE_METHODS and who.kind != "token":

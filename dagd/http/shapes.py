@@ -291,15 +291,15 @@ def param_defs(dag: Dag) -> list[m.ParamDef]:
     return out
 
 
-def check_spec(text: str, name: str, *, strict: bool = False) -> tuple[list[str], Dag | None]:
-    """Validate YAML text as a DAG file named `name`; (errors as text, the DAG when valid)."""
+def check_spec(text: str, name: str, folder: str, *, strict: bool = False) -> tuple[list[str], Dag | None]:
+    """Validate YAML text as the DAG file `name` of `folder` (nothing is written);
+    (errors as text, the DAG when valid)."""
     import os
-    import tempfile
 
     from dagd.spec import SpecError, load_text
 
     try:
-        loaded = load_text(text, os.path.join(tempfile.gettempdir(), f"{name}.yaml"), strict=strict)
+        loaded = load_text(text, os.path.join(folder, f"{name}.yaml"), strict=strict)
     except SpecError as exc:
         return [d.render().split(": ", 1)[1] if ": " in d.render() else d.render() for d in exc.diagnostics], None
     return [], loaded.dag

@@ -15,7 +15,6 @@ import signal
 import socket
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,8 +23,8 @@ import httpx
 import pytest
 
 from tests.integration.test_http_api import free_port
+from tests.packaging.conftest import build, sh
 
-ROOT = Path(__file__).resolve().parents[2]
 UNITS = ["dagd.service", "dagd.socket", "dagd-http.socket"]
 LEFTOVERS = [
     "/usr/lib/dagd",
@@ -42,23 +41,6 @@ LEFTOVERS = [
 # rpmlint errors that are not ours to fix: unsigned test builds, no %changelog from nfpm, an empty
 # module inside litestar, tzdata's hard-linkable duplicates.
 RPMLINT_ACCEPTED = {"no-signature", "no-changelogname-tag", "zero-length", "files-duplicated-waste"}
-
-
-def sh(*cmd: str | Path, check: bool = True, **kw: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(c) for c in cmd], check=check, text=True, capture_output=True, **kw)  # type: ignore[call-overload, no-any-return]
-
-
-def build(packager: str, out: Path, version: str | None = None) -> Path:
-    args = [sys.executable, ROOT / "packaging" / "build.py", packager, "--out", out]
-    if version:
-        args += ["--version", version]
-    sh(*args, timeout=600)
-    return next(out.glob(f"dagd*.{packager}"))
-
-
-@pytest.fixture(scope="module")
-def deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build("deb", tmp_path_factory.mktemp("deb"))
 
 
 def test_the_deb_is_lintian_clean_and_complete(deb: Path) -> None:

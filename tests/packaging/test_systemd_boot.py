@@ -1,0 +1,233 @@
+"""The installed .deb under a real systemd: a Debian 12 root (mmdebstrap, minbase) booted with
+systemd-nspawn, driven with nsenter. The hardened unit, the trust boundary as a stranger (bob)
+and a member of group dagd (alice) would meet it, what jobs may still do, and the audit trail in
+journald. (This machine's PID 1 is not systemd: hence --keep-unit and --register=no.)
+
+The root file system is built once and kept as a tarball in /var/cache/dagd-test (≈ 25 s to
+build, 3 s to unpack); each run boots a fresh copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tarfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.packaging.conftest import sh
+
+SUITE = "bookworm"
+PACKAGES = ["systemd", "systemd-sysv", "dbus", "python3", "time", "adduser", "curl", "procps", "ca-certificates"]
+CACHE = Path("/var/cache/dagd-test")
+BASE = "http://127.0.0.1:8090"
+
+
+@dataclass
+class Machine:
+    nspawn: subprocess.Popen[bytes]
+    leader: int
+
+    def sh(
+        self, script: str, user: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        """A shell command inside the booted machine, as root or as `user`."""
+        inner = ["runuser", "-u", user, "--", "/bin/sh", "-c", script] if user else ["/bin/sh", "-c", script]
+        p = subprocess.run(
+            ["nsenter", "-t", str(self.leader), "-a", "--", *inner],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"},
+        )
+        if check and p.returncode != 0:
+            raise AssertionError(f"{script!r} as {user or 'root'}: exit {p.returncode}\n{p.stdout}\n{p.stderr}")
+        return p
+
+    def curl(self, user: str, method: str, path: str, body: str | None = None, *headers: str) -> tuple[int, str]:
+        args = f"curl -s -o /tmp/curl-out.$$ -w '%{{http_code}}' -X {method} "
+        args += " ".join(f"-H '{h}'" for h in headers)
+        if body is not None:
+            args += f" -H 'content-type: application/json' --data-binary '{body}'"
+        p = self.sh(f"{args} '{BASE}{path}'; echo; cat /tmp/curl-out.$$; rm -f /tmp/curl-out.$$", user)
+        code, _, text = p.stdout.partition("\n")
+        return int(code), text
+
+
+def _root_tarball() -> Path:
+    key = hashlib.sha256(" ".join([SUITE, *PACKAGES]).encode()).hexdigest()[:12]
+    tarball = CACHE / f"{SUITE}-minbase-{key}.tar"
+    if not tarball.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        partial = tarball.with_suffix(".partial.tar")
+        sh("mmdebstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, partial, timeout=900)
+        partial.rename(tarball)
+    return tarball
+
+
+def _leader(nspawn_pid: int) -> int | None:
+    """The container's PID 1 as the host sees it: the child of systemd-nspawn."""
+    for task in Path(f"/proc/{nspawn_pid}/task").iterdir():
+        children = (task / "children").read_text().split()
+        if children:
+            return int(children[0])
+    return None
+
+
+@pytest.fixture(scope="module")
+def machine(deb: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Machine]:
+    for tool in ("systemd-nspawn", "mmdebstrap", "nsenter"):
+        assert shutil.which(tool), f"{tool} is missing (make test installs it)"
+    root = tmp_path_factory.mktemp("machine") / "root"
+    root.mkdir()
+    with tarfile.open(_root_tarball()) as tar:
+        tar.extractall(root, numeric_owner=True, filter="fully_trusted")
+    shutil.copy(deb, root / "root" / "dagd.deb")
+    nspawn = subprocess.Popen(
+        [
+            "systemd-nspawn",
+            "-D",
+            str(root),
+            "--boot",
+            "--register=no",
+            "--keep-unit",
+            "--private-network",
+            "--console=passive",
+            f"--machine=dagdtest{os.getpid()}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        leader = None
+        while leader is None:
+            assert nspawn.poll() is None and time.monotonic() < deadline, "systemd-nspawn did not start"
+            leader = _leader(nspawn.pid)
+            time.sleep(0.1)
+        m = Machine(nspawn, leader)
+        while m.sh("systemctl is-system-running --wait", check=False, timeout=90).stdout.strip() not in (
+            "running",
+            "degraded",
+        ):
+            assert time.monotonic() < deadline, "the machine did not finish booting"
+        m.sh("dpkg -i /root/dagd.deb && systemctl enable --now dagd")
+        m.sh("useradd -m -G dagd alice && useradd -m bob")
+        deadline = time.monotonic() + 30
+        while m.sh("curl -s -o /dev/null -w '%{http_code}' " + BASE + "/api/v1/health", check=False).stdout != "200":
+            assert time.monotonic() < deadline, m.sh("journalctl -u dagd --no-pager", check=False).stdout
+            time.sleep(0.2)
+        yield m
+    finally:
+        nspawn.send_signal(signal.SIGTERM)  # the container powers off
+        try:
+            nspawn.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            nspawn.kill()
+            nspawn.wait()
+
+
+def test_the_installed_unit_runs_hardened(machine: Machine) -> None:
+    assert machine.sh("systemctl is-active dagd").stdout.strip() == "active"
+    score = machine.sh("systemd-analyze security dagd --no-pager").stdout
+    level = float(score.rsplit("Overall exposure level for dagd.service:", 1)[1].split()[0])
+    assert level < 5.0, score
+    assert machine.sh("stat -c %U /etc/dagd/config.yaml").stdout.strip() == "root"
+    assert machine.sh("test -w /etc/dagd/config.yaml", user="dagd", check=False).returncode != 0
+
+
+def test_a_stranger_gets_no_further_than_health(machine: Machine) -> None:
+    pwn = json.dumps({"name": "pwn", "spec": "steps:\n  - run: id > /tmp/bob-was-here\n"}).replace("\n", "\\n")
+    for method, path, body in (
+        ("GET", "/api/v1/dags", None),
+        ("POST", "/api/v1/dags", pwn),
+        ("PUT", "/api/v1/dags/example/spec", '{"spec": "steps:\\n  - run: id\\n"}'),
+        ("POST", "/api/v1/dags/example/start", "{}"),
+        ("GET", "/api/v1/events", None),
+        ("GET", "/api/v1/dag-runs", None),
+        ("GET", "/", None),
+    ):
+        code, text = machine.curl("bob", method, path, body)
+        assert code == 401 and "dagctl ui" in text, (method, path, code, text)
+    assert machine.curl("bob", "GET", "/api/v1/health")[0] == 200
+    assert machine.sh("test -e /tmp/bob-was-here", check=False).returncode != 0
+    assert "run: echo" in machine.sh("cat /etc/dagd/dags/example.yaml").stdout
+    for command in ("dagctl list", "dagctl status example", "dagctl history", "dagctl run example"):
+        p = machine.sh(command, "bob", check=False)
+        assert p.returncode == 1, (command, p.stdout, p.stderr)
+        assert "permission denied" in p.stderr and "group dagd" in p.stderr and "Traceback" not in p.stderr, p.stderr
+        assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+def test_a_member_drives_dagd_and_hands_out_a_login_link(machine: Machine) -> None:
+    assert "example" in machine.sh("dagctl list", "alice").stdout
+    p = machine.sh("dagctl run example", "alice")
+    assert "succeeded" in p.stderr
+    assert "succeeded" in machine.sh("dagctl status example", "alice").stdout
+    assert machine.curl("alice", "GET", "/api/v1/dags")[0] == 200
+    link = machine.sh("dagctl ui --no-open", "alice").stdout.strip()
+    assert link.startswith(BASE + "/login?token=")
+    p = machine.sh(f"curl -s -i '{link}'", "bob")
+    assert " 303" in p.stdout.splitlines()[0]
+    cookie = next(
+        line.split(":", 1)[1].split(";", 1)[0].strip()
+        for line in p.stdout.splitlines()
+        if line.lower().startswith("set-cookie")
+    )
+    assert machine.curl("bob", "GET", "/api/v1/dags", None, f"Cookie: {cookie}")[0] == 200
+
+
+def test_jobs_still_do_what_jobs_do(machine: Machine) -> None:
+    machine.sh(
+        "cat > /etc/dagd/dags/legit.yaml <<'EOF'\n"
+        "steps:\n"
+        "  - id: tmp\n    run: echo hi > /tmp/dagd-legit && cat /tmp/dagd-legit\n"
+        "  - id: state\n    run: echo x > /var/lib/dagd/legit && cat /var/lib/dagd/legit\n"
+        "  - id: net\n    run: curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8090/api/v1/health\n"
+        "  - id: ps\n    run: pgrep -u root -x systemd\n"
+        "  - id: home\n    run: ls /home/alice\n"
+        "EOF\n"
+        "dagctl reload"
+    )
+    p = machine.sh("dagctl run legit", check=False)
+    assert p.returncode == 0, p.stderr
+    assert machine.sh("cat /tmp/dagd-legit").stdout.strip() == "hi"
+    # the web UI may edit the DAGs folder (ReadWritePaths), config.yaml stays read-only
+    code, text = machine.curl("alice", "PUT", "/api/v1/dags/legit/spec", '{"spec": "steps:\\n  - run: echo edited\\n"}')
+    assert code == 200, text
+    assert "echo edited" in machine.sh("cat /etc/dagd/dags/legit.yaml").stdout
+
+
+def test_every_mutating_call_is_in_the_journal_with_who(machine: Machine) -> None:
+    machine.sh("dagctl suspend example && dagctl resume example", "alice")
+    entries = [json.loads(line) for line in machine.sh("journalctl -u dagd -o json --no-pager").stdout.splitlines()]
+    audited = [e for e in entries if e.get("DAGD_ACTION") == "dag.suspend"]
+    assert audited and audited[-1]["DAGD_USER"] == "alice" and audited[-1]["DAGD_DAG"] == "example"
+    assert audited[-1]["PRIORITY"] == "5"
+    assert any(
+        e.get("DAGD_USER") == "alice" and "PUT /api/v1/dags/legit/spec -> 200" in e.get("MESSAGE", "") for e in entries
+    )
+    refused = [
+        e for e in entries if e.get("PRIORITY") == "4" and "POST /api/v1/dags from 127.0.0.1 refused" in e["MESSAGE"]
+    ]
+    assert refused and "uid " in refused[0]["MESSAGE"]  # bob's attempt left a warning naming his uid
+
+
+def test_root_does_not_run_named_dags_behind_a_stopped_daemon(machine: Machine) -> None:
+    machine.sh("systemctl stop dagd.socket dagd")
+    try:
+        p = machine.sh("dagctl run example", check=False)
+        assert p.returncode == 1 and "--local" in p.stderr and "Traceback" not in p.stderr
+        assert machine.sh("dagctl run example --local", check=False).returncode == 0
+        assert machine.sh("find /var/lib/dagd -uid 0").stdout.strip() == ""
+    finally:
+        machine.sh("systemctl start dagd.socket dagd")
+    assert "succeeded" in machine.sh("dagctl run example", "alice").stderr
