@@ -43,6 +43,7 @@ IDLE_TIMEOUT = 120.0  # seconds without a request before a connection is closed
 PER_UID = 128  # connections one uid may hold at once
 TOTAL = 1024
 SUBSCRIPTION_BUFFER = 1000
+REFUSE_DRAIN_SEC = 1.0
 
 
 def peer(sock: Any) -> tuple[int, int, int]:
@@ -83,13 +84,13 @@ class Server:
             log.warning(
                 "control socket: refused pid=%d uid=%d gid=%d (%s only)", pid, uid, gid, self.svc.rule.describe()
             )
-            await _send(
+            await _refuse(
                 stream, _error(None, FORBIDDEN, f"permission denied: only {self.svc.rule.describe()} may use dagd")
             )
             return
         if self.connections[uid] >= PER_UID or sum(self.connections.values()) >= TOTAL:
             log.warning("control socket: uid=%d holds %d connections, refusing more", uid, self.connections[uid])
-            await _send(stream, _error(None, OVERLOADED, f"too many connections (at most {PER_UID} per user)"))
+            await _refuse(stream, _error(None, OVERLOADED, f"too many connections (at most {PER_UID} per user)"))
             return
         self.connections[uid] += 1
         try:
@@ -183,6 +184,22 @@ class Server:
 
 def _no_login(who: Principal) -> dict[str, Any]:
     raise ServiceError(-32009, "dagd serves no HTTP (started with --no-http)")
+
+
+async def _refuse(stream: trio.SocketStream, doc: dict[str, Any]) -> None:
+    """Say no, then discard what the caller sent (unparsed, at most 64 KiB, at most 1 s) before
+    closing: a Unix socket closed with unread bytes fails the caller's write with EPIPE, and a
+    client that writes before it reads would never see the answer that says why."""
+    if not await _send(stream, doc):
+        return
+    with trio.move_on_after(REFUSE_DRAIN_SEC), contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        await stream.send_eof()
+        discarded = 0
+        while discarded < 65536:
+            data = await stream.receive_some(4096)
+            if not data:
+                break
+            discarded += len(data)
 
 
 async def _send(stream: trio.SocketStream, doc: dict[str, Any]) -> bool:

@@ -511,6 +511,7 @@ def test_other_users_are_refused_by_peer_credentials(tmp_path: Path) -> None:
                 timeout=30,
                 cwd="/",
             )
+            assert r.stdout.strip(), (r.stderr, (tmp_path / "dagd.log").read_text()[-2000:])
             assert json.loads(r.stdout)["error"]["code"] == -32003, r.stderr
         finally:
             d.proc.terminate()

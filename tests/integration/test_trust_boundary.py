@@ -322,3 +322,43 @@ def test_fuzzed_lines_never_take_dagd_down(host: Host) -> None:
         member.close()
         stranger.close()
     assert "Traceback" not in host.log()
+
+
+def test_names_and_run_ids_are_matched_in_full_over_http(host: Host) -> None:
+    for body in ({"name": "x\n"}, {"name": "../x"}, {"name": ".hidden"}, {"name": "-flag"}):
+        r = httpx.post(host.base + "/api/v1/dags", json=body)
+        assert r.status_code == 400, (body, r.text)
+    for rid in ("zz\n", "../../../tmp/x/pwned", "a/b", ""):
+        r = httpx.post(host.base + "/api/v1/dags/example/start", json={"dagRunId": rid})
+        assert r.status_code in (200, 400), r.text
+        if rid:
+            assert r.status_code == 400, (rid, r.text)
+    assert not any(p.name.startswith("x") for p in (host.daemon.root / "dags").iterdir())
+    assert not Path("/tmp/x/pwned").exists()
+
+
+def test_thousands_of_idle_connections_are_not_held(host: Host) -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
+    socks = []
+    try:
+        for _ in range(3000):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(host.socket)
+            socks.append(s)
+        last = socks[-1]
+        last.settimeout(10)
+        assert json.loads(last.makefile().readline())["error"]["code"] == -32005  # answered, then closed
+        deadline = time.monotonic() + 10
+        while (held := len(os.listdir(f"/proc/{host.daemon.proc.pid}/fd"))) >= 400:
+            assert time.monotonic() < deadline, held  # 128 held for this uid, the rest closed by dagd
+            time.sleep(0.05)
+    finally:
+        for s in socks:
+            s.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    deadline = time.monotonic() + 10
+    while not host.alive():
+        assert time.monotonic() < deadline

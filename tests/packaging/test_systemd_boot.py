@@ -231,3 +231,17 @@ def test_root_does_not_run_named_dags_behind_a_stopped_daemon(machine: Machine) 
     finally:
         machine.sh("systemctl start dagd.socket dagd")
     assert "succeeded" in machine.sh("dagctl run example", "alice").stderr
+
+
+def test_hostile_lines_on_the_socket_and_dagd_never_restarted(machine: Machine) -> None:
+    send = (
+        "python3 -c \"import socket; s = socket.socket(socket.AF_UNIX); s.connect('/run/dagd/dagd.sock'); "
+        "s.sendall(b'[' * 1100 + b'\\n'); print(s.recv(4096).decode())\""
+    )
+    p = machine.sh(send, "bob", check=False)
+    assert p.returncode != 0 and "PermissionError" in p.stderr  # the socket's mode: group dagd only
+    p = machine.sh(send, "alice")
+    assert '"code": -32600' in p.stdout and "nested deeper" in p.stdout
+    assert "pid" in machine.sh("dagctl daemon", "alice").stdout
+    assert machine.sh("systemctl show dagd -p NRestarts --value").stdout.strip() == "0"
+    assert "Traceback" not in machine.sh("journalctl -u dagd --no-pager").stdout
