@@ -4,6 +4,7 @@ traceback. Served inside dagd's trio loop by hypercorn (daemon.serve_http)."""
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import urllib.parse
@@ -30,6 +31,12 @@ log = logging.getLogger("dagd.http")
 
 UI_DIR = Path(__file__).parent / "ui"  # vite builds web/ into here
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+LOGIN_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>dagd: log in</title>
+<style>body{font-family:system-ui,sans-serif;max-width:40em;margin:4em auto;padding:0 1em;line-height:1.5}
+code{background:#eee;padding:.1em .3em;border-radius:3px}</style></head><body>
+<h1>dagd: who are you?</h1><p>{message}.</p>
+<p>On the host, as a member of group <code>dagd</code>, run <code>dagctl ui</code> and open the link it prints
+(it works once, for two minutes).</p></body></html>"""
 
 
 class Guard(ASGIMiddleware):
@@ -89,7 +96,7 @@ class Guard(ASGIMiddleware):
             if who is None:
                 self.failures.failed(client[0])
                 log.warning("HTTP %s %s from %s: wrong credentials", method, path, client[0])
-                await self._unauthorized(send, "wrong credentials")
+                await self._unauthorized(send, "wrong credentials", headers)
                 return
         else:
             session = _cookie(headers.get("cookie", ""), COOKIE)
@@ -111,7 +118,7 @@ class Guard(ASGIMiddleware):
                     client[0],
                     asker,
                 )
-            await self._unauthorized(send, "authentication required")
+            await self._unauthorized(send, "authentication required", headers)
             return
         if method not in SAFE_METHODS and who.kind != "token":
             origin = headers.get("origin")
@@ -139,12 +146,24 @@ class Guard(ASGIMiddleware):
                 who, f"{method} {path} -> {status[0] or 'no answer'}", f"HTTP from {client[0]}", dag=dag, run_id=run_id
             )
 
-    async def _unauthorized(self, send: Any, why: str) -> None:
+    async def _unauthorized(self, send: Any, why: str, headers: dict[str, str]) -> None:
         extra = [(b"www-authenticate", b'Basic realm="dagd", charset="UTF-8"')] if self.auth.users else []
         how = "run `dagctl ui` on the host for a login link" + (
             ", or use HTTP basic or a bearer token" if self.auth.enabled else ""
         )
-        await _refuse(send, 401, "unauthorized", f"{why}: {self.rule.describe()} may use dagd; {how}", extra)
+        message = f"{why}: {self.rule.describe()} may use dagd; {how}"
+        if "text/html" in headers.get("accept", ""):  # a browser: a page that says what to do
+            page = LOGIN_PAGE.replace("{message}", html.escape(message)).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 401,
+                    "headers": [(b"content-type", b"text/html; charset=utf-8"), *extra],
+                }
+            )
+            await send({"type": "http.response.body", "body": page})
+            return
+        await _refuse(send, 401, "unauthorized", message, extra)
 
     async def _login(self, scope: Any, send: Any) -> None:
         """GET /login?token=…: trade a one-time link from `dagctl ui` for a session cookie."""

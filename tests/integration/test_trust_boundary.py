@@ -114,6 +114,8 @@ def test_a_stranger_is_refused_on_every_route_but_health(host: Host) -> None:
             continue
         assert code == 401, (method, path, code, text)
         assert "dagctl ui" in json.loads(text)["message"]
+    code, headers, page = host.bob.curl("GET", host.base + "/dags/example", "Accept: text/html")
+    assert code == 401 and headers["content-type"].startswith("text/html") and "dagctl ui" in page  # a browser
     assert not (host.daemon.root / "dags" / "pwn.yaml").exists()
     assert (host.daemon.root / "dags" / "example.yaml").read_text() == "steps:\n  - run: echo hello\n"
     assert host.alive()
@@ -259,11 +261,13 @@ METHODS = [
     "events.subscribe",
 ]
 _scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40)
-_json = st.recursive(
-    _scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-    max_leaves=12,
-)
+
+
+def _nested(inner: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
+    return st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4))
+
+
+_json = st.recursive(_scalars, _nested, max_leaves=12)
 _names = st.sampled_from(["example", "nope", "../x", "x\n", "", "a" * 300]) | st.text(max_size=30)
 _params = _json | st.fixed_dictionaries(
     {},
