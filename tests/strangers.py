@@ -58,18 +58,23 @@ class User:
 
 
 def _ensure() -> None:
+    """Create the group and users once (two test workers may race: "exists" is success)."""
     try:
         grp.getgrnam(GROUP)
     except KeyError:
-        subprocess.run(["groupadd", "--system", GROUP], check=True)
+        subprocess.run(["groupadd", "--system", GROUP], check=False, capture_output=True)
+        grp.getgrnam(GROUP)
     for name, groups in ((ALICE, [GROUP]), (BOB, [])):
         try:
             pwd.getpwnam(name)
         except KeyError:
             extra = ["--groups", ",".join(groups)] if groups else []
             subprocess.run(
-                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", *extra, name], check=True
+                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", *extra, name],
+                check=False,
+                capture_output=True,
             )
+            pwd.getpwnam(name)
 
 
 def user(name: str) -> User:
