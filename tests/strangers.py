@@ -11,6 +11,7 @@ import grp
 import json
 import pwd
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 
 GROUP = "dagdtest"
@@ -58,23 +59,24 @@ class User:
 
 
 def _ensure() -> None:
-    """Create the group and users once (two test workers may race: "exists" is success)."""
-    try:
-        grp.getgrnam(GROUP)
-    except KeyError:
-        subprocess.run(["groupadd", "--system", GROUP], check=False, capture_output=True)
-        grp.getgrnam(GROUP)
-    for name, groups in ((ALICE, [GROUP]), (BOB, [])):
-        try:
-            pwd.getpwnam(name)
-        except KeyError:
-            extra = ["--groups", ",".join(groups)] if groups else []
-            subprocess.run(
-                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", *extra, name],
-                check=False,
-                capture_output=True,
-            )
-            pwd.getpwnam(name)
+    """Create the group and users once. Two test workers may race (useradd then fails to lock
+    /etc/passwd, or finds the user made): try again until the entry is there."""
+    import time
+
+    def made(lookup: Callable[[str], object], name: str, create: list[str]) -> None:
+        for _ in range(100):
+            try:
+                lookup(name)
+                return
+            except KeyError:
+                subprocess.run(create, check=False, capture_output=True)
+                time.sleep(0.05)
+        lookup(name)
+
+    made(grp.getgrnam, GROUP, ["groupadd", "--system", GROUP])
+    nologin = ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin"]
+    made(pwd.getpwnam, ALICE, ["useradd", *nologin, "--groups", GROUP, ALICE])
+    made(pwd.getpwnam, BOB, ["useradd", *nologin, BOB])
 
 
 def user(name: str) -> User:
