@@ -141,7 +141,16 @@ def test_the_installed_unit_runs_hardened(machine: Machine) -> None:
     level = float(score.rsplit("Overall exposure level for dagd.service:", 1)[1].split()[0])
     assert level < 5.0, score
     assert machine.sh("stat -c %U /etc/dagd/config.yaml").stdout.strip() == "root"
-    assert machine.sh("test -w /etc/dagd/config.yaml", user="dagd", check=False).returncode != 0
+    # ProtectSystem=strict: even a folder dagd owns is read-only for it outside ReadWritePaths
+    machine.sh(
+        "install -d -o dagd /srv/dagd-owned /etc/dagd/owned && cat > /etc/dagd/dags/confined.yaml <<'EOF'\n"
+        "steps:\n  - run: touch /srv/dagd-owned/x 2>/dev/null || touch /etc/dagd/owned/x 2>/dev/null || echo confined\n"
+        "EOF\ndagctl reload"
+    )
+    machine.sh("dagctl run confined")
+    assert machine.sh("dagctl logs confined").stdout.strip().endswith("<==\nconfined")
+    assert machine.sh("ls /srv/dagd-owned /etc/dagd/owned").stdout.split() == ["/etc/dagd/owned:", "/srv/dagd-owned:"]
+    machine.sh("rm /etc/dagd/dags/confined.yaml && dagctl reload")
 
 
 def test_a_stranger_gets_no_further_than_health(machine: Machine) -> None:
