@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,14 +21,26 @@ def test_an_unreadable_home_reads_as_absent_not_as_a_crash(tmp_path: Path) -> No
     (home / ".config" / "dagu" / "base.yaml").write_text("env: [A=1]\n")
     home.chmod(0o700)  # root's; nobody cannot look inside
     tmp_path.chmod(0o755)
-    code = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from dagd import config; print(config.base_config(), config.dags_dir())"
-    r = subprocess.run(
-        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/python3", "-c", code],
-        env={"PATH": os.environ["PATH"], "HOME": str(home)},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    # nobody may not be able to enter the checkout (a clone in a 0700 folder): give it a copy of
+    # the two modules it imports, in a folder it can read
+    readable = Path(tempfile.mkdtemp(prefix="dagd-config-"))
+    try:
+        readable.chmod(0o755)
+        (readable / "dagd").mkdir(mode=0o755)
+        for name in ("__init__.py", "config.py"):
+            shutil.copy(ROOT / "dagd" / name, readable / "dagd" / name)
+            (readable / "dagd" / name).chmod(0o644)
+        code = f"import sys; sys.path.insert(0, {str(readable)!r}); from dagd import config; print(config.base_config(), config.dags_dir())"
+        r = subprocess.run(
+            ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/python3", "-c", code],
+            env={"PATH": os.environ["PATH"], "HOME": str(home)},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd="/",
+        )
+    finally:
+        shutil.rmtree(readable)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["None", str(home / ".config" / "dagd" / "dags")]
 
