@@ -280,17 +280,7 @@ class JournalHandler(logging.Handler):
 async def watch_catalog(svc: Service, notifier: Notifier, poll: float) -> None:
     while True:
         await trio.sleep(poll)
-        changed = await trio.to_thread.run_sync(svc.catalog.refresh)
-        if changed:
-            for path in changed:
-                entry = svc.catalog.entries.get(path)
-                if entry is None:
-                    log.info("DAG file removed: %s", path)
-                elif entry.error:
-                    log.error("DAG file %s does not load (keeping its last good version): %s", path, entry.error)
-                else:
-                    log.info("DAG file loaded: %s", path)
-            svc.wakeup.set()
+        if await svc.refresh():
             notifier.status(_status_line(svc))
 
 
@@ -349,9 +339,8 @@ async def main(opts: Options) -> None:
             log.warning("run %s re-queued as %s (on_restart: requeue)", run_id, new_id)
     catalog = Catalog(opts.dags_dir, config.base_config())
     catalog.refresh()
-    for entry in catalog.entries.values():
-        if entry.error:
-            log.error("DAG file %s does not load: %s", entry.file, entry.error)
+    for path, problem in catalog.problems().items():
+        log.error("DAG file %s: %s", path, problem)
     import zoneinfo
 
     svc = Service(
@@ -406,7 +395,7 @@ async def main(opts: Options) -> None:
             notifier.ready(_status_line(svc))
             async for sig in signals:
                 if sig == signal.SIGHUP:
-                    result = svc.reload()  # announces RELOADING=1 … READY=1
+                    result = await svc.reload()  # announces RELOADING=1 … READY=1
                     log.info("reloaded: %d DAGs, %d changed", result["dags"], len(result["changed"]))
                     continue
                 notifier.stopping()

@@ -23,7 +23,7 @@ async def scheduler_loop(svc: Service) -> None:
         marks = await svc.db(svc.store.watermarks)
         nearest: dt.datetime | None = None
         for name, entry in svc.catalog.dags().items():
-            dag = entry.dag
+            dag = entry.usable
             if (
                 dag is None
                 or not (dag.schedule.start or dag.schedule.stop or dag.schedule.restart)

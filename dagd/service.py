@@ -162,6 +162,8 @@ class Service:
 
     def dag(self, name: str) -> Dag:
         entry = self.catalog.find(checked(names.dag_name, name))
+        if entry is not None and entry.conflict:
+            raise ServiceError(CONFLICT, entry.conflict)
         if entry is None or entry.dag is None:
             raise ServiceError(NOT_FOUND, f"no DAG named {name!r}" + (f" loads: {entry.error}" if entry else ""))
         return entry.dag
@@ -176,7 +178,7 @@ class Service:
         now = dt.datetime.now(dt.UTC)
         out = []
         for name, entry in sorted(self.catalog.dags().items()):
-            nxt = scheduler.next_due(entry.dag.schedule, now, self.default_tz) if entry.dag else None
+            nxt = scheduler.next_due(entry.usable.schedule, now, self.default_tz) if entry.usable else None
             next_start = nxt.at.isoformat() if nxt and nxt.action == "start" else None
             out.append(
                 DagOverview(
@@ -198,21 +200,42 @@ class Service:
                     "last_status": last["status"] if last else None,
                     "last_run": last["id"] if last else None,
                     "suspended": o.suspended,
-                    "error": entry.error,
+                    "error": entry.problem,
                     "running": o.running,
                 }
             )
         return out
 
-    def reload(self) -> dict[str, Any]:
+    async def refresh(self) -> list[str]:
+        """Look at the DAGs folder (stat and parse in a worker thread), apply what changed on the
+        loop, and log every file that does not load or clashes by name."""
+        scan = await trio.to_thread.run_sync(self.catalog.scan, self.catalog.stamps())
+        changed = self.catalog.apply(scan)
+        if changed:
+            problems = self.catalog.problems()
+            for path in changed:
+                entry = self.catalog.entries.get(path)
+                if entry is None:
+                    log.info("DAG file removed: %s", path)
+                elif entry.error:
+                    log.error("DAG file %s does not load (keeping its last good version): %s", path, entry.error)
+                else:
+                    log.info("DAG file loaded: %s", path)
+            for path, problem in problems.items():
+                if self.catalog.entries[path].conflict:
+                    log.error("DAG file %s: %s", path, problem)
+            self.wakeup.set()
+        return changed
+
+    async def reload(self) -> dict[str, Any]:
         self.before_reload()
-        changed = self.catalog.refresh()
+        changed = await self.refresh()
         self.wakeup.set()
         self.after_reload()
         return {
             "changed": changed,
             "dags": len(self.catalog.entries),
-            "errors": {e.file: e.error for e in self.catalog.entries.values() if e.error},
+            "errors": self.catalog.problems(),
         }
 
     async def suspend(self, name: str, value: bool) -> dict[str, Any]:
@@ -345,7 +368,7 @@ class Service:
             if len(self.active) >= self.max_concurrent_runs:
                 return
             entry = self.catalog.find(item["dag"])
-            dag = entry.dag if entry and entry.dag else None
+            dag = entry.usable if entry else None
             if dag is None:
                 continue
             if running.get(dag.name, 0) >= max(1, dag.max_active_runs):

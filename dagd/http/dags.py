@@ -60,7 +60,7 @@ def routes(svc: Service) -> list[Any]:
         start = (max(page, 1) - 1) * per_page
         return {
             "dags": files[start : start + per_page],
-            "errors": [f"{o.entry.file}: {o.entry.error}" for o in overview if o.entry.error],
+            "errors": [f"{o.entry.file}: {o.entry.problem}" for o in overview if o.entry.problem],
             "pagination": shapes.page(total, max(page, 1), per_page),
         }
 
@@ -77,7 +77,7 @@ def routes(svc: Service) -> list[Any]:
             ],
             "latestDAGRun": shapes.run_details(last) if last else shapes.never_ran(file_name),
             "suspended": suspended,
-            "errors": [entry.error] if entry.error else [],
+            "errors": [entry.problem] if entry.problem else [],
         }
         if dag is not None:
             out["dag"] = shapes.dag_details(dag)
@@ -97,14 +97,14 @@ def routes(svc: Service) -> list[Any]:
         if await path.exists() or svc.catalog.find(name) is not None:
             return error(409, f"DAG {name!r} already exists", "already_exists")
         await writable(files.write_atomically, str(path), spec)
-        svc.reload()
+        await svc.reload()
         return Response({"name": name}, status_code=201)
 
     @delete("/api/v1/dags/{file_name:str}", status_code=204)
     async def remove(file_name: str) -> None:
         entry = entry_of(file_name)
         await writable(os.unlink, entry.file)
-        svc.reload()
+        await svc.reload()
 
     @post("/api/v1/dags/validate", status_code=200)
     async def validate(request: Request[Any, Any, Any]) -> m.Validation:
@@ -125,7 +125,7 @@ def routes(svc: Service) -> list[Any]:
             text = await trio.Path(entry.file).read_text(encoding="utf-8", errors="replace")
         except OSError as exc:  # deleted or unreadable since the folder was last read
             raise ServiceError(NOT_FOUND, f"cannot read the file of {file_name}: {exc.strerror or exc}") from None
-        out: m.Spec = {"spec": text, "errors": [entry.error] if entry.error else []}
+        out: m.Spec = {"spec": text, "errors": [entry.problem] if entry.problem else []}
         if entry.dag is not None:
             out["dag"] = shapes.dag_details(entry.dag)
         return out
@@ -141,7 +141,7 @@ def routes(svc: Service) -> list[Any]:
         if errors:  # the file on disk stays as it was
             return error(400, "; ".join(errors), errors=errors)
         await writable(files.write_atomically, entry.file, spec)
-        svc.reload()
+        await svc.reload()
         return Response({"errors": []}, status_code=200)
 
     # start and enqueue are one operation here: every run goes through the queue, which starts it

@@ -178,7 +178,7 @@ def dag_file(o: Any) -> m.DagFile:
         "dag": cast(m.DagSummary, spec),
         "latestDAGRun": latest,
         "suspended": o.suspended,
-        "errors": [o.entry.error] if o.entry.error else [],
+        "errors": [o.entry.problem] if o.entry.problem else [],
         "runningCount": o.running,
         "queuedCount": o.queued,
     }

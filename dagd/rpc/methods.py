@@ -107,7 +107,7 @@ def table(svc: Service, login: Callable[[Principal], dict[str, Any]]) -> dict[st
         return await svc.list_dags()
 
     async def reload(p: NoParams, who: Principal) -> Any:
-        return svc.reload()
+        return await svc.reload()
 
     async def status(p: NoParams, who: Principal) -> Any:
         return svc.status()

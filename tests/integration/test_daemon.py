@@ -704,3 +704,20 @@ def test_mutating_calls_reach_journald_with_who_and_what(tmp_path: Path) -> None
         d.proc.wait(timeout=30)
         d.notify.close()
         journal.close()
+
+
+def test_two_files_with_one_dag_name_are_both_errors_until_one_is_renamed(daemon: Daemon) -> None:
+    (daemon.root / "dags" / "a.yaml").write_text("name: nightly\nsteps:\n  - run: echo a\n")
+    (daemon.root / "dags" / "b.yaml").write_text("name: nightly\nsteps:\n  - run: echo b\n")
+    r = daemon.ctl("reload")
+    assert r.code == 1
+    assert "a.yaml: duplicate DAG name 'nightly': b.yaml declares it too" in r.stderr
+    assert "b.yaml: duplicate DAG name 'nightly': a.yaml declares it too" in r.stderr
+    rows = {row["name"]: row for row in json.loads(daemon.ctl("list", "--json").stdout)}
+    assert "duplicate DAG name" in rows["a"]["error"] and "duplicate DAG name" in rows["b"]["error"]
+    r = daemon.ctl("enqueue", "nightly")
+    assert r.code == 1 and "duplicate DAG name 'nightly'" in r.stderr
+    assert "duplicate DAG name 'nightly'" in (daemon.root / "dagd.log").read_text()
+    (daemon.root / "dags" / "b.yaml").write_text("name: weekly\nsteps:\n  - run: echo b\n")
+    assert daemon.ctl("reload").code == 0
+    assert daemon.ctl("enqueue", "nightly").code == 0
