@@ -15,7 +15,6 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import ClassVar
 
 import click
@@ -28,75 +27,20 @@ from dagd.engine.process import become_subreaper, reap_orphans
 from dagd.firing import scheduler_loop
 from dagd.service import Service
 from dagd.sessions import Sessions
+from dagd.settings import (
+    FileSettings,
+    Options,
+    SettingsError,
+    check_bind,
+    check_timezone,
+    env_settings,
+    read_config,
+    where,
+)
 from dagd.store.db import Store
 from dagd.systemd import Notifier, listen_fds
 
 log = logging.getLogger("dagd")
-
-
-@dataclass
-class Options:
-    dags_dir: str
-    state_dir: str
-    socket: str
-    max_concurrent_runs: int = 8
-    poll_sec: float = 2.0
-    user: bool = False
-    stop_grace_sec: float = 0.0  # on SIGTERM: wait this long for running runs before aborting them
-    on_restart: str = "fail"  # runs a dead dagd left running: "fail" or "requeue"
-    timezone: str | None = None  # the zone of schedules without CRON_TZ= (default: the system's)
-    http_bind: str | None = "127.0.0.1:8090"  # None: no HTTP server
-    api_token: str | None = None  # a bearer token for the HTTP API (one more of http_auth.tokens)
-    http_auth: dict[str, object] | None = None  # users (basic, scrypt hashes) and bearer tokens
-    http_hosts: tuple[str, ...] = ()  # extra Host names the HTTP API answers to
-    group: str = "dagd"  # system mode: members of this group may use dagd (socket and HTTP)
-
-
-CONFIG_KEYS = {
-    "dags_dir": str,
-    "state_dir": str,
-    "socket": str,
-    "max_concurrent_runs": int,
-    "poll_sec": float,
-    "stop_grace_sec": float,
-    "on_restart": str,
-    "timezone": str,
-    "http_bind": str,
-    "api_token": str,
-    "http_auth": dict,
-    "http_hosts": list,
-    "group": str,
-}
-
-
-def read_config(path: str | None) -> dict[str, object]:
-    """config.yaml: the same settings as the flags; unknown keys and wrong types are errors."""
-    import yaml
-
-    if path is None:
-        candidate = config.config_dir() / "config.yaml"
-        if not candidate.is_file():
-            return {}
-        path = str(candidate)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise click.ClickException(f"{path}: {exc}") from None
-    if not isinstance(data, dict):
-        raise click.ClickException(f"{path}: must be a mapping of settings")
-    out: dict[str, object] = {}
-    for key, value in data.items():
-        kind = CONFIG_KEYS.get(key)
-        if kind is None:
-            raise click.ClickException(f"{path}: {key}: unknown setting (allowed: {', '.join(CONFIG_KEYS)})")
-        try:
-            out[key] = kind(value)
-        except (TypeError, ValueError):
-            raise click.ClickException(f"{path}: {key}: must be {kind.__name__}, got {value!r}") from None
-    if out.get("on_restart", "fail") not in ("fail", "requeue"):
-        raise click.ClickException(f"{path}: on_restart: must be fail or requeue")
-    return out
 
 
 class JournalFormatter(logging.Formatter):
@@ -466,39 +410,27 @@ def cli(
         click.echo(make_hash(secret))
         return
     setup_logging()
-    cfg = read_config(config_path)
-
-    def pick(flag: object, env: str | None, key: str, default: object) -> object:
-        if flag is not None:
-            return flag
-        if env:
-            return env
-        return cfg.get(key, default)
-
-    opts = Options(
-        dags_dir=str(pick(dags_dir, os.environ.get("DAGD_DAGS_DIR"), "dags_dir", None) or config.dags_dir()),
-        state_dir=str(pick(state_dir, os.environ.get("DAGD_STATE_DIR"), "state_dir", None) or config.state_dir()),
-        socket=str(pick(socket_path, os.environ.get("DAGD_SOCKET"), "socket", None) or config.socket_path()),
-        max_concurrent_runs=int(pick(max_concurrent_runs, None, "max_concurrent_runs", 8)),  # type: ignore[call-overload]
-        poll_sec=float(pick(poll_sec, None, "poll_sec", 2.0)),  # type: ignore[arg-type]
-        user=user or config.user_mode(),
-        stop_grace_sec=float(pick(stop_grace_sec, None, "stop_grace_sec", 0.0)),  # type: ignore[arg-type]
-        on_restart=str(cfg.get("on_restart", "fail")),
-        timezone=str(cfg["timezone"]) if "timezone" in cfg else None,
-        http_bind=None
-        if no_http
-        else str(pick(http_bind, os.environ.get("DAGD_HTTP_BIND"), "http_bind", "127.0.0.1:8090")),
-        api_token=str(cfg["api_token"]) if "api_token" in cfg else os.environ.get("DAGD_API_TOKEN"),
-        http_hosts=tuple(str(h) for h in cfg.get("http_hosts", []) or []),  # type: ignore[attr-defined]
-        http_auth=cfg.get("http_auth"),  # type: ignore[arg-type]
-        group=str(cfg.get("group", "dagd")),
-    )
-    from dagd.http.auth import Auth, AuthConfigError
-
     try:
-        auth = Auth.from_config(opts.http_auth, opts.api_token)
-    except AuthConfigError as exc:
-        raise click.ClickException(f"{config_path or 'config.yaml'}: {exc}") from None
+        opts = resolve_options(
+            config_path,
+            user=user,
+            flags={
+                "dags_dir": dags_dir,
+                "state_dir": state_dir,
+                "socket": socket_path,
+                "max_concurrent_runs": max_concurrent_runs,
+                "poll_sec": poll_sec,
+                "stop_grace_sec": stop_grace_sec,
+                "http_bind": http_bind,
+            },
+            no_http=no_http,
+        )
+    except SettingsError as exc:
+        click.echo(f"dagd: {exc}", err=True)
+        sys.exit(2)
+    from dagd.http.auth import Auth
+
+    auth = Auth.from_config(opts.http_auth, opts.api_token)
     if opts.http_bind and opts.http_bind.rsplit(":", 1)[0] not in LOOPBACK and not auth.enabled:
         raise click.ClickException(
             f"refusing to serve HTTP on {opts.http_bind} without authentication: set http_auth (users with "
@@ -510,6 +442,53 @@ def cli(
     except StartupError as exc:
         log.error("%s", exc)
         raise click.ClickException(str(exc)) from None
+
+
+def resolve_options(config_path: str | None, *, user: bool, flags: dict[str, object], no_http: bool) -> Options:
+    """Flags, then DAGD_* variables, then config.yaml, then defaults — every value checked."""
+    from dagd.http.auth import Auth, AuthConfigError
+
+    path = config_path
+    if path is None:
+        candidate = config.config_dir() / "config.yaml"
+        path = str(candidate) if candidate.is_file() else None
+    cfg, lines = read_config(path) if path else (FileSettings(), {})
+    shown = path or "config.yaml"
+    env = env_settings()
+
+    def pick(key: str, default: object) -> object:
+        if flags.get(key) is not None:
+            return flags[key]
+        if key in env:
+            return env[key]
+        value = getattr(cfg, key)
+        return default if value is None else value
+
+    bind = None if no_http else str(pick("http_bind", "127.0.0.1:8090"))
+    if bind is not None:
+        check_bind(bind, where("http_bind", flags, env, shown, lines))
+    if cfg.timezone is not None:
+        check_timezone(cfg.timezone, f"{shown}:{lines.get('timezone', 0)}: timezone")
+    try:
+        Auth.from_config(cfg.http_auth, str(pick("api_token", "")) or None)
+    except AuthConfigError as exc:
+        raise SettingsError(f"{shown}:{lines.get('http_auth', 0)}: {exc}") from None
+    return Options(
+        dags_dir=str(pick("dags_dir", "") or config.dags_dir()),
+        state_dir=str(pick("state_dir", "") or config.state_dir()),
+        socket=str(pick("socket", "") or config.socket_path()),
+        max_concurrent_runs=int(pick("max_concurrent_runs", 8)),  # type: ignore[call-overload]
+        poll_sec=float(pick("poll_sec", 2.0)),  # type: ignore[arg-type]
+        user=user or config.user_mode(),
+        stop_grace_sec=float(pick("stop_grace_sec", 0.0)),  # type: ignore[arg-type]
+        on_restart=cfg.on_restart,
+        timezone=cfg.timezone,
+        http_bind=bind,
+        api_token=str(pick("api_token", "")) or None,
+        http_hosts=tuple(cfg.http_hosts),
+        http_auth=cfg.http_auth,
+        group=cfg.group,
+    )
 
 
 if __name__ == "__main__":

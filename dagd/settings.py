@@ -1,0 +1,148 @@
+"""dagd's settings: one typed schema for config.yaml, the environment (DAGD_*) and the flags.
+
+Every value is checked, none converted: `max_concurrent_runs: true` or `http_hosts: name` are
+errors that name the file, line and key, what is wrong and what is allowed (exit 2), never a
+value silently turned into something else, and never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import zoneinfo
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from dagd.spec.yamlnode import Node, YamlProblem, compose_documents
+
+BIND = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):([0-9]{1,5})")
+
+
+class SettingsError(Exception):
+    """A setting that is wrong: the message says where, what and what is allowed."""
+
+
+class FileSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """config.yaml: every key optional; a flag or DAGD_* variable wins over it."""
+
+    dags_dir: str | None = None
+    state_dir: str | None = None
+    socket: str | None = None
+    max_concurrent_runs: Annotated[int, msgspec.Meta(ge=1, le=100_000)] | None = None
+    poll_sec: Annotated[float, msgspec.Meta(gt=0, le=3600)] | None = None
+    stop_grace_sec: Annotated[float, msgspec.Meta(ge=0, le=86_400)] | None = None
+    on_restart: Literal["fail", "requeue"] = "fail"
+    timezone: str | None = None
+    http_bind: str | None = None
+    api_token: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+    http_auth: dict[str, Any] | None = None
+    http_hosts: list[Annotated[str, msgspec.Meta(min_length=1)]] = []
+    group: Annotated[str, msgspec.Meta(min_length=1)] = "dagd"
+
+
+KEYS = tuple(FileSettings.__struct_fields__)
+
+
+@dataclass
+class Options:
+    dags_dir: str
+    state_dir: str
+    socket: str
+    max_concurrent_runs: int = 8
+    poll_sec: float = 2.0
+    user: bool = False
+    stop_grace_sec: float = 0.0  # on SIGTERM: wait this long for running runs before aborting them
+    on_restart: str = "fail"  # runs a dead dagd left running: "fail" or "requeue"
+    timezone: str | None = None  # the zone of schedules without CRON_TZ= (default: the system's)
+    http_bind: str | None = "127.0.0.1:8090"  # None: no HTTP server
+    api_token: str | None = None  # a bearer token for the HTTP API (one more of http_auth.tokens)
+    http_auth: dict[str, object] | None = None  # users (basic, scrypt hashes) and bearer tokens
+    http_hosts: tuple[str, ...] = ()  # extra Host names the HTTP API answers to
+    group: str = "dagd"  # system mode: members of this group may use dagd (socket and HTTP)
+
+
+def read_config(path: str) -> tuple[FileSettings, dict[str, int]]:
+    """config.yaml checked against the schema; (settings, line of each key)."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(1024 * 1024 + 1)
+        text = raw.decode("utf-8")
+    except OSError as exc:
+        raise SettingsError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise SettingsError(f"{path}: not a UTF-8 text file") from None
+    if len(raw) > 1024 * 1024:
+        raise SettingsError(f"{path}: larger than 1 MiB; is this dagd's config.yaml?")
+    try:
+        docs = compose_documents(text)
+    except YamlProblem as p:
+        raise SettingsError(f"{path}:{p.line}: {p.message}") from None
+    root: Node | None = docs[0] if docs else None
+    if root is None:
+        return FileSettings(), {}
+    if root.kind != "map" or len(docs) > 1:
+        raise SettingsError(
+            f"{path}:{root.line}: config.yaml must be one mapping of settings (keys: {', '.join(KEYS)})"
+        )
+    lines = {k: n.line for k, n in root.keys.items()}
+    try:
+        return msgspec.convert(root.plain(), FileSettings), lines
+    except msgspec.ValidationError as exc:
+        raise SettingsError(_located(str(exc), path, lines)) from None
+
+
+def _located(message: str, path: str, lines: dict[str, int]) -> str:
+    """msgspec's "Expected `int`, got `bool` - at `$.key`" as `path:LINE: key: …`."""
+    unknown = re.match(r"Object contains unknown field `([^`]*)`", message)
+    if unknown:
+        key = unknown.group(1)
+        return f"{path}:{lines.get(key, 0)}: {key}: unknown setting (allowed: {', '.join(KEYS)})"
+    text, _, where = message.partition(" - at `$.")
+    key = where.rstrip("`").split(".", 1)[0].split("[", 1)[0]
+    what = text.replace("`", "").replace(" | null", "")
+    allowed = {
+        "on_restart": " (allowed: fail, requeue)",
+        "http_hosts": " (a list of host names, e.g. [dagd.example.com])",
+        "max_concurrent_runs": " (a whole number, 1 or more)",
+    }.get(key, "")
+    return f"{path}:{lines.get(key, 0)}: {key or '(top)'}: {what}{allowed}"
+
+
+def check_bind(value: str, source: str) -> str:
+    m = BIND.fullmatch(value)
+    if not m or not 0 < int(m.group(2)) < 65536:
+        raise SettingsError(f"{source}: {value!r} is not HOST:PORT (e.g. 127.0.0.1:8090, [::1]:8090)")
+    return value
+
+
+def check_timezone(value: str, source: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(
+            f"{source}: unknown time zone {value!r} (an IANA name such as UTC or Europe/Berlin)"
+        ) from None
+    return value
+
+
+def env_settings() -> dict[str, str]:
+    """The DAGD_* variables that stand for settings."""
+    names = {
+        "DAGD_DAGS_DIR": "dags_dir",
+        "DAGD_STATE_DIR": "state_dir",
+        "DAGD_SOCKET": "socket",
+        "DAGD_HTTP_BIND": "http_bind",
+        "DAGD_API_TOKEN": "api_token",
+    }
+    return {key: os.environ[var] for var, key in names.items() if os.environ.get(var)}
+
+
+def where(key: str, flags: dict[str, object], env: dict[str, str], path: str, lines: dict[str, int]) -> str:
+    """Which source a setting came from, for an error message."""
+    if flags.get(key) is not None:
+        return "--" + key.replace("_", "-")
+    if key in env:
+        return "$DAGD_" + key.upper()
+    return f"{path}:{lines.get(key, 0)}: {key}"
