@@ -221,11 +221,25 @@ class JournalHandler(logging.Handler):
             self.fallback.emit(record)
 
 
-async def watch_catalog(svc: Service, notifier: Notifier, poll: float) -> None:
+async def watch_catalog(svc: Service, poll: float) -> None:
     while True:
         await trio.sleep(poll)
         if await svc.refresh():
-            notifier.status(_status_line(svc))
+            svc.changed.set()
+
+
+async def report_status(svc: Service, notifier: Notifier, every: float = 1.0) -> None:
+    """STATUS= follows the DAG, running and queued counts, at most once every `every` seconds
+    (`systemctl status dagd` shows it)."""
+    last = ""
+    while True:
+        await svc.changed.wait()
+        svc.changed = trio.Event()
+        line = await status_line(svc)
+        if line != last:
+            notifier.status(line)
+            last = line
+        await trio.sleep(every)  # a throttle: a burst of runs is one update
 
 
 async def reaper() -> None:
@@ -240,8 +254,9 @@ async def watchdog(notifier: Notifier) -> None:
         await trio.sleep(notifier.watchdog_sec / 2)
 
 
-def _status_line(svc: Service) -> str:
-    return f"{len(svc.catalog.entries)} DAGs, {len(svc.active)} running, {len(svc.store.queued())} queued"
+async def status_line(svc: Service) -> str:
+    queued = len(await svc.db(svc.store.queued))
+    return f"{len(svc.catalog.entries)} DAGs, {len(svc.active)} running, {queued} queued"
 
 
 def mask_left_logs(doc: dict[str, object]) -> None:
@@ -302,7 +317,12 @@ async def main(opts: Options) -> None:
         notifier.reloading()
 
     svc.before_reload = on_reload
-    svc.after_reload = lambda: notifier.ready(_status_line(svc))
+
+    def after_reload() -> None:
+        notifier.ready()
+        svc.changed.set()  # the new counts follow as STATUS=
+
+    svc.after_reload = after_reload
     http_fd = fds.get("http")
     if http_fd is None and opts.http_bind:
         http_fd = bind_http(opts.http_bind)  # before anything else: a taken port is a clean error
@@ -326,7 +346,8 @@ async def main(opts: Options) -> None:
             )
         )
         nursery.start_soon(scheduler_loop, svc)
-        nursery.start_soon(watch_catalog, svc, notifier, opts.poll_sec)
+        nursery.start_soon(watch_catalog, svc, opts.poll_sec)
+        nursery.start_soon(report_status, svc, notifier)
         nursery.start_soon(reaper)
         if http_fd is not None:
             await nursery.start(serve_http, svc, opts, http_fd, sessions)
@@ -336,7 +357,7 @@ async def main(opts: Options) -> None:
         log.info("dagd %s ready: %d DAGs from %s, socket %s", __version__, len(catalog.entries), opts.dags_dir, where)
         # the handlers are in place before READY=1: a stop that follows at once is a clean stop
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-            notifier.ready(_status_line(svc))
+            notifier.ready(await status_line(svc))
             async for sig in signals:
                 if sig == signal.SIGHUP:
                     result = await svc.reload()  # announces RELOADING=1 … READY=1
@@ -442,6 +463,9 @@ def cli(
     except StartupError as exc:
         log.error("%s", exc)
         raise click.ClickException(str(exc)) from None
+    except Exception as exc:  # a bug: said at critical priority, in one journal entry, then exit 1
+        log.critical("dagd stopped by an unexpected error: %s: %s", type(exc).__name__, exc, exc_info=exc)
+        sys.exit(1)
 
 
 def resolve_options(config_path: str | None, *, user: bool, flags: dict[str, object], no_http: bool) -> Options:

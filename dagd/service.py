@@ -106,6 +106,7 @@ class Service:
         self.active: dict[str, Active] = {}
         self.nursery: trio.Nursery | None = None
         self.wakeup = trio.Event()  # poked when the queue or the catalog changes
+        self.changed = trio.Event()  # poked when running or queued counts may have changed
         self.lock = trio.Lock()  # one store writer at a time from the daemon
         self.subscribers: list[trio.MemorySendChannel[dict[str, Any]]] = []
         self.started_at = time.time()
@@ -259,6 +260,7 @@ class Service:
         rid = checked(names.run_id, run_id) if run_id is not None else new_run_id()
         await self.db(self.store.enqueue, rid, dag.name, dag.file, params, trigger, schedule_time)
         self.wakeup.set()
+        self.changed.set()
         return rid
 
     async def wait_finished(self, name: str, run_id: str, timeout: float) -> dict[str, Any] | None:
@@ -279,6 +281,7 @@ class Service:
         checked(names.run_id, run_id)
         if not await self.db(lambda: self.store.dequeue(run_id, cancelled=True)):
             raise ServiceError(NOT_FOUND, f"run {run_id} of {name} is not queued")
+        self.changed.set()
         return {"run_id": run_id, "status": "aborted"}
 
     async def stop(self, name: str, run_id: str | None) -> dict[str, Any]:
@@ -315,6 +318,7 @@ class Service:
         scope = trio.CancelScope()
         active = Active(run, scope, dag.name)
         self.active[opts.run_id] = active
+        self.changed.set()
 
         async def go() -> None:
             try:
@@ -349,10 +353,10 @@ class Service:
                 active.done.set()
                 with trio.CancelScope(shield=True):
                     dirs = await self.db(self.store.prune, dag.name, dag.hist_retention_days, dag.hist_retention_runs)
-                for path in dirs:
-                    if path.startswith(self.state_dir):
-                        shutil.rmtree(path, ignore_errors=True)
+                    mine = [d for d in dirs if os.path.commonpath([d, self.state_dir]) == self.state_dir]
+                    await trio.to_thread.run_sync(_remove_folders, mine)
                 self.wakeup.set()
+                self.changed.set()
 
         self.nursery.start_soon(go)
 
@@ -483,3 +487,8 @@ class Service:
             "dialect": loaded.dag.dialect.value,
             "diagnostics": [d.as_json() for d in loaded.diagnostics],
         }
+
+
+def _remove_folders(paths: list[str]) -> None:
+    for path in paths:
+        shutil.rmtree(path, ignore_errors=True)

@@ -31,8 +31,8 @@ class Notifier:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s, contextlib.suppress(OSError):
             s.sendto(text, self.addr)
 
-    def ready(self, status: str) -> None:
-        self.send("READY=1", f"STATUS={status}")
+    def ready(self, status: str | None = None) -> None:
+        self.send("READY=1", *([f"STATUS={status}"] if status else []))
 
     def status(self, status: str) -> None:
         self.send(f"STATUS={status}")

@@ -152,7 +152,9 @@ class Store:
                 "INSERT INTO dag_runs (id, dag, file, status, status_code, trigger, params, started_at, parent_run, log_dir,"
                 " work_dir, runner_pid) VALUES (?, ?, ?, 'running', 1, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (id) DO UPDATE SET status='running', status_code=1, started_at=excluded.started_at,"
-                " finished_at=NULL, error=NULL, runner_pid=excluded.runner_pid, trigger=excluded.trigger",
+                " finished_at=NULL, error=NULL, runner_pid=excluded.runner_pid, trigger=excluded.trigger,"
+                " params=excluded.params, log_dir=excluded.log_dir, work_dir=excluded.work_dir,"
+                " parent_run=excluded.parent_run",
                 (
                     event.run_id,
                     event.dag,

@@ -721,3 +721,44 @@ def test_two_files_with_one_dag_name_are_both_errors_until_one_is_renamed(daemon
     (daemon.root / "dags" / "b.yaml").write_text("name: weekly\nsteps:\n  - run: echo b\n")
     assert daemon.ctl("reload").code == 0
     assert daemon.ctl("enqueue", "nightly").code == 0
+
+
+def _wait_new_message(d: Daemon, text: str, since: int, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not any(text in m for m in d.messages[since:]):
+        assert time.monotonic() < deadline, (text, d.messages[since:])
+        d.notify.settimeout(max(0.01, deadline - time.monotonic()))
+        with contextlib.suppress(TimeoutError):
+            d.messages.append(d.notify.recv(4096).decode())
+
+
+def test_status_follows_running_and_queued_counts(daemon: Daemon) -> None:
+    gate = daemon.root / "gate"
+    (daemon.root / "dags" / "wait.yaml").write_text(f"steps:\n  - run: while [ ! -e {gate} ]; do sleep 0.05; done\n")
+    assert daemon.ctl("reload").code == 0
+    since = len(daemon.messages)
+    daemon.ctl("enqueue", "wait")
+    _wait_new_message(daemon, "STATUS=2 DAGs, 1 running, 0 queued", since)
+    since = len(daemon.messages)
+    gate.touch()
+    _wait_new_message(daemon, "STATUS=2 DAGs, 0 running, 0 queued", since)
+
+
+def test_retention_deletes_daemon_runs_log_folders(daemon: Daemon) -> None:
+    (daemon.root / "dags" / "keep.yaml").write_text("hist_retention_runs: 1\nsteps:\n  - run: echo kept\n")
+    assert daemon.ctl("reload").code == 0
+    for _ in range(3):
+        assert daemon.ctl("run", "keep").code == 0
+    deadline = time.monotonic() + 10
+    while True:  # pruning follows the run's end: wait for it, not for a fixed time
+        folders = sorted(f.name for f in (daemon.root / "state" / "logs" / "keep").iterdir())
+        history = json.loads(daemon.ctl("history", "keep", "--json").stdout)
+        if len(folders) == 1 and len(history) == 1:
+            break
+        assert time.monotonic() < deadline, (folders, history)
+    assert folders == [history[0]["id"]]
+
+
+def test_a_dag_that_never_ran_says_so(daemon: Daemon) -> None:
+    r = daemon.ctl("status", "hello")
+    assert r.code == 1 and r.stderr.strip() == "dagctl: no run of hello yet"
