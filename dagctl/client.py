@@ -17,6 +17,10 @@ class PermissionDenied(DaemonUnavailable):
     """The socket exists but this user may not connect to it."""
 
 
+class EventsDropped(Exception):
+    """dagd stopped this event stream (the reader fell behind): resynchronise from run.status."""
+
+
 class RpcError(Exception):
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
@@ -93,6 +97,8 @@ class Client:
             doc = self._read()
             if doc.get("method") == "event":
                 yield doc["params"]
+            elif "error" in doc:
+                raise EventsDropped(doc["error"].get("message", "event stream dropped"))
 
 
 def connect(path: str) -> Client | None:

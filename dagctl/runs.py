@@ -379,20 +379,33 @@ def _follow(client: Any, name: str, rid: str, watcher: Any = None, events: Any =
     if watcher is None:
         watcher = Client(client.path)
         events = watcher.events()
+    from dagctl.client import EventsDropped
     from dagd.engine.terminal import event_from_dict, terminal_view
 
     view = terminal_view(sys.stderr, f"{name}  run {rid}")
     status = None
     try:
-        for ev in events:
-            if ev.get("run_id") != rid:
-                continue
-            event = event_from_dict(ev)
-            if event is not None:
-                view(event)
-            if ev["type"] == "RunFinished":
-                status = ev["status"]
-                break
+        while status is None:
+            try:
+                for ev in events:
+                    if ev.get("run_id") != rid:
+                        continue
+                    event = event_from_dict(ev)
+                    if event is not None:
+                        view(event)
+                    if ev["type"] == "RunFinished":
+                        status = ev["status"]
+                        break
+            except EventsDropped:
+                # fell behind: subscribe again, then ask where the run is (nothing is missed
+                # between the two), and go on from there
+                watcher.close()
+                watcher = Client(client.path)
+                events = watcher.events()
+                doc = rpc(client, "run.status", name=name, run_id=rid)
+                click.echo(f"(caught up from dagd: run {rid} is {doc['status']})", err=True)
+                if doc["status"] not in ("running", "queued", "not_started"):
+                    status = doc["status"]
     except KeyboardInterrupt:
         click.echo(f"stopped following; the run goes on (dagctl stop {name} {rid})", err=True)
         raise ExitWith(130) from None

@@ -163,6 +163,9 @@ def routes(svc: Service) -> list[Any]:
                 yield ServerSentEventMessage(event="hello", data="{}")
                 async for doc in receive:
                     yield ServerSentEventMessage(event=doc["type"], data=json.dumps(doc, default=str))
+                # the service dropped this reader for falling behind: say so; EventSource
+                # reconnects and the UI reloads what it shows
+                yield ServerSentEventMessage(event="overflow", data='{"reason": "the reader fell behind"}')
             finally:
                 if send in svc.subscribers:
                     svc.subscribers.remove(send)

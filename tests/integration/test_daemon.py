@@ -762,3 +762,21 @@ def test_retention_deletes_daemon_runs_log_folders(daemon: Daemon) -> None:
 def test_a_dag_that_never_ran_says_so(daemon: Daemon) -> None:
     r = daemon.ctl("status", "hello")
     assert r.code == 1 and r.stderr.strip() == "dagctl: no run of hello yet"
+
+
+def test_a_reader_that_stalls_is_told_and_gets_eof(daemon: Daemon) -> None:
+    steps = "".join(f"  - {{id: s{i}, run: 'true'}}\n" for i in range(600))  # 1200+ events, fast
+    (daemon.root / "dags" / "many.yaml").write_text(f"type: graph\nmax_active_steps: 8\nsteps:\n{steps}")
+    assert daemon.ctl("reload").code == 0
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window: dagd's sends block soon
+        s.connect(str(daemon.sock))
+        s.sendall(b'{"jsonrpc": "2.0", "id": 1, "method": "events.subscribe"}\n')
+        reader = s.makefile("rb")
+        assert json.loads(reader.readline())["result"] == {"subscribed": True}
+        assert daemon.ctl("run", "many").code == 0  # the run ends while this reader reads nothing
+        s.settimeout(10)
+        lines = [json.loads(line) for line in reader]  # what was buffered, then the notice, then EOF
+    assert lines[-1]["error"]["code"] == -32005 and "fell behind" in lines[-1]["error"]["message"]
+    assert all(x.get("method") == "event" for x in lines[:-1]) and len(lines) - 1 < 1300
+    assert daemon.proc.poll() is None
