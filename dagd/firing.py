@@ -6,19 +6,27 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 
 import trio
 
 from dagd import scheduler
-from dagd.service import Service
+from dagd.service import Service, ServiceError
 
 log = logging.getLogger("dagd")
 
 
-async def scheduler_loop(svc: Service) -> None:
-    """Fire schedules: at most once per (DAG, slot), catch-up bounded by catchup_window."""
+def wall_clock() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+async def scheduler_loop(svc: Service, clock: Callable[[], dt.datetime] = wall_clock) -> None:
+    """Fire schedules: at most once per (DAG, slot), catch-up bounded by catchup_window.
+
+    `clock` is the wall clock; tests pass one that follows trio's clock, so under
+    trio.testing.MockClock a day of fires takes moments. The loop waits on trio's clock only."""
     while True:
-        now = dt.datetime.now(dt.UTC)
+        now = clock()
         suspended = await svc.db(svc.store.suspended)
         marks = await svc.db(svc.store.watermarks)
         nearest: dt.datetime | None = None
@@ -44,7 +52,7 @@ async def scheduler_loop(svc: Service) -> None:
             if nxt is not None and (nearest is None or nxt.at < nearest):
                 nearest = nxt.at
         await svc.dispatch()
-        delay = 60.0 if nearest is None else max(0.0, min(60.0, (nearest - dt.datetime.now(dt.UTC)).total_seconds()))
+        delay = 60.0 if nearest is None else max(0.0, min(60.0, (nearest - clock()).total_seconds()))
         with trio.move_on_after(delay):
             await svc.wakeup.wait()
         svc.wakeup = trio.Event()
@@ -56,14 +64,10 @@ async def fire_one(svc: Service, name: str, fire: scheduler.Fire, now: dt.dateti
     stamp = fire.at.timestamp()
     if fire.action in ("stop", "restart"):
         await svc.db(svc.store.set_watermark, name, stamp)
-        if late > 60:
-            return
-        if any(a.dag == name for a in svc.active.values()):
-            log.info("schedule %s: stop %s", fire.expression, name)
-            await svc.stop(name, None)
-        if fire.action == "stop":
-            return
-        await trio.sleep(dag.restart_wait_sec)
+        if late <= 60:  # stopping and waiting belong to this DAG alone: never to the scheduler loop
+            assert svc.nursery is not None
+            svc.nursery.start_soon(_stop_then_restart, svc, name, fire)
+        return
     trigger = "scheduler"
     if late > 60:  # missed while dagd was down or busy
         if not dag.catchup_window_sec or late > dag.catchup_window_sec:
@@ -91,6 +95,25 @@ async def fire_one(svc: Service, name: str, fire: scheduler.Fire, now: dt.dateti
         return  # this slot already fired (a replay after a crash)
     log.info("schedule %s: %s fires (%s, run %s)", fire.expression, name, trigger, run_id)
     await svc.enqueue(name, [], run_id=run_id, trigger=trigger, schedule_time=fire.slot)
+
+
+async def _stop_then_restart(svc: Service, name: str, fire: scheduler.Fire) -> None:
+    """A stop or restart fire, in its own task: stop the DAG's runs, and for a restart wait
+    `restart_wait_sec` and start it again (claimed once per slot, like every fire)."""
+    try:
+        dag = svc.dag(name)
+        if any(a.dag == name for a in svc.active.values()):
+            log.info("schedule %s: stop %s", fire.expression, name)
+            await svc.stop(name, None)
+        if fire.action == "stop":
+            return
+        await trio.sleep(dag.restart_wait_sec)
+        run_id = scheduler.slot_run_id(name, fire)
+        if await svc.db(svc.store.claim_slot, name, run_id, dag.file, fire.at.timestamp(), "scheduler"):
+            log.info("schedule %s: %s restarts (run %s)", fire.expression, name, run_id)
+            await svc.enqueue(name, [], run_id=run_id, trigger="scheduler", schedule_time=fire.slot)
+    except ServiceError as exc:
+        log.warning("schedule %s: %s of %s failed: %s", fire.expression, fire.action, name, exc.message)
 
 
 async def _previous_fire(svc: Service, dag: object, fire: scheduler.Fire) -> float | None:

@@ -1,0 +1,58 @@
+"""The daemon's scheduler loop under trio.testing.MockClock: a real Service, store (SQLite) and
+DAGs folder, the clock injected, so simulated minutes of fires take moments of real time."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import trio
+import trio.testing
+
+from dagd.catalog import Catalog
+from dagd.firing import scheduler_loop
+from dagd.service import Service
+from dagd.store.db import Store
+
+START = dt.datetime(2026, 11, 30, 12, 0, 30, tzinfo=dt.UTC)
+
+
+def _simulate(tmp_path: Path, dags: dict[str, str], minutes: int) -> Store:
+    (tmp_path / "dags").mkdir()
+    for name, text in dags.items():
+        (tmp_path / "dags" / f"{name}.yaml").write_text(text)
+    store = Store(str(tmp_path / "dagd.db"))
+    catalog = Catalog(str(tmp_path / "dags"))
+    catalog.refresh()
+
+    def clock() -> dt.datetime:
+        return START + dt.timedelta(seconds=trio.current_time())
+
+    async def main() -> None:
+        svc = Service(catalog, store, str(tmp_path / "state"), default_tz=dt.UTC)
+        async with trio.open_nursery() as nursery:
+            svc.nursery = nursery
+            nursery.start_soon(scheduler_loop, svc, clock)
+            await trio.sleep(minutes * 60)
+            nursery.cancel_scope.cancel()
+
+    # the clock jumps only after 20 ms of real idleness: never while a store call runs in a thread
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0.02))
+    return store
+
+
+def test_a_restart_wait_never_delays_another_dags_fires(tmp_path: Path) -> None:
+    store = _simulate(
+        tmp_path,
+        {
+            "restarter": "schedule:\n  restart: '* * * * *'\nrestart_wait_sec: 170\nsteps:\n  - run: 'true'\n",
+            "ticker": "schedule: '* * * * *'\nsteps:\n  - run: 'true'\n",
+        },
+        minutes=5,
+    )
+    ticks = [r for r in store.history("ticker", 100) if r["trigger"] == "scheduler"]
+    slots = sorted(r["id"].split("_")[1] for r in ticks)
+    # every minute from 12:01 to 12:05 fired once, on time: none dropped as too late
+    assert slots == [f"20261130T12{m:02d}00Z" for m in range(1, 6)], slots
+    restarts = [r for r in store.history("restarter", 100) if r["trigger"] == "scheduler"]
+    assert restarts  # the restarts themselves started once their wait had passed
