@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,6 +64,21 @@ class Daemon:
                 while chunk := s.recv(65536):
                     data += chunk
         return [json.loads(line) for line in data.splitlines() if line.strip()]
+
+
+def wait_until(check: Callable[[], object], timeout: float = 20, poll: float = 0.05) -> object:
+    """Poll an observable state until it holds (a run's status, a file): a wait on the event
+    itself, never on a guessed duration."""
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, "the state never came"
+        time.sleep(poll)
+    return value
+
+
+def gate_step(gate: Path) -> str:
+    """A step command that runs until the test creates `gate`."""
+    return f"while [ ! -e {gate} ]; do sleep 0.02; done"
 
 
 def start_daemon(
@@ -202,15 +217,21 @@ def test_bad_requests_get_errors_and_the_daemon_stays_up(daemon: Daemon) -> None
 
 
 def test_queue_honours_max_active_runs_and_dequeue(daemon: Daemon) -> None:
-    (daemon.root / "dags" / "slow.yaml").write_text("max_active_runs: 1\nsteps:\n  - run: sleep 2\n")
+    gate = daemon.root / "gate"
+    (daemon.root / "dags" / "slow.yaml").write_text(f"max_active_runs: 1\nsteps:\n  - run: {gate_step(gate)}\n")
     daemon.ctl("reload")
     first = daemon.ctl("enqueue", "slow").stdout.strip()
     second = daemon.ctl("enqueue", "slow").stdout.strip()
     third = daemon.ctl("enqueue", "slow").stdout.strip()
-    time.sleep(0.7)
-    statuses = {r["id"]: r["status"] for r in json.loads(daemon.ctl("history", "slow", "--json").stdout)}
-    assert statuses[first] == "running" and statuses[second] == "queued" and statuses[third] == "queued"
+
+    def statuses() -> dict[str, str]:
+        return {r["id"]: r["status"] for r in json.loads(daemon.ctl("history", "slow", "--json").stdout)}
+
+    wait_until(lambda: statuses().get(first) == "running")
+    now = statuses()
+    assert now[second] == "queued" and now[third] == "queued"  # max_active_runs: 1 holds them
     assert daemon.ctl("dequeue", "slow", third).code == 0
+    gate.touch()
     deadline = time.monotonic() + 20
     while True:
         statuses = {r["id"]: r["status"] for r in json.loads(daemon.ctl("history", "slow", "--json").stdout)}
@@ -461,9 +482,12 @@ def test_config_file_sets_the_daemon_up_and_rejects_unknown_keys(tmp_path: Path)
         assert {r["name"] for r in json.loads(dd.ctl("list", "--json").stdout)} == {"a", "b"}
         a = dd.ctl("enqueue", "a").stdout.strip()
         b = dd.ctl("enqueue", "b").stdout.strip()
-        time.sleep(0.5)
-        hist = {r["id"]: r["status"] for r in json.loads(dd.ctl("history", "--json").stdout)}
-        assert hist[a] == "running" and hist[b] == "queued"  # global limit 1
+
+        def hist_now() -> dict[str, str]:
+            return {r["id"]: r["status"] for r in json.loads(dd.ctl("history", "--json").stdout)}
+
+        wait_until(lambda: hist_now().get(a) == "running")
+        assert hist_now()[b] == "queued"  # global limit 1
         dd.proc.send_signal(signal.SIGTERM)  # stop_grace_sec: the running run may finish
         assert dd.proc.wait(timeout=30) == 0
         hist = {r["id"]: r["status"] for r in json.loads(dd.ctl("history", "--json").stdout)}
@@ -624,7 +648,7 @@ def test_queued_runs_survive_a_restart(tmp_path: Path) -> None:
     d = start_daemon(tmp_path)
     first = d.ctl("enqueue", "q").stdout.strip()
     second = d.ctl("enqueue", "q").stdout.strip()
-    time.sleep(0.3)
+    wait_until(lambda: '"status": "running"' in d.ctl("status", "q", first, "--json").stdout)
     d.proc.terminate()  # the running one is aborted; the queued one must wait for the next dagd
     assert d.proc.wait(timeout=30) == 0
     d2 = start_daemon(tmp_path)

@@ -15,7 +15,7 @@ import yaml
 
 from tests import strangers
 from tests.conftest import DAGU
-from tests.integration.test_daemon import Daemon, activated_env, start_daemon
+from tests.integration.test_daemon import Daemon, activated_env, start_daemon, wait_until
 
 
 def free_port() -> int:
@@ -192,7 +192,9 @@ def test_dag_details_runs_listing_and_queues(api: tuple[Daemon, str]) -> None:
     d.ctl("reload")
     a = httpx.post(base + "/api/v1/dags/slow/enqueue", json={}).json()["dagRunId"]
     b = httpx.post(base + "/api/v1/dags/slow/enqueue", json={}).json()["dagRunId"]
-    time.sleep(0.5)
+    wait_until(
+        lambda: httpx.get(f"{base}/api/v1/dag-runs/slow/{a}").json()["dagRunDetails"]["statusLabel"] == "running"
+    )
     q = httpx.get(base + "/api/v1/queues").json()
     check(q, "QueuesResponse")
     slow = next(x for x in q["queues"] if x["name"] == "slow")

@@ -28,9 +28,10 @@ def test_live_view_redraws_steps_in_place(tmp_path: Path) -> None:
     cmd = f"cd {tmp_path} && DAGD_STATE_DIR={tmp_path}/state {sys.executable} -m dagctl run live.yaml; echo EXIT=$?; sleep 30"
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "30", cmd], check=True)
     try:
-        time.sleep(0.8)
-        during = capture(session)
-        assert "first" in during and "running" in during
+        deadline = time.monotonic() + 20
+        while not ("first" in (during := capture(session)) and "running" in during):  # the view, mid-run
+            assert time.monotonic() < deadline, during
+            time.sleep(0.05)
         deadline = time.monotonic() + 20
         while "EXIT=" not in (screen := capture(session)):
             assert time.monotonic() < deadline, screen
