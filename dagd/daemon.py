@@ -71,6 +71,10 @@ def http_hosts(bind: str, extra: tuple[str, ...]) -> set[str]:
 class StartupError(Exception):
     """dagd cannot start as configured; the message says why and what to change."""
 
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
 
 def bind_http(address: str) -> int:
     """Listen on host:port now, so a taken port is a clear start-up error, not a traceback."""
@@ -255,6 +259,8 @@ async def watchdog(notifier: Notifier) -> None:
 
 
 async def status_line(svc: Service) -> str:
+    if svc.degraded:
+        return f"DEGRADED: {svc.degraded}; {len(svc.active)} running"
     queued = len(await svc.db(svc.store.queued))
     return f"{len(svc.catalog.entries)} DAGs, {len(svc.active)} running, {queued} queued"
 
@@ -277,10 +283,30 @@ def mask_left_logs(doc: dict[str, object]) -> None:
                 log.warning("run %s: cannot mask secrets in %s: %s", doc["id"], step.get(key), exc)
 
 
+def open_history(state_dir: str) -> Store:
+    """The history database, checked; one clear line (exit 3) when it cannot be used."""
+    import sqlite3
+
+    path = os.path.join(state_dir, "dagd.db")
+    try:
+        os.makedirs(state_dir, exist_ok=True)
+        store = Store(path)
+        store.db.execute("PRAGMA quick_check").fetchall()
+        store.stale_runs()
+        return store
+    except sqlite3.DatabaseError as exc:
+        raise StartupError(
+            f"the history database {path} cannot be used ({exc}): move it aside (mv {path} {path}.broken) and "
+            "start dagd again to begin a new history, or restore it from a backup",
+            code=3,
+        ) from None
+    except OSError as exc:
+        raise StartupError(f"the state folder {state_dir} cannot be used: {exc.strerror or exc}", code=3) from None
+
+
 async def main(opts: Options) -> None:
     notifier = Notifier()
-    os.makedirs(opts.state_dir, exist_ok=True)
-    store = Store(os.path.join(opts.state_dir, "dagd.db"))
+    store = open_history(opts.state_dir)
     become_subreaper()
     for run_id in store.stale_runs():
         doc = store.run_by_id(run_id)
@@ -462,6 +488,8 @@ def cli(
         trio.run(main, opts)
     except StartupError as exc:
         log.error("%s", exc)
+        if exc.code != 1:  # said once, by the log line above
+            sys.exit(exc.code)
         raise click.ClickException(str(exc)) from None
     except Exception as exc:  # a bug: said at critical priority, in one journal entry, then exit 1
         log.critical("dagd stopped by an unexpected error: %s: %s", type(exc).__name__, exc, exc_info=exc)

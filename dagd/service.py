@@ -12,6 +12,7 @@ import datetime as dt
 import logging
 import os
 import shutil
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -107,6 +108,7 @@ class Service:
         self.nursery: trio.Nursery | None = None
         self.wakeup = trio.Event()  # poked when the queue or the catalog changes
         self.changed = trio.Event()  # poked when running or queued counts may have changed
+        self.degraded: str | None = None  # why dagd cannot do all it should right now
         self.lock = trio.Lock()  # one store writer at a time from the daemon
         self.subscribers: list[trio.MemorySendChannel[dict[str, Any]]] = []
         self.started_at = time.time()
@@ -118,8 +120,29 @@ class Service:
     # ---- store access from the event loop ----------------------------------------------------
 
     async def db(self, fn: Any, *args: Any) -> Any:
-        async with self.lock:
-            return await trio.to_thread.run_sync(fn, *args)
+        """A store call in a worker thread. While another process holds the database locked it
+        is tried again with a growing pause (events wait in memory meanwhile: none is lost), and
+        dagd reports itself degraded until the lock clears."""
+        pause = 0.05
+        while True:
+            try:
+                async with self.lock:
+                    result = await trio.to_thread.run_sync(fn, *args)
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc):
+                    raise
+                if self.degraded is None:
+                    log.warning("the history database is locked by another process: waiting for it (%s)", exc)
+                self.degraded = f"the history database is locked by another process ({exc})"
+                self.changed.set()
+                await trio.sleep(pause)
+                pause = min(pause * 2, 2.0)
+                continue
+            if self.degraded is not None and self.degraded.startswith("the history database is locked"):
+                log.warning("the history database is writable again")
+                self.degraded = None
+                self.changed.set()
+            return result
 
     async def emit(self, event: Event) -> None:
         """Record the event (committed before anyone hears of it), then tell the subscribers.
@@ -487,6 +510,11 @@ class Service:
             "dialect": loaded.dag.dialect.value,
             "diagnostics": [d.as_json() for d in loaded.diagnostics],
         }
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
 
 
 def _remove_folders(paths: list[str]) -> None:

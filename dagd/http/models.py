@@ -11,6 +11,7 @@ class Health(TypedDict):
     version: str
     uptime: int
     timestamp: str
+    reason: NotRequired[str]  # dagd: why it is unhealthy
 
 
 class Pagination(TypedDict):

@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import trio
-from litestar import MediaType, get, post
+from litestar import MediaType, Response, get, post
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
@@ -24,14 +25,18 @@ from dagd.service import NOT_FOUND, Service, ServiceError
 
 
 def routes(svc: Service) -> list[Any]:
-    @get("/api/v1/health", sync_to_thread=False)
-    def health() -> m.Health:
-        return {
-            "status": "healthy",
+    @get("/api/v1/health", sync_to_thread=False, responses={503: ResponseSpec(data_container=m.Health)})
+    def health() -> Response[m.Health]:
+        """healthy (200), or unhealthy (503) with the reason: a probe sees a degraded dagd."""
+        body: m.Health = {
+            "status": "unhealthy" if svc.degraded else "healthy",
             "version": __version__,
             "uptime": int(time.time() - svc.started_at),
             "timestamp": dt.datetime.now(dt.UTC).isoformat(),
         }
+        if svc.degraded:
+            body["reason"] = svc.degraded
+        return Response(body, status_code=503 if svc.degraded else 200)
 
     @get("/api/v1/dag-runs")
     async def all_runs(

@@ -117,7 +117,12 @@ class Store:
             except BaseException:
                 self.db.execute("ROLLBACK")
                 raise
-            self.db.execute("COMMIT")
+            try:
+                self.db.execute("COMMIT")
+            except sqlite3.Error:  # busy or full at commit: leave no transaction open behind
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
 
     def _migrate(self) -> None:
         with self.transaction() as db:
