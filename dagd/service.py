@@ -123,7 +123,7 @@ class Service:
         """A store call in a worker thread. While another process holds the database locked it
         is tried again with a growing pause (events wait in memory meanwhile: none is lost), and
         dagd reports itself degraded until the lock clears."""
-        pause = 0.05
+        pause, waited = 0.05, False
         while True:
             try:
                 async with self.lock:
@@ -135,11 +135,12 @@ class Service:
                     log.warning("the history database is locked by another process: waiting for it (%s)", exc)
                 self.degraded = f"the history database is locked by another process ({exc})"
                 self.changed.set()
+                waited = True
                 await trio.sleep(pause)
                 pause = min(pause * 2, 2.0)
                 continue
-            if self.degraded is not None and self.degraded.startswith("the history database is locked"):
-                log.warning("the history database is writable again")
+            if waited and self.degraded is not None and self.degraded.startswith("the history database is locked"):
+                log.warning("the history database is writable again")  # (reads go on while it is locked)
                 self.degraded = None
                 self.changed.set()
             return result
