@@ -74,7 +74,7 @@ class DagOverview:
 class _Batch:
     events: list[Event] = field(default_factory=list)
     done: trio.Event = field(default_factory=trio.Event)
-    error: Exception | None = None
+    errors: dict[int, Exception] = field(default_factory=dict)  # by index in events
 
 
 @dataclass
@@ -153,6 +153,7 @@ class Service:
         if self._batch is None:
             self._batch = _Batch()
         batch = self._batch
+        index = len(batch.events)
         batch.events.append(event)
         if not self._writing:
             self._writing = True
@@ -160,16 +161,13 @@ class Service:
                 with trio.CancelScope(shield=True):  # waiters depend on this writer finishing
                     while self._batch is not None:
                         current, self._batch = self._batch, None
-                        try:
-                            await self.db(self.store.record_many, current.events)
-                        except Exception as exc:
-                            current.error = exc
+                        await self._write_batch(current)
                         current.done.set()
             finally:
                 self._writing = False
         await batch.done.wait()
-        if batch.error is not None:
-            raise batch.error
+        if index in batch.errors:
+            raise batch.errors[index]
         doc = {
             "type": type(event).__name__,
             **{k: (v.value if hasattr(v, "value") else v) for k, v in vars(event).items()},
@@ -182,6 +180,22 @@ class Service:
             except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
                 self.subscribers.remove(ch)
                 ch.close()  # the reader sees the end of its stream and is told it fell behind
+
+    async def _write_batch(self, batch: _Batch) -> None:
+        """One transaction for the batch; if it fails, each event alone, so an event that cannot
+        be written fails its own run and no other."""
+        try:
+            await self.db(self.store.record_many, batch.events)
+            return
+        except Exception as exc:
+            if len(batch.events) == 1:
+                batch.errors[0] = exc
+                return
+        for i, event in enumerate(batch.events):
+            try:
+                await self.db(self.store.record_many, [event])
+            except Exception as exc:
+                batch.errors[i] = exc
 
     # ---- DAGs --------------------------------------------------------------------------------
 
@@ -348,16 +362,11 @@ class Service:
             try:
                 await contained()
             except Exception as exc:  # a run's fault is that run's, never the daemon's
-                log.error(
-                    "run %s of %s failed inside dagd: %s: %s",
-                    opts.run_id,
-                    dag.name,
-                    type(exc).__name__,
-                    exc,
-                    exc_info=exc,
-                )
+                cause = _first_cause(exc)
+                reason = f"dagd error: {type(cause).__name__}: {cause}"
+                log.error("run %s of %s failed inside dagd: %s", opts.run_id, dag.name, reason, exc_info=exc)
                 with trio.CancelScope(shield=True), contextlib.suppress(Exception):
-                    await self._emit_raw_finish(opts.run_id, dag.name, f"dagd error: {type(exc).__name__}: {exc}")
+                    await self._emit_raw_finish(opts.run_id, dag.name, reason)
 
         async def contained() -> None:
             try:
@@ -366,6 +375,7 @@ class Service:
                         await run.prepare()
                         await run.execute()
                     except (RunSetupError, ValueError) as exc:
+                        run.status = RunStatus.FAILED  # nothing ran: no abort path, no handlers
                         await self.emit(RunFinished(opts.run_id, dag.name, RunStatus.FAILED, time.time(), str(exc)))
                 if not run.status.finished:  # stopped from outside: record it
                     run.status = RunStatus.ABORTED
@@ -511,6 +521,13 @@ class Service:
             "dialect": loaded.dag.dialect.value,
             "diagnostics": [d.as_json() for d in loaded.diagnostics],
         }
+
+
+def _first_cause(exc: BaseException) -> BaseException:
+    """The first real exception inside trio's exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _busy(exc: sqlite3.OperationalError) -> bool:

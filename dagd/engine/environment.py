@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from dagd import names
+from dagd import faults, names
 from dagd.engine import step as stepmod
 from dagd.engine.events import Event
 from dagd.engine.props import StepProps
@@ -113,9 +113,19 @@ class RunEnvironment:
         )
         if not names.RUN_ID.fullmatch(self.opts.run_id):  # it names folders: never a path
             raise RunSetupError(f"invalid run id {self.opts.run_id[:60]!r}")
-        os.makedirs(self.log_dir, exist_ok=True)
-        os.makedirs(self.default_cwd, exist_ok=True)
-        os.makedirs(self.work_dir, exist_ok=True)
+        try:
+            faults.hit("log_folder", dag.name)
+            os.makedirs(self.log_dir, exist_ok=True)
+        except OSError as exc:
+            raise RunSetupError(f"cannot make the log folder {self.log_dir}: {exc.strerror or exc}") from None
+        try:
+            faults.hit("work_folder", dag.name)
+            os.makedirs(self.default_cwd, exist_ok=True)
+            os.makedirs(self.work_dir, exist_ok=True)
+        except OSError as exc:
+            raise RunSetupError(
+                f"cannot make the working directory {getattr(exc, 'filename', None) or self.default_cwd}: {exc.strerror or exc}"
+            ) from None
         self.artifacts_dir: str | None = None
         art = dag.extra.get("artifacts")
         if isinstance(art, Mapping) and art.get("enabled", True) is not False:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import trio
 
+from dagd import faults
 from dagd.procfs import group_alive, identity
 
 # Linux charges a child the memory of the process that spawned it (the exec'ing mm's high-water
@@ -67,16 +68,20 @@ class StepProcess:
     def __init__(
         self, argv: list[str], env: dict[str, str], cwd: str, stdout: int, stderr: int, rusage: str | None = None
     ) -> None:
+        self.spawn_error: str | None = None  # why the program could not be started
         self.result: Exit | None = None
         self.rusage_fd: int | None = None
         write_fd: int | None = None
         if rusage and TIME_PROGRAM:
             self.rusage_fd, write_fd = os.pipe()
         try:
+            faults.hit("spawn", env.get("DAG_NAME"), env.get("DAG_RUN_STEP_NAME"))
             self.popen: subprocess.Popen[bytes] | None = _spawn(argv, env, cwd, stdout, stderr, write_fd)
         except OSError as exc:  # no such program or directory: what a shell would say, exit 127/126
             self._close_rusage()
-            os.write(stderr, f"dagd: cannot run {argv[0]} in {cwd}: {exc.strerror or exc}\n".encode())
+            self.spawn_error = f"cannot run {argv[0]} in {cwd}: {exc.strerror or exc}"
+            with contextlib.suppress(OSError):  # a full disk must not turn this into a crash
+                os.write(stderr, f"dagd: {self.spawn_error}\n".encode())
             self.popen = None
             self.pid = self.pgid = -1
             self.identity: str | None = None

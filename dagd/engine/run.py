@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 from collections.abc import Mapping
 
 import trio
 
+from dagd import faults
 from dagd.engine import actions, fanout, published
 from dagd.engine import step as stepmod
 from dagd.engine.environment import RunEnvironment
@@ -22,6 +24,8 @@ from dagd.engine.resolve import Scope, resolve_data
 from dagd.engine.status import RunStatus, StepStatus
 from dagd.spec.fields import thaw
 from dagd.spec.model import Dialect, Step, StepKind
+
+log = logging.getLogger("dagd.run")
 
 
 class Run(RunEnvironment):
@@ -210,7 +214,10 @@ class Run(RunEnvironment):
 
         rt.on_start = on_start
         try:
+            if handler:
+                faults.hit("handler", self.dag.name, step.name)
             os.makedirs(cwd, exist_ok=True)
+            faults.hit("output_file", self.dag.name, step.name)
             for path in (r.stdout_path, r.stderr_path):
                 open(path, "ab").close()
             if step.preconditions and not await stepmod.check_preconditions(
@@ -250,20 +257,27 @@ class Run(RunEnvironment):
             stepmod.copy_redirects(step, scope, cwd, r)
             self._publish(step, r, scope, cwd)
             status = StepStatus.SUCCEEDED
-        except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:  # never take the run down
-            r.error = f"internal error: {type(exc).__name__}: {exc}"
-            with open(r.stderr_path, "ab") as fh:
-                fh.write(f"dagd: {step.name}: {r.error}\n".encode())
-            status = StepStatus.FAILED
         except stepmod.StepFailed as exc:
             r.error = str(exc)
             if r.exit_code is None or exc.code == 124:
                 r.exit_code = exc.code
-            with open(r.stderr_path, "ab") as fh:
+            with contextlib.suppress(OSError), open(r.stderr_path, "ab") as fh:
                 fh.write(f"dagd: {step.name}: {exc}\n".encode())
             with contextlib.suppress(OSError):
                 stepmod.copy_redirects(step, scope, cwd, r)
             status = self._on_failure(step, r)
+        except OSError as exc:  # a folder or file the step needs: the step fails, saying which
+            where = f" {exc.filename}" if exc.filename else ""
+            r.error = f"cannot use{where}: {exc.strerror or exc}"
+            with contextlib.suppress(OSError), open(r.stderr_path, "ab") as fh:
+                fh.write(f"dagd: {step.name}: {r.error}\n".encode())
+            status = StepStatus.FAILED
+        except Exception as exc:  # a bug: this step fails, never the run or the daemon
+            log.error("step %s of run %s: %s: %s", step.name, self.opts.run_id, type(exc).__name__, exc, exc_info=exc)
+            r.error = f"internal error: {type(exc).__name__}: {exc}"
+            with contextlib.suppress(OSError), open(r.stderr_path, "ab") as fh:
+                fh.write(f"dagd: {step.name}: {r.error}\n".encode())
+            status = StepStatus.FAILED
         except trio.Cancelled:
             r.finished_at = stepmod.now()
             with trio.CancelScope(shield=True):

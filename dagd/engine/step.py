@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -42,6 +43,7 @@ class StepResult:
     continued: bool = False  # failed, but continue_on lets dependents run
     pgid: int | None = None
     pgid_identity: str | None = None  # boot id + leader start time (procfs.identity)
+    spawn_error: str | None = None  # the program could not be started: why
 
 
 @dataclass
@@ -176,9 +178,11 @@ async def run_attempt(
             try:
                 proc = StepProcess(argv, env, cwd, out.fileno(), err.fileno(), result.stdout_path[:-4] + ".rusage")
             except OSError as exc:
-                err.write(f"dagd: cannot start {argv[0]}: {exc.strerror or exc}\n".encode())
+                with contextlib.suppress(OSError):
+                    err.write(f"dagd: cannot start {argv[0]}: {exc.strerror or exc}\n".encode())
                 return Exit(127, None, 0.0, 0.0, 0)
             result.pgid, result.pgid_identity = proc.pgid, proc.identity
+            result.spawn_error = proc.spawn_error
             if i == 0:
                 await rt.on_start(result)
             last = await _wait_killing(proc, rt.grace, sig)
@@ -265,7 +269,7 @@ async def run_commands(
             continue
         break
     if result.exit_code != 0:
-        raise StepFailed(f"exit status {result.exit_code}", result.exit_code or 1)
+        raise StepFailed(result.spawn_error or f"exit status {result.exit_code}", result.exit_code or 1)
     collect_outputs(step, rt, env, result)
 
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from dagd import names
+from dagd import faults, names
 from dagd.procfs import kill_group_we_started
 
 log = logging.getLogger("dagd.store")
@@ -151,6 +151,7 @@ class Store:
     def _write(self, db: sqlite3.Connection, event: Event) -> None:
         from dagd.engine.events import RunFinished, RunStarted, StepChanged
 
+        faults.hit("database_write", getattr(event, "dag", None), getattr(event, "step", None))
         if isinstance(event, RunStarted):
             names.run_id(event.run_id)  # the last line of defence: ids become log folder names
             db.execute(
