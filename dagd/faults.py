@@ -14,6 +14,7 @@ import os
 import signal
 import sqlite3
 
+
 def _fault(point: str) -> Exception:
     if point == "log_folder":
         return OSError(errno.EACCES, f"Permission denied (fault injected at {point})")

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import trio
 
-from dagd import scheduler
+from dagd import faults, scheduler
 from dagd.service import Service, ServiceError
 
 log = logging.getLogger("dagd")
@@ -93,6 +93,7 @@ async def fire_one(svc: Service, name: str, fire: scheduler.Fire, now: dt.dateti
     run_id = scheduler.slot_run_id(name, fire)
     if not await svc.db(svc.store.claim_slot, name, run_id, dag.file, stamp, trigger):
         return  # this slot already fired (a replay after a crash)
+    faults.hit("claimed")
     log.info("schedule %s: %s fires (%s, run %s)", fire.expression, name, trigger, run_id)
     await svc.enqueue(name, [], run_id=run_id, trigger=trigger, schedule_time=fire.slot)
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import trio
 
-from dagd import names, scheduler
+from dagd import faults, names, scheduler
 from dagd.access import Rule
 from dagd.catalog import Catalog, Entry
 from dagd.engine.environment import RunOptions, RunSetupError
@@ -297,6 +297,7 @@ class Service:
         dag = self.dag(name)
         rid = checked(names.run_id, run_id) if run_id is not None else new_run_id()
         await self.db(self.store.enqueue, rid, dag.name, dag.file, params, trigger, schedule_time)
+        faults.hit("queued")
         self.wakeup.set()
         self.changed.set()
         return rid
@@ -387,7 +388,9 @@ class Service:
                 active.done.set()
                 with trio.CancelScope(shield=True):
                     dirs = await self.db(self.store.prune, dag.name, dag.hist_retention_days, dag.hist_retention_runs)
-                    mine = [d for d in dirs if os.path.commonpath([d, self.state_dir]) == self.state_dir]
+                    # only run folders dagd made: a classic DAG's working directory is its own folder
+                    roots = [os.path.join(self.state_dir, "logs", dag.name), os.path.join(self.state_dir, "work", dag.name)]
+                    mine = [d for d in dirs if any(os.path.dirname(os.path.normpath(d)) == r for r in roots)]
                     await trio.to_thread.run_sync(_remove_folders, mine)
                 self.wakeup.set()
                 self.changed.set()

@@ -49,6 +49,7 @@ class Run(RunEnvironment):
                 self.opts.parent_run,
             )
         )
+        faults.hit("started")
         try:
             with trio.fail_after(self.dag.timeout_sec) if self.dag.timeout_sec else stepmod._no_timeout():
                 await self._main()
@@ -66,6 +67,7 @@ class Run(RunEnvironment):
             self.status = self._final_status()
         await self._handlers_after()
         await self.emit(RunFinished(self.opts.run_id, self.dag.name, self.status, stepmod.now(), self.error))
+        faults.hit("finished")
         return self.status
 
     async def _main(self) -> None:
@@ -195,6 +197,8 @@ class Run(RunEnvironment):
                 r.pgid_identity,
             )
         )
+        if status.done and not handler:
+            faults.hit("step_finished")
 
     async def _execute_step(self, step: Step, r: stepmod.StepResult, handler: bool = False) -> None:
         try:
@@ -211,6 +215,7 @@ class Run(RunEnvironment):
             status = result.status if result.status is StepStatus.RETRYING else StepStatus.RUNNING
             await self._set(step, result, status, handler)
             result.status = StepStatus.RUNNING
+            faults.hit("handler_running" if handler else "step_spawned")
 
         rt.on_start = on_start
         try:

@@ -82,7 +82,12 @@ def gate_step(gate: Path) -> str:
 
 
 def start_daemon(
-    root: Path, extra_env: dict[str, str | None] | None = None, args: tuple[str, ...] = (), *, user: bool = True
+    root: Path,
+    extra_env: dict[str, str | None] | None = None,
+    args: tuple[str, ...] = (),
+    *,
+    user: bool = True,
+    ready: bool = True,
 ) -> Daemon:
     """dagd as a subprocess in `root` (dags/, state/, dagd.sock); waits for READY=1.
 
@@ -120,7 +125,8 @@ def start_daemon(
     d = Daemon(root, proc, notify)
     if env.get("DAGD_SOCKET"):
         d.socket_path = Path(str(env["DAGD_SOCKET"]))
-    d.wait_message("READY=1")
+    if ready:
+        d.wait_message("READY=1")
     return d
 
 
