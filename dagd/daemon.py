@@ -384,6 +384,10 @@ async def main(opts: Options) -> None:
         # the handlers are in place before READY=1: a stop that follows at once is a clean stop
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             notifier.ready(await status_line(svc))
+            if os.environ.get("DAGD_LOOP_WATCH_MS"):  # tests: no step may hold the loop (after start-up)
+                from dagd.loopwatch import LoopWatch
+
+                trio.lowlevel.add_instrument(LoopWatch(float(os.environ["DAGD_LOOP_WATCH_MS"])))
             async for sig in signals:
                 if sig == signal.SIGHUP:
                     result = await svc.reload()  # announces RELOADING=1 … READY=1

@@ -389,7 +389,10 @@ class Service:
                 with trio.CancelScope(shield=True):
                     dirs = await self.db(self.store.prune, dag.name, dag.hist_retention_days, dag.hist_retention_runs)
                     # only run folders dagd made: a classic DAG's working directory is its own folder
-                    roots = [os.path.join(self.state_dir, "logs", dag.name), os.path.join(self.state_dir, "work", dag.name)]
+                    roots = [
+                        os.path.join(self.state_dir, "logs", dag.name),
+                        os.path.join(self.state_dir, "work", dag.name),
+                    ]
                     mine = [d for d in dirs if any(os.path.dirname(os.path.normpath(d)) == r for r in roots)]
                     await trio.to_thread.run_sync(_remove_folders, mine)
                 self.wakeup.set()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,3 +69,20 @@ def dagctl(tmp_path: Path):  # type: ignore[no-untyped-def]
         return run_dagctl(list(args), tmp_path, env)
 
     return call
+
+
+@pytest.fixture(autouse=True)
+def no_step_holds_dagds_event_loop(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every dagd a test starts watches its own event loop (DAGD_LOOP_WATCH_MS): a task step that
+    held it over 100 ms of CPU fails the test, whatever the test itself checked."""
+    root: Path | None = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    yield
+    if root is None:
+        return
+    held = [
+        line
+        for log in root.rglob("dagd.log")
+        for line in log.read_text(errors="replace").splitlines()
+        if "the event loop was held" in line
+    ]
+    assert held == [], "\n".join(held)

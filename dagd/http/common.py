@@ -9,6 +9,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
 from dagd import names
+from dagd.access import json_depth_exceeds
 from dagd.http import models as m
 from dagd.http import shapes
 from dagd.service import NOT_FOUND, Service, ServiceError
@@ -58,9 +59,11 @@ async def read_json(request: Request[Any, Any, Any]) -> dict[str, Any]:
     raw = await request.body()
     if not raw:
         return {}
+    if json_depth_exceeds(raw, 32):
+        raise HTTPException(status_code=400, detail="body nests JSON deeper than 32 levels")
     try:
         data = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise HTTPException(status_code=400, detail=f"body is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise HTTPException(status_code=400, detail="body must be a JSON object")

@@ -90,7 +90,7 @@ def routes(svc: Service) -> list[Any]:
         spec = body.get("spec") or "steps:\n  - run: echo hello from " + name + "\n"
         if not isinstance(spec, str):
             raise HTTPException(status_code=400, detail="spec must be YAML text")
-        errors, _ = shapes.check_spec(spec, name, svc.catalog.folder)
+        errors, _ = await trio.to_thread.run_sync(shapes.check_spec, spec, name, svc.catalog.folder)
         if errors:
             return error(400, "; ".join(errors))
         path = trio.Path(svc.catalog.folder) / f"{name}.yaml"
@@ -112,7 +112,9 @@ def routes(svc: Service) -> list[Any]:
         spec = body.get("spec")
         if not isinstance(spec, str):
             raise HTTPException(status_code=400, detail="spec (the DAG's YAML text) is required")
-        errors, dag = shapes.check_spec(spec, str(body.get("name") or "dag"), svc.catalog.folder, strict=True)
+        errors, dag = await trio.to_thread.run_sync(
+            lambda: shapes.check_spec(spec, str(body.get("name") or "dag"), svc.catalog.folder, strict=True)
+        )
         out: m.Validation = {"valid": not errors, "errors": errors}
         if dag is not None:
             out["dag"] = shapes.dag_details(dag)
@@ -137,7 +139,7 @@ def routes(svc: Service) -> list[Any]:
         spec = body.get("spec")
         if not isinstance(spec, str):
             raise HTTPException(status_code=400, detail="spec (the DAG's YAML text) is required")
-        errors, _ = shapes.check_spec(spec, file_name, svc.catalog.folder)
+        errors, _ = await trio.to_thread.run_sync(shapes.check_spec, spec, file_name, svc.catalog.folder)
         if errors:  # the file on disk stays as it was
             return error(400, "; ".join(errors), errors=errors)
         await writable(files.write_atomically, entry.file, spec)

@@ -105,6 +105,7 @@ def start_daemon(
         "DAGD_DAGS_DIR": str(root / "dags"),
         "NOTIFY_SOCKET": str(notify_path),
         "TZ": "UTC",
+        "DAGD_LOOP_WATCH_MS": "100",  # tests/conftest.py fails a test whose dagd held its loop longer
         **(extra_env or {}),
     }
     with open(root / "dagd.log", "ab") as log:

@@ -112,3 +112,33 @@ def test_the_kernel_names_the_owner_of_a_loopback_client(family: int, host: str)
     assert (
         peers.is_loopback("127.8.9.1") and peers.is_loopback("::ffff:127.0.0.1") and not peers.is_loopback("10.0.0.1")
     )
+
+
+def test_the_loop_watch_names_a_step_that_holds_the_loop(caplog: pytest.LogCaptureFixture) -> None:
+    import time
+
+    import trio
+
+    from dagd.loopwatch import LoopWatch
+
+    async def main() -> None:
+        trio.lowlevel.add_instrument(LoopWatch(100))
+        await trio.sleep(0)
+
+        async def hog() -> None:
+            end = time.thread_time() + 0.15
+            while time.thread_time() < end:  # 150 ms of CPU without a checkpoint
+                pass
+
+        async def polite() -> None:
+            for _ in range(20):
+                await trio.sleep(0.001)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(hog, name="hog")
+            nursery.start_soon(polite, name="polite")
+
+    with caplog.at_level("ERROR", logger="dagd.loop"):
+        trio.run(main)
+    held = [r.getMessage() for r in caplog.records if "held" in r.getMessage()]
+    assert len(held) == 1 and held[0].endswith("by one step of task hog"), held
