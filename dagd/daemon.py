@@ -261,7 +261,7 @@ async def watchdog(notifier: Notifier) -> None:
 async def status_line(svc: Service) -> str:
     if svc.degraded:
         return f"DEGRADED: {svc.degraded}; {len(svc.active)} running"
-    queued = len(await svc.db(svc.store.queued))
+    queued = len(await svc.queue())
     return f"{len(svc.catalog.entries)} DAGs, {len(svc.active)} running, {queued} queued"
 
 

@@ -11,7 +11,8 @@ from collections.abc import Callable
 import trio
 
 from dagd import faults, scheduler
-from dagd.service import Service, ServiceError
+from dagd.errors import ServiceError
+from dagd.service import Service
 
 log = logging.getLogger("dagd")
 
@@ -27,8 +28,8 @@ async def scheduler_loop(svc: Service, clock: Callable[[], dt.datetime] = wall_c
     trio.testing.MockClock a day of fires takes moments. The loop waits on trio's clock only."""
     while True:
         now = clock()
-        suspended = await svc.db(svc.store.suspended)
-        marks = await svc.db(svc.store.watermarks)
+        suspended = await svc.suspended_names()
+        marks = await svc.watermarks()
         nearest: dt.datetime | None = None
         for name, entry in svc.catalog.dags().items():
             dag = entry.usable
@@ -40,7 +41,7 @@ async def scheduler_loop(svc: Service, clock: Callable[[], dt.datetime] = wall_c
                 continue
             mark = marks.get(name)
             if mark is None:  # first sight: start from now, no replay of the past
-                await svc.db(svc.store.set_watermark, name, now.timestamp())
+                await svc.set_watermark(name, now.timestamp())
                 mark = now.timestamp()
             after = dt.datetime.fromtimestamp(mark, dt.UTC)
             # fires older than the catch-up window can only be dropped: do not even enumerate them
@@ -63,7 +64,7 @@ async def fire_one(svc: Service, name: str, fire: scheduler.Fire, now: dt.dateti
     late = (now - fire.at).total_seconds()
     stamp = fire.at.timestamp()
     if fire.action in ("stop", "restart"):
-        await svc.db(svc.store.set_watermark, name, stamp)
+        await svc.set_watermark(name, stamp)
         if late <= 60:  # stopping and waiting belong to this DAG alone: never to the scheduler loop
             assert svc.nursery is not None
             svc.nursery.start_soon(_stop_then_restart, svc, name, fire)
@@ -71,27 +72,27 @@ async def fire_one(svc: Service, name: str, fire: scheduler.Fire, now: dt.dateti
     trigger = "scheduler"
     if late > 60:  # missed while dagd was down or busy
         if not dag.catchup_window_sec or late > dag.catchup_window_sec:
-            await svc.db(svc.store.set_watermark, name, stamp)
+            await svc.set_watermark(name, stamp)
             return
         trigger = "catchup"
-    if dag.skip_if_successful and await svc.db(svc.store.last_success_since, name, stamp - 86400 * 366):
+    if dag.skip_if_successful and await svc.succeeded_since(name, stamp - 86400 * 366):
         prev = await _previous_fire(svc, dag, fire)
-        if prev is not None and await svc.db(svc.store.last_success_since, name, prev):
+        if prev is not None and await svc.succeeded_since(name, prev):
             log.info("schedule %s: %s skipped (succeeded since the previous fire)", fire.expression, name)
-            await svc.db(svc.store.set_watermark, name, stamp)
+            await svc.set_watermark(name, stamp)
             return
-    queued = await svc.db(svc.store.queued, name)
+    queued = await svc.queue(name)
     busy = any(a.dag == name for a in svc.active.values()) or bool(queued)
     if busy and dag.overlap_policy == "skip":
         log.info("schedule %s: %s skipped (a run is still active; overlap_policy skip)", fire.expression, name)
-        await svc.db(svc.store.set_watermark, name, stamp)
+        await svc.set_watermark(name, stamp)
         return
     if dag.overlap_policy == "latest":  # only the most recent missed interval is kept
         for item in queued:
             if item["trigger"] in ("scheduler", "catchup"):
-                await svc.db(lambda rid=item["run_id"]: svc.store.dequeue(rid, cancelled=True))
+                await svc.cancel_queued(item["run_id"])
     run_id = scheduler.slot_run_id(name, fire)
-    if not await svc.db(svc.store.claim_slot, name, run_id, dag.file, stamp, trigger):
+    if not await svc.claim_slot(name, run_id, dag.file, stamp, trigger):
         return  # this slot already fired (a replay after a crash)
     faults.hit("claimed")
     log.info("schedule %s: %s fires (%s, run %s)", fire.expression, name, trigger, run_id)
@@ -110,7 +111,7 @@ async def _stop_then_restart(svc: Service, name: str, fire: scheduler.Fire) -> N
             return
         await trio.sleep(dag.restart_wait_sec)
         run_id = scheduler.slot_run_id(name, fire)
-        if await svc.db(svc.store.claim_slot, name, run_id, dag.file, fire.at.timestamp(), "scheduler"):
+        if await svc.claim_slot(name, run_id, dag.file, fire.at.timestamp(), "scheduler"):
             log.info("schedule %s: %s restarts (run %s)", fire.expression, name, run_id)
             await svc.enqueue(name, [], run_id=run_id, trigger="scheduler", schedule_time=fire.slot)
     except ServiceError as exc:

@@ -29,34 +29,13 @@ from dagd.engine.events import Event, RunFinished
 from dagd.engine.local import new_run_id, resume_from
 from dagd.engine.run import Run
 from dagd.engine.status import RunStatus
-from dagd.masking import masked_slice
+from dagd.errors import CONFLICT, INVALID, NOT_FOUND, ServiceError, checked
+from dagd.reads import Reads
+from dagd.slots import Slots
 from dagd.spec import Dag, SpecError, load_file
-from dagd.store import logfiles
 from dagd.store.db import Store
 
 log = logging.getLogger("dagd.service")
-
-
-def checked(rule: Callable[[object], str], value: object) -> str:
-    """`value` passed through a dagd.names rule; a broken rule is an INVALID ServiceError."""
-    try:
-        return rule(value)
-    except names.InvalidName as exc:
-        raise ServiceError(INVALID, str(exc)) from None
-
-
-class ServiceError(Exception):
-    """A request the service refuses; `code` is the stable JSON-RPC error code."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-NOT_FOUND = -32004
-CONFLICT = -32009
-INVALID = -32602
 
 
 @dataclass
@@ -85,7 +64,7 @@ class Active:
     done: trio.Event = field(default_factory=trio.Event)
 
 
-class Service:
+class Service(Reads, Slots):
     def __init__(
         self,
         catalog: Catalog,
@@ -119,7 +98,7 @@ class Service:
 
     # ---- store access from the event loop ----------------------------------------------------
 
-    async def db(self, fn: Any, *args: Any) -> Any:
+    async def _store_call(self, fn: Any, *args: Any) -> Any:
         """A store call in a worker thread. While another process holds the database locked it
         is tried again with a growing pause (events wait in memory meanwhile: none is lost), and
         dagd reports itself degraded until the lock clears."""
@@ -185,7 +164,7 @@ class Service:
         """One transaction for the batch; if it fails, each event alone, so an event that cannot
         be written fails its own run and no other."""
         try:
-            await self.db(self.store.record_many, batch.events)
+            await self._store_call(self.store.record_many, batch.events)
             return
         except Exception as exc:
             if len(batch.events) == 1:
@@ -193,7 +172,7 @@ class Service:
                 return
         for i, event in enumerate(batch.events):
             try:
-                await self.db(self.store.record_many, [event])
+                await self._store_call(self.store.record_many, [event])
             except Exception as exc:
                 batch.errors[i] = exc
 
@@ -210,10 +189,10 @@ class Service:
     async def overview(self) -> list[DagOverview]:
         """Every DAG with its latest run, next start, suspension, running and queued counts:
         three queries in all."""
-        suspended = await self.db(self.store.suspended)
-        last_runs = await self.db(self.store.last_runs)
+        suspended = await self._store_call(self.store.suspended)
+        last_runs = await self._store_call(self.store.last_runs)
         running = Counter(a.dag for a in self.active.values())
-        queued = Counter(q["dag"] for q in await self.db(self.store.queued))
+        queued = Counter(q["dag"] for q in await self._store_call(self.store.queued))
         now = dt.datetime.now(dt.UTC)
         out = []
         for name, entry in sorted(self.catalog.dags().items()):
@@ -279,7 +258,7 @@ class Service:
 
     async def suspend(self, name: str, value: bool) -> dict[str, Any]:
         name = self.dag(name).name
-        await self.db(self.store.set_suspended, name, value)
+        await self._store_call(self.store.set_suspended, name, value)
         self.wakeup.set()
         return {"name": name, "suspended": value}
 
@@ -296,7 +275,7 @@ class Service:
     ) -> str:
         dag = self.dag(name)
         rid = checked(names.run_id, run_id) if run_id is not None else new_run_id()
-        await self.db(self.store.enqueue, rid, dag.name, dag.file, params, trigger, schedule_time)
+        await self._store_call(self.store.enqueue, rid, dag.name, dag.file, params, trigger, schedule_time)
         faults.hit("queued")
         self.wakeup.set()
         self.changed.set()
@@ -306,7 +285,7 @@ class Service:
         """The run's document once it has finished, or None when `timeout` seconds pass first."""
         with trio.move_on_after(timeout):
             while True:
-                doc = await self.db(self.store.run, name, run_id)
+                doc = await self._store_call(self.store.run, name, run_id)
                 if doc is not None and RunStatus(doc["status"]).finished:
                     return dict(doc)
                 active = self.active.get(run_id)
@@ -318,7 +297,7 @@ class Service:
 
     async def dequeue(self, name: str, run_id: str) -> dict[str, Any]:
         checked(names.run_id, run_id)
-        if not await self.db(lambda: self.store.dequeue(run_id, cancelled=True)):
+        if not await self._store_call(lambda: self.store.dequeue(run_id, cancelled=True)):
             raise ServiceError(NOT_FOUND, f"run {run_id} of {name} is not queued")
         self.changed.set()
         return {"run_id": run_id, "status": "aborted"}
@@ -387,7 +366,7 @@ class Service:
                 self.active.pop(opts.run_id, None)
                 active.done.set()
                 with trio.CancelScope(shield=True):
-                    dirs = await self.db(self.store.prune, dag.name, dag.hist_retention_days, dag.hist_retention_runs)
+                    dirs = await self._store_call(self.store.prune, dag.name, dag.hist_retention_days, dag.hist_retention_runs)
                     # only run folders dagd made: a classic DAG's working directory is its own folder
                     roots = [
                         os.path.join(self.state_dir, "logs", dag.name),
@@ -408,7 +387,7 @@ class Service:
         running: dict[str, int] = {}
         for a in self.active.values():
             running[a.dag] = running.get(a.dag, 0) + 1
-        for item in await self.db(self.store.queued):
+        for item in await self._store_call(self.store.queued):
             if len(self.active) >= self.max_concurrent_runs:
                 return
             entry = self.catalog.find(item["dag"])
@@ -418,7 +397,7 @@ class Service:
             if running.get(dag.name, 0) >= max(1, dag.max_active_runs):
                 continue
             running[dag.name] = running.get(dag.name, 0) + 1
-            await self.db(self.store.dequeue, item["run_id"])
+            await self._store_call(self.store.dequeue, item["run_id"])
             params = item["params"]
             self._spawn(
                 dag,
@@ -435,97 +414,6 @@ class Service:
             "running": len(self.active),
             "dags_folder": self.catalog.folder,
             "state_dir": self.state_dir,
-        }
-
-    # ---- reads -------------------------------------------------------------------------------
-
-    def secrets(self, run_id: str) -> list[str]:
-        """The secret values of a run in progress (a finished run's logs are masked on disk)."""
-        active = self.active.get(run_id)
-        return list(active.run.secret_values) if active is not None else []
-
-    async def log_text(self, run_id: str, path: str | None, limit: int = logfiles.TAIL) -> str:
-        """A step log's last `limit` bytes, secrets masked."""
-        raw = await trio.to_thread.run_sync(logfiles.read_tail, path, limit)
-        secrets = self.secrets(run_id)
-        masked, _ = masked_slice(raw, secrets, final=not secrets)
-        return masked.decode("utf-8", errors="replace")
-
-    async def log_chunk(self, run_id: str, path: str | None, pos: int) -> tuple[str, int]:
-        """What a growing step log gained since byte `pos`, secrets masked; (text, next pos)."""
-        raw = await trio.to_thread.run_sync(logfiles.read_from, path, pos)
-        secrets = self.secrets(run_id)
-        masked, used = masked_slice(raw, secrets, final=not secrets)
-        return masked.decode("utf-8", errors="replace"), pos + used
-
-    async def run_doc(self, name: str, run_id: str | None = None) -> dict[str, Any]:
-        """A run's document (the latest run of `name` without a run id); NOT_FOUND if none."""
-        checked(names.dag_name, name)
-        if run_id is not None:
-            checked(names.run_id, run_id)
-        doc = await self.db(self.store.run, name, run_id)
-        if doc is None:
-            raise ServiceError(NOT_FOUND, f"no run {run_id} of {name}" if run_id else f"no run of {name} yet")
-        return dict(doc)
-
-    async def history(
-        self, name: str | None, limit: int, status: str | None, run_id: str | None
-    ) -> list[dict[str, Any]]:
-        if name is not None:
-            checked(names.dag_name, name)
-        if run_id is not None:
-            checked(names.run_id, run_id)
-        rows: list[dict[str, Any]] = await self.db(self.store.history, name, limit, status, run_id)
-        return rows
-
-    async def step_logs(
-        self, name: str, run_id: str | None, step: str | None, stream: str, offset: int | None
-    ) -> dict[str, Any]:
-        """Each step's stdout or stderr (one step when named), masked: the last MiB, or what
-        follows byte `offset` (then `next_offset` says where to go on)."""
-        doc = await self.run_doc(name, run_id)
-        key = "stderr_path" if stream == "stderr" else "stdout_path"
-        chosen = [s for s in doc["steps"] if step in (None, s["step"])]
-        if step is not None and not chosen:
-            raise ServiceError(NOT_FOUND, f"run {doc['id']} has no step {step!r}")
-        out = []
-        for s in chosen:
-            item = {"step": s["step"], "status": s["status"]}
-            if offset is None:
-                item["text"] = await self.log_text(doc["id"], s[key], 1024 * 1024)
-            else:
-                item["text"], item["next_offset"] = await self.log_chunk(doc["id"], s[key], offset)
-            out.append(item)
-        return {"run_id": doc["id"], "status": doc["status"], "steps": out}
-
-    async def validate(self, text: str | None, name: str | None) -> dict[str, Any]:
-        """Validate YAML text, or the file of the DAG `name` from the catalog (never a path)."""
-        from dagd.spec import load_text
-
-        if name is not None:
-            entry = self.catalog.find(checked(names.dag_name, name))
-            if entry is None:
-                raise ServiceError(NOT_FOUND, f"no DAG named {name!r}")
-            path = entry.file
-
-            def run() -> Any:
-                return load_file(path, strict=True)
-        else:
-            source = text or ""
-
-            def run() -> Any:
-                return load_text(source, "<text>.yaml", strict=True)
-
-        try:
-            loaded = await trio.to_thread.run_sync(run)
-        except SpecError as exc:
-            return {"valid": False, "diagnostics": [d.as_json() for d in exc.diagnostics]}
-        except OSError as exc:
-            raise ServiceError(INVALID, f"cannot read the DAG file: {exc.strerror or exc}") from None
-        return {
-            "valid": True,
-            "dialect": loaded.dag.dialect.value,
-            "diagnostics": [d.as_json() for d in loaded.diagnostics],
         }
 
 

@@ -21,10 +21,11 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 
 from dagd import __version__, access, peers
 from dagd.access import Principal, Rule
+from dagd.errors import NOT_FOUND, ServiceError
 from dagd.http import dags, files, runs
 from dagd.http.auth import Auth, FailureLimit
 from dagd.http.common import error, error_body
-from dagd.service import NOT_FOUND, Service, ServiceError
+from dagd.service import Service
 from dagd.sessions import COOKIE, SESSION_TTL, Sessions
 
 log = logging.getLogger("dagd.http")

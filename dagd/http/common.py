@@ -12,7 +12,7 @@ from dagd import names
 from dagd.access import json_depth_exceeds
 from dagd.http import models as m
 from dagd.http import shapes
-from dagd.service import NOT_FOUND, Service, ServiceError
+from dagd.service import Service
 
 HTTP_CODES = {
     401: "unauthorized",
@@ -72,9 +72,7 @@ async def read_json(request: Request[Any, Any, Any]) -> dict[str, Any]:
 
 async def run_with_children(svc: Service, name: str, run_id: str) -> m.RunDetails:
     """A run's DAGRunDetails plus the sub-DAG runs it started; 404 when there is no such run."""
-    doc = await svc.db(svc.store.run, checked_name(name), checked_name(run_id))
-    if doc is None:
-        raise ServiceError(NOT_FOUND, f"no run {run_id} of {name}")
+    doc = await svc.run_doc(checked_name(name), checked_name(run_id))
     details = shapes.run_details(doc)
-    details["subRuns"] = [shapes.run_summary(c) for c in await svc.db(svc.store.children, run_id)]
+    details["subRuns"] = [shapes.run_summary(c) for c in await svc.children(run_id)]
     return details

@@ -14,10 +14,11 @@ from litestar import Request, Response, delete, get, post, put
 from litestar.exceptions import HTTPException
 from litestar.params import Parameter
 
+from dagd.errors import NOT_FOUND, ServiceError
 from dagd.http import files, shapes
 from dagd.http import models as m
 from dagd.http.common import checked_dag_name, checked_name, error, read_json, run_id_of, run_with_children
-from dagd.service import NOT_FOUND, Service, ServiceError
+from dagd.service import Service
 
 
 async def writable(change: Callable[..., object], *args: str) -> None:
@@ -67,8 +68,8 @@ def routes(svc: Service) -> list[Any]:
     @get("/api/v1/dags/{file_name:str}")
     async def dag_detail(file_name: str) -> m.DagDetail:
         entry = entry_of(file_name)
-        last = await svc.db(svc.store.run, file_name, None)
-        suspended = file_name in await svc.db(svc.store.suspended)
+        last = await svc.latest_run(entry.dag.name if entry.dag else file_name)
+        suspended = file_name in await svc.suspended_names()
         dag = entry.dag
         out: m.DagDetail = {
             "localDags": [
@@ -185,9 +186,8 @@ def routes(svc: Service) -> list[Any]:
 
     @get("/api/v1/dags/{file_name:str}/dag-runs")
     async def dag_runs(file_name: str, limit: int = Parameter(default=30, ge=1, le=500)) -> m.DagRuns:
-        rows = await svc.db(svc.store.history, checked_name(file_name), limit, None, None)
-        docs = [await svc.db(svc.store.run, file_name, r["id"]) for r in rows]
-        return {"dagRuns": [shapes.run_details(d) for d in docs if d is not None], "gridData": []}
+        docs = await svc.runs_of(checked_name(file_name), limit)
+        return {"dagRuns": [shapes.run_details(d) for d in docs], "gridData": []}
 
     @get("/api/v1/dags/{file_name:str}/dag-runs/{run_id:str}")
     async def dag_run_of_file(file_name: str, run_id: str) -> m.DagRun:

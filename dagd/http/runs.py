@@ -17,11 +17,12 @@ from litestar.params import Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from dagd import __version__
+from dagd.errors import NOT_FOUND, ServiceError
 from dagd.http import files, shapes
 from dagd.http import metrics as prometheus
 from dagd.http import models as m
 from dagd.http.common import checked_name, run_with_children
-from dagd.service import NOT_FOUND, Service, ServiceError
+from dagd.service import Service
 
 
 def routes(svc: Service) -> list[Any]:
@@ -50,9 +51,7 @@ def routes(svc: Service) -> list[Any]:
         labels: list[str | None] = [*shapes.status_labels(status or [])] or [None]
         rows: list[dict[str, Any]] = []
         for label in labels:
-            rows += await svc.db(
-                lambda lb=label: svc.store.history(name or None, limit + 1, lb, dag_run_id or None, before)
-            )
+            rows += await svc.runs_page(name or None, limit + 1, label, dag_run_id or None, before)
         rows.sort(key=lambda r: (r["started_at"] or 0, r["id"]), reverse=True)
         out: m.RunsPage = {"dagRuns": [shapes.run_summary(r) for r in rows[:limit]]}
         if len(rows) > limit:
@@ -65,9 +64,8 @@ def routes(svc: Service) -> list[Any]:
 
     @get("/api/v1/dag-runs/{name:str}/{run_id:str}/sub-dag-runs")
     async def sub_dag_runs(name: str, run_id: str) -> m.SubRuns:
-        if await svc.db(svc.store.run, checked_name(name), checked_name(run_id)) is None:
-            raise ServiceError(NOT_FOUND, f"no run {run_id} of {name}")
-        children = await svc.db(svc.store.children, run_id)
+        await svc.run_doc(checked_name(name), checked_name(run_id))  # 404 when there is no such run
+        children = await svc.children(run_id)
         return {"subRuns": [shapes.sub_run(c) for c in children]}
 
     @post("/api/v1/dag-runs/{name:str}/{run_id:str}/stop", status_code=200)
@@ -82,16 +80,14 @@ def routes(svc: Service) -> list[Any]:
 
     @get("/api/v1/dag-runs/{name:str}/{run_id:str}/outputs")
     async def outputs(name: str, run_id: str) -> m.Outputs:
-        doc = await svc.db(svc.store.run, checked_name(name), checked_name(run_id))
-        if doc is None:
-            raise ServiceError(NOT_FOUND, f"no run {run_id} of {name}")
+        doc = await svc.run_doc(checked_name(name), checked_name(run_id))
         entry = svc.catalog.find(name)
         names = {s.name: s.output for s in entry.dag.steps if s.output} if entry and entry.dag else {}
         return shapes.outputs(doc, names)
 
     @get("/api/v1/queues")
     async def queues() -> m.Queues:
-        queued = await svc.db(svc.store.queued)
+        queued = await svc.queue()
         return shapes.queues(svc, queued)
 
     @get("/api/v1/dag-runs/{name:str}/{run_id:str}/log")
@@ -103,17 +99,15 @@ def routes(svc: Service) -> list[Any]:
         offset: int | None = Parameter(default=None, ge=1),
         limit: int | None = Parameter(default=None, ge=1, le=10000),
     ) -> m.Log:
-        doc = await svc.db(svc.store.run, checked_name(name), checked_name(run_id))
-        if doc is None:
-            raise ServiceError(NOT_FOUND, f"no run {run_id} of {name}")
+        doc = await svc.run_doc(checked_name(name), checked_name(run_id))
         parts = []
         for s in doc["steps"]:
             parts.append(f"==> {s['step']} ({s['status']}) <==\n" + await svc.log_text(doc["id"], s["stdout_path"]))
         return files.log("\n".join(parts), tail, head, offset, limit)
 
     async def step_of(name: str, run_id: str, step_name: str) -> dict[str, Any]:
-        doc = await svc.db(svc.store.run, checked_name(name), checked_name(run_id))
-        steps = [s for s in (doc or {}).get("steps", []) if s["step"] == step_name]
+        doc = await svc.run_doc(checked_name(name), checked_name(run_id))
+        steps = [s for s in doc["steps"] if s["step"] == step_name]
         if not steps:
             raise ServiceError(NOT_FOUND, f"no step {step_name!r} in run {run_id} of {name}")
         return dict(steps[0])
@@ -145,7 +139,7 @@ def routes(svc: Service) -> list[Any]:
             for poll in itertools.count(1):
                 # the step's own row each time; the whole run (which also reconciles a run whose
                 # runner died) every 5 s
-                row = None if poll % 20 == 0 else await svc.db(svc.store.step, name, run_id, step_name)
+                row = None if poll % 20 == 0 else await svc.step_row(name, run_id, step_name)
                 current = row or await step_of(name, run_id, step_name)
                 path = current[key] or path
                 data, pos = await svc.log_chunk(run_id, path, pos)

@@ -25,8 +25,9 @@ import trio
 
 from dagd import access
 from dagd.access import Principal
+from dagd.errors import ServiceError
 from dagd.rpc.methods import convert, table
-from dagd.service import Service, ServiceError
+from dagd.service import Service
 
 log = logging.getLogger("dagd.rpc")
 

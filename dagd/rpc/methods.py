@@ -94,7 +94,7 @@ def table(svc: Service, login: Callable[[Principal], dict[str, Any]]) -> dict[st
         return {"run_id": await svc.retry(p.name, p.run_id)}
 
     async def validate(p: Validate, who: Principal) -> Any:
-        from dagd.service import INVALID, ServiceError
+        from dagd.errors import INVALID, ServiceError
 
         if (p.spec is None) == (p.name is None):
             raise ServiceError(INVALID, "give exactly one of spec (YAML text) or name (a DAG of dagd's folder)")

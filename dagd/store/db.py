@@ -476,6 +476,24 @@ class Store:
             ).fetchone()
         return row is not None
 
+    def run_counts(self) -> list[tuple[str, str, int]]:
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT dag, status, COUNT(*) FROM dag_runs GROUP BY dag, status ORDER BY dag, status"
+            ).fetchall()
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def run_durations(self, buckets: tuple[float, ...]) -> list[tuple[str, list[int], float, int]]:
+        """Cumulative bucket counts, sum and count of finished runs' durations, per DAG (one query)."""
+        cols = ", ".join(f"SUM(d <= {float(b)})" for b in buckets)
+        with self.lock:
+            rows = self.db.execute(
+                f"SELECT dag, {cols}, SUM(d), COUNT(*) FROM (SELECT dag, finished_at - started_at AS d FROM dag_runs"
+                " WHERE finished_at IS NOT NULL AND started_at IS NOT NULL) GROUP BY dag ORDER BY dag"
+            ).fetchall()
+        n = len(buckets)
+        return [(r[0], [int(x) for x in r[1 : n + 1]], float(r[n + 1] or 0), int(r[n + 2])) for r in rows]
+
     def close(self) -> None:
         self.db.close()
 
