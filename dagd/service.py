@@ -366,7 +366,9 @@ class Service(Reads, Slots):
                 self.active.pop(opts.run_id, None)
                 active.done.set()
                 with trio.CancelScope(shield=True):
-                    dirs = await self._store_call(self.store.prune, dag.name, dag.hist_retention_days, dag.hist_retention_runs)
+                    dirs = await self._store_call(
+                        self.store.prune, dag.name, dag.hist_retention_days, dag.hist_retention_runs
+                    )
                     # only run folders dagd made: a classic DAG's working directory is its own folder
                     roots = [
                         os.path.join(self.state_dir, "logs", dag.name),
