@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import socket
+import sqlite3
 import sys
 import time
 from collections.abc import Callable
@@ -309,19 +310,22 @@ async def main(opts: Options) -> None:
     store = open_history(opts.state_dir)
     become_subreaper()
     for run_id in store.stale_runs():
-        doc = store.run_by_id(run_id)
-        store.reconcile(run_id, reason="daemon restart", status="failed")
-        full = store.run(doc["dag"], run_id) if doc is not None else None
-        if full is not None:
-            mask_left_logs(full)
-        log.warning("run %s was left running by a previous dagd: recorded failed (daemon restart)", run_id)
-        if opts.on_restart == "requeue" and doc is not None:
-            params = doc["params"] if isinstance(doc["params"], dict) else {}
-            overrides = list(params.get("overrides") or [])
-            overrides += [f"{k}={v}" for k, v in (params.get("named") or {}).items()]
-            new_id = f"{run_id}_requeued"
-            store.enqueue(new_id, doc["dag"], doc["file"], overrides, "retry", None)
-            log.warning("run %s re-queued as %s (on_restart: requeue)", run_id, new_id)
+        try:
+            doc = store.run_by_id(run_id)
+            store.reconcile(run_id, reason="daemon restart", status="failed")
+            full = store.run(doc["dag"], run_id) if doc is not None else None
+            if full is not None:
+                mask_left_logs(full)
+            log.warning("run %s was left running by a previous dagd: recorded failed (daemon restart)", run_id)
+            if opts.on_restart == "requeue" and doc is not None:
+                params = doc["params"] if isinstance(doc["params"], dict) else {}
+                overrides = list(params.get("overrides") or [])
+                overrides += [f"{k}={v}" for k, v in (params.get("named") or {}).items()]
+                new_id = f"{run_id}_requeued"
+                store.enqueue(new_id, doc["dag"], doc["file"], overrides, "retry", None)
+                log.warning("run %s re-queued as %s (on_restart: requeue)", run_id, new_id)
+        except (sqlite3.Error, OSError) as exc:  # a full disk: recorded at a later start
+            log.error("run %s was left running and cannot be recorded ended now: %s", run_id, exc)
     catalog = Catalog(opts.dags_dir, config.base_config())
     catalog.refresh()
     for path, problem in catalog.problems().items():

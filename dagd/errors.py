@@ -28,3 +28,4 @@ class ServiceError(Exception):
 NOT_FOUND = -32004
 CONFLICT = -32009
 INVALID = -32602
+STORAGE_FULL = -32010  # the history cannot be written: no space left

@@ -23,6 +23,7 @@ class Reads:
     store: Store
     catalog: Catalog
     active: dict[str, Any]
+    unrecorded: list[Any]  # RunFinished events the store could not take yet
     _store_call: Callable[..., Awaitable[Any]]
 
     def secrets(self, run_id: str) -> list[str]:
@@ -52,7 +53,7 @@ class Reads:
         doc = await self._store_call(self.store.run, name, run_id)
         if doc is None:
             raise ServiceError(NOT_FOUND, f"no run {run_id} of {name}" if run_id else f"no run of {name} yet")
-        return dict(doc)
+        return self._with_pending(dict(doc))
 
     async def history(
         self, name: str | None, limit: int, status: str | None, run_id: str | None
@@ -62,7 +63,7 @@ class Reads:
         if run_id is not None:
             checked(names.run_id, run_id)
         rows: list[dict[str, Any]] = await self._store_call(self.store.history, name, limit, status, run_id)
-        return rows
+        return [self._with_pending(r) for r in rows]
 
     async def step_logs(
         self, name: str, run_id: str | None, step: str | None, stream: str, offset: int | None
@@ -161,3 +162,11 @@ class Reads:
         """Per DAG: cumulative counts of finished runs' durations within each bucket, sum, count."""
         found: list[tuple[str, list[int], float, int]] = await self._store_call(self.store.run_durations, buckets)
         return found
+
+    def _with_pending(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """A run whose end dagd knows but could not write yet (a full disk) is shown as it is."""
+        for event in self.unrecorded:
+            if event.run_id == doc.get("id"):
+                doc.update(status=event.status.value, status_code=event.status.code, error=event.error)
+                doc["finished_at"] = event.finished_at
+        return doc

@@ -7,8 +7,8 @@ restart; admission honours each DAG's max_active_runs and a global limit.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
+import errno
 import logging
 import os
 import shutil
@@ -29,7 +29,7 @@ from dagd.engine.events import Event, RunFinished
 from dagd.engine.local import new_run_id, resume_from
 from dagd.engine.run import Run
 from dagd.engine.status import RunStatus
-from dagd.errors import CONFLICT, INVALID, NOT_FOUND, ServiceError, checked
+from dagd.errors import CONFLICT, INVALID, NOT_FOUND, STORAGE_FULL, ServiceError, checked
 from dagd.reads import Reads
 from dagd.slots import Slots
 from dagd.spec import Dag, SpecError, load_file
@@ -88,6 +88,7 @@ class Service(Reads, Slots):
         self.wakeup = trio.Event()  # poked when the queue or the catalog changes
         self.changed = trio.Event()  # poked when running or queued counts may have changed
         self.degraded: str | None = None  # why dagd cannot do all it should right now
+        self.unrecorded: list[RunFinished] = []  # run ends the store could not take yet
         self.lock = trio.Lock()  # one store writer at a time from the daemon
         self.subscribers: list[trio.MemorySendChannel[dict[str, Any]]] = []
         self.started_at = time.time()
@@ -108,6 +109,10 @@ class Service(Reads, Slots):
                 async with self.lock:
                     result = await trio.to_thread.run_sync(fn, *args)
             except sqlite3.OperationalError as exc:
+                if _disk_full(exc):
+                    self.degraded = "the history cannot be written: the disk is full"
+                    self.changed.set()
+                    raise ServiceError(STORAGE_FULL, f"disk full: dagd cannot write its history ({exc})") from exc
                 if not _busy(exc):
                     raise
                 if self.degraded is None:
@@ -118,6 +123,9 @@ class Service(Reads, Slots):
                 await trio.sleep(pause)
                 pause = min(pause * 2, 2.0)
                 continue
+            if self.degraded == "the history cannot be written: the disk is full" and not self.unrecorded:
+                self.degraded = None  # (any successful call: reads succeed on a full disk too)
+                self.changed.set()
             if waited and self.degraded is not None and self.degraded.startswith("the history database is locked"):
                 log.warning("the history database is writable again")  # (reads go on while it is locked)
                 self.degraded = None
@@ -343,10 +351,14 @@ class Service(Reads, Slots):
                 await contained()
             except Exception as exc:  # a run's fault is that run's, never the daemon's
                 cause = _first_cause(exc)
-                reason = f"dagd error: {type(cause).__name__}: {cause}"
-                log.error("run %s of %s failed inside dagd: %s", opts.run_id, dag.name, reason, exc_info=exc)
-                with trio.CancelScope(shield=True), contextlib.suppress(Exception):
-                    await self._emit_raw_finish(opts.run_id, dag.name, reason)
+                if _disk_full(cause):
+                    reason = f"disk full: dagd could not write ({cause})"
+                    log.error("run %s of %s failed: %s", opts.run_id, dag.name, reason)
+                else:
+                    reason = f"dagd error: {type(cause).__name__}: {cause}"
+                    log.error("run %s of %s failed inside dagd: %s", opts.run_id, dag.name, reason, exc_info=exc)
+                with trio.CancelScope(shield=True):
+                    await self._record_finish(opts.run_id, dag.name, reason)
 
         async def contained() -> None:
             try:
@@ -366,23 +378,50 @@ class Service(Reads, Slots):
                 self.active.pop(opts.run_id, None)
                 active.done.set()
                 with trio.CancelScope(shield=True):
-                    dirs = await self._store_call(
-                        self.store.prune, dag.name, dag.hist_retention_days, dag.hist_retention_runs
-                    )
-                    # only run folders dagd made: a classic DAG's working directory is its own folder
-                    roots = [
-                        os.path.join(self.state_dir, "logs", dag.name),
-                        os.path.join(self.state_dir, "work", dag.name),
-                    ]
-                    mine = [d for d in dirs if any(os.path.dirname(os.path.normpath(d)) == r for r in roots)]
-                    await trio.to_thread.run_sync(_remove_folders, mine)
+                    try:
+                        await self._prune(dag)
+                    except Exception as exc:  # retention can wait for the next run; the run is recorded
+                        log.warning("retention of %s skipped: %s", dag.name, _first_cause(exc))
                 self.wakeup.set()
                 self.changed.set()
 
         self.nursery.start_soon(go)
 
-    async def _emit_raw_finish(self, run_id: str, dag: str, reason: str) -> None:
-        await self.emit(RunFinished(run_id, dag, RunStatus.FAILED, time.time(), reason))
+    async def _prune(self, dag: Dag) -> None:
+        dirs = await self._store_call(self.store.prune, dag.name, dag.hist_retention_days, dag.hist_retention_runs)
+        # only run folders dagd made: a classic DAG's working directory is its own folder
+        roots = [os.path.join(self.state_dir, "logs", dag.name), os.path.join(self.state_dir, "work", dag.name)]
+        mine = [d for d in dirs if any(os.path.dirname(os.path.normpath(d)) == r for r in roots)]
+        await trio.to_thread.run_sync(_remove_folders, mine)
+
+    async def _record_finish(self, run_id: str, dag: str, reason: str) -> None:
+        """Record a run failed; when the store cannot take it now (a full disk), keep it and
+        write it as soon as it can — the run is never left `running` while dagd lives."""
+        try:
+            await self.emit(RunFinished(run_id, dag, RunStatus.FAILED, time.time(), reason))
+            return
+        except Exception as exc:
+            log.error("run %s: cannot record its end yet (%s): trying again every 2 s", run_id, _first_cause(exc))
+        self.unrecorded.append(RunFinished(run_id, dag, RunStatus.FAILED, time.time(), reason))
+        self.degraded = (
+            f"{len(self.unrecorded)} run ends wait to be written: the history cannot be written (disk full?)"
+        )
+        self.changed.set()
+        if len(self.unrecorded) == 1:
+            assert self.nursery is not None
+            self.nursery.start_soon(self._record_later)
+
+    async def _record_later(self) -> None:
+        while self.unrecorded:
+            await trio.sleep(2.0)
+            try:
+                await self._store_call(self.store.record_many, list(self.unrecorded))
+            except Exception:
+                continue
+            log.warning("the ends of %d runs were recorded late (the history is writable again)", len(self.unrecorded))
+            self.unrecorded.clear()
+            self.degraded = None
+            self.changed.set()
 
     async def dispatch(self) -> None:
         """Start queued runs, oldest first, as admission allows."""
@@ -424,6 +463,10 @@ def _first_cause(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     return exc
+
+
+def _disk_full(exc: BaseException) -> bool:
+    return (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "disk is full" in str(exc).lower()
 
 
 def _busy(exc: sqlite3.OperationalError) -> bool:

@@ -263,7 +263,7 @@ class Run(RunEnvironment):
             self._publish(step, r, scope, cwd)
             status = StepStatus.SUCCEEDED
         except stepmod.StepFailed as exc:
-            r.error = str(exc)
+            r.error = str(exc) + _disk_full(self.log_dir)
             if r.exit_code is None or exc.code == 124:
                 r.exit_code = exc.code
             with contextlib.suppress(OSError), open(r.stderr_path, "ab") as fh:
@@ -273,7 +273,7 @@ class Run(RunEnvironment):
             status = self._on_failure(step, r)
         except OSError as exc:  # a folder or file the step needs: the step fails, saying which
             where = f" {exc.filename}" if exc.filename else ""
-            r.error = f"cannot use{where}: {exc.strerror or exc}"
+            r.error = f"cannot use{where}: {exc.strerror or exc}" + _disk_full(self.log_dir)
             with contextlib.suppress(OSError), open(r.stderr_path, "ab") as fh:
                 fh.write(f"dagd: {step.name}: {r.error}\n".encode())
             status = StepStatus.FAILED
@@ -368,6 +368,18 @@ class Run(RunEnvironment):
 
     def abort(self) -> None:
         self.cancelled = True
+
+
+def _disk_full(folder: str) -> str:
+    """ " (disk full: …)" when the file system of the step's logs has no space left, so a step that
+    failed for want of space says so; else ""."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return ""
+    if st.f_bavail * st.f_frsize >= 64 * 1024:
+        return ""
+    return f" (disk full: no space left on the file system of {folder})"
 
 
 def _output_matches(path: str, patterns: tuple[str, ...]) -> bool:

@@ -21,7 +21,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 
 from dagd import __version__, access, peers
 from dagd.access import Principal, Rule
-from dagd.errors import NOT_FOUND, ServiceError
+from dagd.errors import NOT_FOUND, STORAGE_FULL, ServiceError
 from dagd.http import dags, files, runs
 from dagd.http.auth import Auth, FailureLimit
 from dagd.http.common import error, error_body
@@ -218,7 +218,8 @@ async def _refuse(
 
 def _error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     if isinstance(exc, ServiceError):
-        return error(404 if exc.code == NOT_FOUND else 409 if exc.code == -32009 else 400, exc.message)
+        status = {NOT_FOUND: 404, -32009: 409, STORAGE_FULL: 507}.get(exc.code, 400)
+        return error(status, exc.message)
     if isinstance(exc, HTTPException):
         return error(exc.status_code, str(exc.detail))
     log.error("HTTP %s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, exc, exc_info=exc)

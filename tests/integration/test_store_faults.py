@@ -70,3 +70,54 @@ def test_a_corrupt_database_is_one_clear_line_at_start(tmp_path: Path) -> None:
     assert "dagd.db" in r.stderr and "mv " in r.stderr and "Traceback" not in r.stderr
     c = subprocess.run([sys.executable, "-m", "dagctl", "history"], env=env, capture_output=True, text=True, timeout=30)
     assert c.returncode == 1 and "cannot read the run history" in c.stderr and "Traceback" not in c.stderr
+
+
+def test_a_full_disk_fails_runs_with_the_reason_and_never_dagd(tmp_path: Path) -> None:
+    import signal
+
+    state = tmp_path / "state"
+    state.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(state)], check=True)
+    try:
+        (tmp_path / "dags").mkdir()
+        (tmp_path / "dags" / "filler.yaml").write_text("steps:\n  - id: fill\n    run: head -c 40000000 /dev/zero\n")
+        (tmp_path / "dags" / "small.yaml").write_text("steps:\n  - id: hi\n    run: echo ok\n")
+        d, base = start_with_http(tmp_path)
+        try:
+            rid = d.ctl("enqueue", "filler").stdout.strip()
+            doc = wait_until(lambda: _ended(d, "filler", rid))
+            assert isinstance(doc, dict) and doc["status"] == "failed"
+            assert "disk full" in json.dumps(doc), doc
+            # with the disk still full: dagd answers, and what it cannot run fails with a reason
+            assert d.ctl("daemon").code == 0
+            small = d.ctl("enqueue", "small").stdout.strip()
+            if small:
+                wait_until(lambda: _ended(d, "small", small) or httpx.get(base + "/api/v1/health").status_code == 503)
+            assert d.proc.poll() is None
+            # dagd also starts on a full disk
+            d.proc.send_signal(signal.SIGTERM)
+            assert d.proc.wait(timeout=30) == 0
+            d.notify.close()
+            d, base = start_with_http(tmp_path)
+            assert d.ctl("daemon").code == 0
+            # space again: the next run succeeds, and whatever waited is recorded
+            for log in (state / "logs" / "filler").rglob("*.out"):
+                log.unlink()
+            after = d.ctl("enqueue", "small").stdout.strip()
+            doc = wait_until(lambda: _ended(d, "small", after))
+            assert isinstance(doc, dict) and doc["status"] == "succeeded"
+            wait_until(lambda: httpx.get(base + "/api/v1/health").status_code == 200)
+        finally:
+            d.proc.send_signal(signal.SIGTERM)
+            d.proc.wait(timeout=30)
+        assert "Traceback" not in (tmp_path / "dagd.log").read_text()
+    finally:
+        subprocess.run(["umount", "-l", str(state)], check=False)
+
+
+def _ended(d: object, name: str, rid: str) -> dict | None:  # type: ignore[type-arg]
+    r = d.ctl("status", name, rid, "--json")  # type: ignore[attr-defined]
+    if r.code != 0:
+        return None
+    doc = json.loads(r.stdout)
+    return doc if doc["status"] not in ("running", "queued", "not_started") else None
