@@ -678,3 +678,26 @@ def test_password_checks_leave_the_loop_free_cost_the_same_and_are_rate_limited(
     finally:
         d.proc.terminate()
         d.proc.wait(timeout=30)
+
+
+def test_a_dag_file_deleted_behind_dagds_back_is_a_404_not_a_500(tmp_path: Path) -> None:
+    (tmp_path / "dags").mkdir()
+    (tmp_path / "dags" / "gone.yaml").write_text("steps:\n  - run: echo hi\n")
+    port = free_port()
+    d = start_daemon(tmp_path, args=("--http-bind", f"127.0.0.1:{port}", "--poll", "3600"))  # no folder scan now
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _answers(base))
+        (tmp_path / "dags" / "gone.yaml").unlink()
+        r = httpx.get(base + "/api/v1/dags/gone/spec")
+        assert r.status_code == 404 and "cannot read the file of gone" in r.json()["message"], r.text
+    finally:
+        d.proc.terminate()
+        d.proc.wait(timeout=30)
+
+
+def _answers(base: str) -> bool:
+    try:
+        return httpx.get(base + "/api/v1/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
