@@ -56,3 +56,22 @@ def test_a_restart_wait_never_delays_another_dags_fires(tmp_path: Path) -> None:
     assert slots == [f"20261130T12{m:02d}00Z" for m in range(1, 6)], slots
     restarts = [r for r in store.history("restarter", 100) if r["trigger"] == "scheduler"]
     assert restarts  # the restarts themselves started once their wait had passed
+
+
+def test_missed_fires_are_caught_up_within_the_window_only(tmp_path: Path) -> None:
+    store_path = tmp_path / "dagd.db"
+    pre = Store(str(store_path))
+    pre.set_watermark("caught", (START - dt.timedelta(minutes=30)).timestamp())  # dagd was down 30 minutes
+    pre.close()
+    store = _simulate(
+        tmp_path,
+        {"caught": "schedule: '* * * * *'\ncatchup_window: 10m\noverlap_policy: all\nsteps:\n  - run: 'true'\n"},
+        minutes=1,
+    )
+    rows = store.history("caught", 100)
+    catchup = sorted(r["id"].split("_")[1] for r in rows if r["trigger"] == "catchup")
+    # 11:51 … 11:59 were missed less than 10 minutes ago: caught up, once each; older ones dropped;
+    # 12:00 (30 s late) and 12:01 are ordinary fires
+    assert catchup == [f"20261130T11{m:02d}00Z" for m in range(51, 60)], catchup
+    ordinary = sorted(r["id"].split("_")[1] for r in rows if r["trigger"] == "scheduler")
+    assert ordinary == ["20261130T120000Z", "20261130T120100Z"], ordinary
