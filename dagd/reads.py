@@ -16,6 +16,10 @@ from dagd.spec import SpecError, load_file
 from dagd.store import logfiles
 from dagd.store.db import Store
 
+# CPU-bound parsing (YAML specs) holds the GIL: one such thread at a time leaves the event loop
+# its share; more would make every request wait its turn behind them.
+PARSING = trio.CapacityLimiter(1)
+
 
 class Reads:
     """The read side of Service (a mixin: Service owns the store, the catalog and the runs)."""
@@ -104,7 +108,7 @@ class Reads:
                 return load_text(source, "<text>.yaml", strict=True)
 
         try:
-            loaded = await trio.to_thread.run_sync(run)
+            loaded = await trio.to_thread.run_sync(run, limiter=PARSING)
         except SpecError as exc:
             return {"valid": False, "diagnostics": [d.as_json() for d in exc.diagnostics]}
         except OSError as exc:

@@ -30,7 +30,7 @@ from dagd.engine.local import new_run_id, resume_from
 from dagd.engine.run import Run
 from dagd.engine.status import RunStatus
 from dagd.errors import CONFLICT, INVALID, NOT_FOUND, STORAGE_FULL, ServiceError, checked
-from dagd.reads import Reads
+from dagd.reads import PARSING, Reads
 from dagd.slots import Slots
 from dagd.spec import Dag, SpecError, load_file
 from dagd.store.db import Store
@@ -235,7 +235,7 @@ class Service(Reads, Slots):
     async def refresh(self) -> list[str]:
         """Look at the DAGs folder (stat and parse in a worker thread), apply what changed on the
         loop, and log every file that does not load or clashes by name."""
-        scan = await trio.to_thread.run_sync(self.catalog.scan, self.catalog.stamps())
+        scan = await trio.to_thread.run_sync(self.catalog.scan, self.catalog.stamps(), limiter=PARSING)
         changed = self.catalog.apply(scan)
         if changed:
             problems = self.catalog.problems()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import trio
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
@@ -12,6 +13,7 @@ from dagd import names
 from dagd.access import json_depth_exceeds
 from dagd.http import models as m
 from dagd.http import shapes
+from dagd.reads import PARSING
 from dagd.service import Service
 
 HTTP_CODES = {
@@ -59,15 +61,21 @@ async def read_json(request: Request[Any, Any, Any]) -> dict[str, Any]:
     raw = await request.body()
     if not raw:
         return {}
-    if json_depth_exceeds(raw, 32):
-        raise HTTPException(status_code=400, detail="body nests JSON deeper than 32 levels")
-    try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise HTTPException(status_code=400, detail=f"body is not JSON: {exc}") from None
+    # a large body is checked and decoded in a worker thread: megabytes of JSON take the loop
+    # tens of milliseconds
+    data = _decode(raw) if len(raw) < 65536 else await trio.to_thread.run_sync(_decode, raw, limiter=PARSING)
     if not isinstance(data, dict):
         raise HTTPException(status_code=400, detail="body must be a JSON object")
     return data
+
+
+def _decode(raw: bytes) -> Any:
+    if json_depth_exceeds(raw, 32):
+        raise HTTPException(status_code=400, detail="body nests JSON deeper than 32 levels")
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise HTTPException(status_code=400, detail=f"body is not JSON: {exc}") from None
 
 
 async def run_with_children(svc: Service, name: str, run_id: str) -> m.RunDetails:

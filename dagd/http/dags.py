@@ -18,6 +18,7 @@ from dagd.errors import NOT_FOUND, ServiceError
 from dagd.http import files, shapes
 from dagd.http import models as m
 from dagd.http.common import checked_dag_name, checked_name, error, read_json, run_id_of, run_with_children
+from dagd.reads import PARSING
 from dagd.service import Service
 
 
@@ -91,7 +92,7 @@ def routes(svc: Service) -> list[Any]:
         spec = body.get("spec") or "steps:\n  - run: echo hello from " + name + "\n"
         if not isinstance(spec, str):
             raise HTTPException(status_code=400, detail="spec must be YAML text")
-        errors, _ = await trio.to_thread.run_sync(shapes.check_spec, spec, name, svc.catalog.folder)
+        errors, _ = await trio.to_thread.run_sync(shapes.check_spec, spec, name, svc.catalog.folder, limiter=PARSING)
         if errors:
             return error(400, "; ".join(errors))
         path = trio.Path(svc.catalog.folder) / f"{name}.yaml"
@@ -114,7 +115,8 @@ def routes(svc: Service) -> list[Any]:
         if not isinstance(spec, str):
             raise HTTPException(status_code=400, detail="spec (the DAG's YAML text) is required")
         errors, dag = await trio.to_thread.run_sync(
-            lambda: shapes.check_spec(spec, str(body.get("name") or "dag"), svc.catalog.folder, strict=True)
+            lambda: shapes.check_spec(spec, str(body.get("name") or "dag"), svc.catalog.folder, strict=True),
+            limiter=PARSING,
         )
         out: m.Validation = {"valid": not errors, "errors": errors}
         if dag is not None:
@@ -140,7 +142,9 @@ def routes(svc: Service) -> list[Any]:
         spec = body.get("spec")
         if not isinstance(spec, str):
             raise HTTPException(status_code=400, detail="spec (the DAG's YAML text) is required")
-        errors, _ = await trio.to_thread.run_sync(shapes.check_spec, spec, file_name, svc.catalog.folder)
+        errors, _ = await trio.to_thread.run_sync(
+            shapes.check_spec, spec, file_name, svc.catalog.folder, limiter=PARSING
+        )
         if errors:  # the file on disk stays as it was
             return error(400, "; ".join(errors), errors=errors)
         await writable(files.write_atomically, entry.file, spec)

@@ -103,7 +103,7 @@ def routes(svc: Service) -> list[Any]:
         parts = []
         for s in doc["steps"]:
             parts.append(f"==> {s['step']} ({s['status']}) <==\n" + await svc.log_text(doc["id"], s["stdout_path"]))
-        return files.log("\n".join(parts), tail, head, offset, limit)
+        return await trio.to_thread.run_sync(files.log, "\n".join(parts), tail, head, offset, limit)
 
     async def step_of(name: str, run_id: str, step_name: str) -> dict[str, Any]:
         doc = await svc.run_doc(checked_name(name), checked_name(run_id))
@@ -125,7 +125,8 @@ def routes(svc: Service) -> list[Any]:
     ) -> m.Log:
         step = await step_of(name, run_id, step_name)
         key = "stderr_path" if stream == "stderr" else "stdout_path"
-        return files.log(await svc.log_text(run_id, step[key]), tail, head, offset, limit)
+        text = await svc.log_text(run_id, step[key])
+        return await trio.to_thread.run_sync(files.log, text, tail, head, offset, limit)
 
     @get("/api/v1/dag-runs/{name:str}/{run_id:str}/steps/{step_name:str}/log/stream")
     async def step_log_stream(name: str, run_id: str, step_name: str, stream: str = "stdout") -> ServerSentEvent:
