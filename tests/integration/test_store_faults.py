@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.integration.test_daemon import gate_step, wait_until
 from tests.integration.test_http_api import start_with_http
@@ -49,9 +50,21 @@ def test_a_database_locked_by_another_process_loses_nothing(tmp_path: Path) -> N
         d.proc.wait(timeout=30)
 
 
-def test_a_corrupt_database_is_one_clear_line_at_start(tmp_path: Path) -> None:
+@pytest.mark.parametrize("broken", ["junk", "truncated", "directory"])
+def test_a_corrupt_database_is_one_clear_line_at_start(tmp_path: Path, broken: str) -> None:
     (tmp_path / "state").mkdir()
-    (tmp_path / "state" / "dagd.db").write_bytes(b"this is not a database\n" * 100)
+    db = tmp_path / "state" / "dagd.db"
+    if broken == "junk":
+        db.write_bytes(b"this is not a database\n" * 100)
+    elif broken == "truncated":
+        good = sqlite3.connect(db)
+        good.execute("CREATE TABLE t (x)")
+        good.executemany("INSERT INTO t VALUES (?)", [("x" * 1000,)] * 200)
+        good.commit()
+        good.close()
+        db.write_bytes(db.read_bytes()[: 4096 + 100])
+    else:
+        db.mkdir()
     env = {
         "PATH": "/usr/bin:/bin",
         "HOME": str(tmp_path),
