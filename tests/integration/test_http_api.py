@@ -701,3 +701,26 @@ def _answers(base: str) -> bool:
         return httpx.get(base + "/api/v1/health", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_an_event_stream_reader_that_stalls_is_told_and_the_stream_ends(api: tuple[Daemon, str]) -> None:
+    d, base = api
+    steps = "".join(f"  - {{id: s{i}, run: 'true'}}\n" for i in range(600))
+    (d.root / "dags" / "many.yaml").write_text(f"type: graph\nmax_active_steps: 8\nsteps:\n{steps}")
+    assert d.ctl("reload").code == 0
+    port = int(base.rsplit(":", 1)[1])
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window: dagd's sends block soon
+        s.connect(("127.0.0.1", port))
+        s.sendall(f"GET /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+        first = s.recv(4096)
+        assert b"200" in first.split(b"\r\n", 1)[0]
+        assert d.ctl("run", "many").code == 0  # 1200+ events while this reader reads nothing
+        s.settimeout(20)
+        data = first
+        while chunk := s.recv(65536):
+            data += chunk
+            if data.endswith(b"0\r\n\r\n"):  # the chunked response ended
+                break
+    assert b"event: overflow" in data and data.endswith(b"0\r\n\r\n")
+    assert d.proc.poll() is None
