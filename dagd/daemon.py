@@ -8,6 +8,7 @@ exits 0.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -391,6 +392,10 @@ async def main(opts: Options) -> None:
         # the handlers are in place before READY=1: a stop that follows at once is a clean stop
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             notifier.ready(await status_line(svc))
+            # what start-up built (modules, the app, the catalog) lives as long as dagd: out of the
+            # collector's way, so a full collection costs what the running work holds, not all of it
+            gc.collect()
+            gc.freeze()
             if os.environ.get("DAGD_LOOP_WATCH_MS"):  # tests: no step may hold the loop (after start-up)
                 from dagd.loopwatch import LoopWatch
 

@@ -10,7 +10,7 @@ config.yaml:
 
 When any credential is configured every request but GET /api/v1/health needs one. A browser
 gets `WWW-Authenticate: Basic` and asks for the user and password itself; a bearer token is
-for scripts. Verifying scrypt costs ~50 ms: it runs in worker threads (two at once), an unknown
+for scripts. Verifying scrypt costs ~50 ms: it runs in a worker thread (one at a time), an unknown
 user costs the same as a known one, and a successful (user, password) pair is remembered by its
 SHA-256 for the life of the process. Failed attempts are limited per client address.
 """
@@ -127,7 +127,7 @@ class Auth:
         return None
 
 
-_HASHING = trio.CapacityLimiter(2)  # scrypt costs ~50 ms and 16 MiB: at most two at once
+_HASHING = trio.CapacityLimiter(1)  # scrypt costs ~50 ms and 16 MiB: one at a time leaves a core to the loop
 _DUMMY: list[str] = []
 
 

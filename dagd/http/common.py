@@ -57,13 +57,30 @@ def run_id_of(body: dict[str, Any]) -> str | None:
     return checked_name(rid) if isinstance(rid, str) and rid else None
 
 
+# Large bodies (a DAG's YAML of megabytes) are taken one at a time: the others wait with their
+# bytes unread, so TCP holds their senders back instead of the event loop moving every upload at once.
+LARGE_BODY = 256 * 1024
+_large_bodies = trio.Semaphore(1)
+
+
 async def read_json(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    raw = await request.body()
-    if not raw:
-        return {}
-    # a large body is checked and decoded in a worker thread: megabytes of JSON take the loop
-    # tens of milliseconds
-    data = _decode(raw) if len(raw) < 65536 else await trio.to_thread.run_sync(_decode, raw, limiter=PARSING)
+    try:
+        declared = int(request.headers.get("content-length") or 0)
+    except ValueError:
+        declared = 0
+    if declared < LARGE_BODY:
+        raw = await request.body()
+        return _object(_decode(raw)) if raw else {}
+    async with _large_bodies:
+        with trio.move_on_after(60) as late:  # a sender this slow may not hold the others back
+            raw = await request.body()
+        if late.cancelled_caught:
+            raise HTTPException(status_code=408, detail="the request body took more than 60 s to arrive")
+        # checked and decoded in a worker thread: megabytes of JSON take the loop tens of ms
+        return _object(await trio.to_thread.run_sync(_decode, raw, limiter=PARSING))
+
+
+def _object(data: Any) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise HTTPException(status_code=400, detail="body must be a JSON object")
     return data
