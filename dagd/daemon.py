@@ -17,7 +17,6 @@ import sqlite3
 import sys
 import time
 from collections.abc import Callable
-from typing import ClassVar
 
 import click
 import trio
@@ -27,6 +26,7 @@ from dagd.access import Principal
 from dagd.catalog import Catalog
 from dagd.engine.process import become_subreaper, reap_orphans
 from dagd.firing import scheduler_loop
+from dagd.journal import setup_logging
 from dagd.service import Service
 from dagd.sessions import Sessions
 from dagd.settings import (
@@ -43,23 +43,6 @@ from dagd.store.db import Store
 from dagd.systemd import Notifier, listen_fds
 
 log = logging.getLogger("dagd")
-
-
-class JournalFormatter(logging.Formatter):
-    """`<N>` priority prefixes when stderr goes to journald; one line per event."""
-
-    LEVELS: ClassVar[dict[int, int]] = {
-        logging.DEBUG: 7,
-        logging.INFO: 6,
-        access.NOTICE: 5,
-        logging.WARNING: 4,
-        logging.ERROR: 3,
-        logging.CRITICAL: 2,
-    }
-
-    def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record).replace("\n", " | ")
-        return f"<{self.LEVELS.get(record.levelno, 6)}>{text}"
 
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
@@ -80,7 +63,6 @@ class StartupError(Exception):
 
 def bind_http(address: str) -> int:
     """Listen on host:port now, so a taken port is a clear start-up error, not a traceback."""
-    import socket
 
     host, _, port = address.rpartition(":")
     host = host.strip("[]") or "127.0.0.1"
@@ -102,7 +84,6 @@ def bind_http(address: str) -> int:
 
 def listener_address(fd: int) -> tuple[str, int]:
     """(host, port) a listening socket is bound to: what clients can really reach."""
-    import socket
 
     sock = socket.socket(fileno=os.dup(fd))
     try:
@@ -163,68 +144,6 @@ def login_link(sessions: Sessions, address: tuple[str, int]) -> Callable[[Princi
         return {"url": f"http://{shown}:{port}/login?token={token}", "expires_in": 120}
 
     return make
-
-
-def setup_logging() -> None:
-    """Under systemd (JOURNAL_STREAM set) log natively to journald when its socket answers —
-    priorities and structured fields (DAGD_USER, DAGD_DAG, DAGD_RUN_ID…) — else to stderr with
-    `<N>` priority prefixes; without systemd, plain timestamped lines."""
-    handler: logging.Handler
-    if os.environ.get("JOURNAL_STREAM"):
-        native = JournalHandler.connect(os.environ.get("DAGD_JOURNAL_SOCKET", "/run/systemd/journal/socket"))
-        if native is not None:
-            handler = native
-        else:
-            handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
-
-
-class JournalHandler(logging.Handler):
-    """journald's native protocol: one datagram of KEY=value lines per record (values with a
-    newline in the binary form). A record journald cannot take goes to stderr instead."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        super().__init__()
-        self.sock = sock
-        self.fallback = logging.StreamHandler(sys.stderr)
-        self.fallback.setFormatter(JournalFormatter("%(name)s: %(message)s"))
-
-    @classmethod
-    def connect(cls, path: str) -> JournalHandler | None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        try:
-            sock.connect(path)
-        except OSError:
-            sock.close()
-            return None
-        return cls(sock)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if record.exc_info:
-            message += "\n" + logging.Formatter().formatException(record.exc_info)
-        fields = {
-            "MESSAGE": f"{record.name}: {message}"[:48_000],
-            "PRIORITY": str(JournalFormatter.LEVELS.get(record.levelno, 5 if record.levelno == access.NOTICE else 6)),
-            "SYSLOG_IDENTIFIER": "dagd",
-            "DAGD_LOGGER": record.name,
-            **getattr(record, "journal", {}),
-        }
-        data = b""
-        for key, value in fields.items():
-            raw = str(value).encode("utf-8", "replace")
-            if b"\n" in raw:
-                data += key.encode() + b"\n" + len(raw).to_bytes(8, "little") + raw + b"\n"
-            else:
-                data += key.encode() + b"=" + raw + b"\n"
-        try:
-            self.sock.send(data)
-        except OSError:
-            self.fallback.emit(record)
 
 
 async def watch_catalog(svc: Service, poll: float) -> None:
