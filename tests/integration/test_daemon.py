@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import Result, run_dagctl
@@ -74,6 +75,24 @@ def wait_until(check: Callable[[], object], timeout: float = 20, poll: float = 0
         assert time.monotonic() < deadline, "the state never came"
         time.sleep(poll)
     return value
+
+
+def run_ended(d: Daemon, name: str, run_id: str) -> dict | None:  # type: ignore[type-arg]
+    """The run's document once it is in a final state (for wait_until), else None."""
+    r = d.ctl("status", name, run_id, "--json")
+    if r.code != 0:
+        return None
+    doc = json.loads(r.stdout)
+    return doc if doc["status"] not in ("running", "queued", "not_started") else None
+
+
+def http_answers(base: str) -> bool:
+    """Whether dagd's HTTP server answers /api/v1/health (for wait_until)."""
+    try:
+        httpx.get(base + "/api/v1/health", timeout=2)
+        return True
+    except httpx.HTTPError:
+        return False
 
 
 def gate_step(gate: Path) -> str:

@@ -15,7 +15,7 @@ import yaml
 
 from tests import strangers
 from tests.conftest import DAGU
-from tests.integration.test_daemon import Daemon, activated_env, start_daemon, wait_until
+from tests.integration.test_daemon import Daemon, activated_env, http_answers, start_daemon, wait_until
 
 
 def free_port() -> int:
@@ -29,14 +29,22 @@ def start_with_http(root: Path, extra_env: dict[str, str | None] | None = None) 
     port = free_port()
     d = start_daemon(root, extra_env, args=("--http-bind", f"127.0.0.1:{port}"))
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            httpx.get(base + "/api/v1/health", timeout=2)
-            return d, base
-        except httpx.HTTPError:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+    wait_until(lambda: http_answers(base))
+    return d, base
+
+
+def hash_password(secret: str) -> str:
+    """A password hash for http_auth.users, made as an operator makes it: dagd --hash-password."""
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "dagd.daemon", "--hash-password"],
+        input=secret + "\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
 
 
 @pytest.fixture
@@ -399,16 +407,8 @@ def test_the_web_ui_is_served_with_a_fallback_for_client_routes(api: tuple[Daemo
 def test_basic_users_and_bearer_tokens_guard_everything_but_health(tmp_path: Path) -> None:
     import base64
     import hashlib
-    import subprocess
-    import sys
 
-    hashed = subprocess.run(
-        [sys.executable, "-m", "dagd.daemon", "--hash-password"],
-        input="s3cret pass\n",
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    hashed = hash_password("s3cret pass")
     assert hashed.startswith("scrypt$") and "s3cret" not in hashed
     token = "tok-" + "x" * 40
     (tmp_path / "dags").mkdir()
@@ -428,14 +428,8 @@ def test_basic_users_and_bearer_tokens_guard_everything_but_health(tmp_path: Pat
     d = start_daemon(tmp_path, args=("--config", str(tmp_path / "config.yaml")))
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                assert httpx.get(base + "/api/v1/health", timeout=2).status_code == 200  # open for probes
-                break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+        wait_until(lambda: http_answers(base))
+        assert httpx.get(base + "/api/v1/health", timeout=2).status_code == 200  # open for probes
         bob = strangers.user(strangers.BOB)  # root gets in by its uid over loopback; bob must log in
         for path in ("/api/v1/dags", "/", "/dags/hello", "/api/v1/events"):
             code, headers, _ = bob.curl("GET", base + path)
@@ -603,16 +597,8 @@ def _client(address: str) -> httpx.Client:
 def test_password_checks_leave_the_loop_free_cost_the_same_and_are_rate_limited(tmp_path: Path) -> None:
     import base64
     import statistics
-    import subprocess
-    import sys
 
-    hashed = subprocess.run(
-        [sys.executable, "-m", "dagd.daemon", "--hash-password"],
-        input="right\n",
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    hashed = hash_password("right")
     (tmp_path / "dags").mkdir()
     port = free_port()
     (tmp_path / "config.yaml").write_text(
@@ -625,14 +611,7 @@ def test_password_checks_leave_the_loop_free_cost_the_same_and_are_rate_limited(
         return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                httpx.get(base + "/api/v1/health", timeout=2)
-                break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+        wait_until(lambda: http_answers(base))
         # 8 clients (each from its own address, under the per-address limit) guess passwords
         stop = threading.Event()
 
@@ -688,40 +667,10 @@ def test_a_dag_file_deleted_behind_dagds_back_is_a_404_not_a_500(tmp_path: Path)
     d = start_daemon(tmp_path, args=("--http-bind", f"127.0.0.1:{port}", "--poll", "3600"))  # no folder scan now
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: _answers(base))
+        wait_until(lambda: http_answers(base))
         (tmp_path / "dags" / "gone.yaml").unlink()
         r = httpx.get(base + "/api/v1/dags/gone/spec")
         assert r.status_code == 404 and "cannot read the file of gone" in r.json()["message"], r.text
     finally:
         d.proc.terminate()
         d.proc.wait(timeout=30)
-
-
-def _answers(base: str) -> bool:
-    try:
-        return httpx.get(base + "/api/v1/health", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def test_an_event_stream_reader_that_stalls_is_told_and_the_stream_ends(api: tuple[Daemon, str]) -> None:
-    d, base = api
-    steps = "".join(f"  - {{id: s{i}, run: 'true'}}\n" for i in range(600))
-    (d.root / "dags" / "many.yaml").write_text(f"type: graph\nmax_active_steps: 8\nsteps:\n{steps}")
-    assert d.ctl("reload").code == 0
-    port = int(base.rsplit(":", 1)[1])
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window: dagd's sends block soon
-        s.connect(("127.0.0.1", port))
-        s.sendall(f"GET /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
-        first = s.recv(4096)
-        assert b"200" in first.split(b"\r\n", 1)[0]
-        assert d.ctl("run", "many").code == 0  # 1200+ events while this reader reads nothing
-        s.settimeout(20)
-        data = first
-        while chunk := s.recv(65536):
-            data += chunk
-            if data.endswith(b"0\r\n\r\n"):  # the chunked response ended
-                break
-    assert b"event: overflow" in data and data.endswith(b"0\r\n\r\n")
-    assert d.proc.poll() is None

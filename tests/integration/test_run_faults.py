@@ -7,7 +7,7 @@ import json
 import signal
 from pathlib import Path
 
-from tests.integration.test_daemon import gate_step, start_daemon, wait_until
+from tests.integration.test_daemon import gate_step, run_ended, start_daemon, wait_until
 
 FAULTS = {
     # DAG name: (fault point, what the run's or step's error must say)
@@ -38,7 +38,7 @@ def test_a_fault_at_each_named_point_fails_only_its_run(tmp_path: Path) -> None:
         wait_until(lambda: '"status": "running"' in d.ctl("status", "good", good, "--json").stdout)
         for name, (point, reason) in FAULTS.items():
             rid = d.ctl("enqueue", name).stdout.strip()
-            doc = wait_until(lambda name=name, rid=rid: _finished(d, name, rid))
+            doc = wait_until(lambda name=name, rid=rid: run_ended(d, name, rid))
             assert isinstance(doc, dict)
             said = json.dumps(doc)
             assert reason in said, (name, said)
@@ -55,11 +55,3 @@ def test_a_fault_at_each_named_point_fails_only_its_run(tmp_path: Path) -> None:
         d.proc.send_signal(signal.SIGTERM)
         d.proc.wait(timeout=30)
     assert "dagd stopped by an unexpected error" not in log
-
-
-def _finished(d: object, name: str, rid: str) -> dict | None:  # type: ignore[type-arg]
-    r = d.ctl("status", name, rid, "--json")  # type: ignore[attr-defined]
-    if r.code != 0:
-        return None
-    doc = json.loads(r.stdout)
-    return doc if doc["status"] not in ("running", "queued", "not_started") else None

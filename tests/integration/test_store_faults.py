@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.test_daemon import gate_step, wait_until
+from tests.integration.test_daemon import gate_step, run_ended, wait_until
 from tests.integration.test_http_api import start_with_http
 
 
@@ -98,14 +98,16 @@ def test_a_full_disk_fails_runs_with_the_reason_and_never_dagd(tmp_path: Path) -
         d, base = start_with_http(tmp_path)
         try:
             rid = d.ctl("enqueue", "filler").stdout.strip()
-            doc = wait_until(lambda: _ended(d, "filler", rid))
+            doc = wait_until(lambda: run_ended(d, "filler", rid))
             assert isinstance(doc, dict) and doc["status"] == "failed"
             assert "disk full" in json.dumps(doc), doc
             # with the disk still full: dagd answers, and what it cannot run fails with a reason
             assert d.ctl("daemon").code == 0
             small = d.ctl("enqueue", "small").stdout.strip()
             if small:
-                wait_until(lambda: _ended(d, "small", small) or httpx.get(base + "/api/v1/health").status_code == 503)
+                wait_until(
+                    lambda: run_ended(d, "small", small) or httpx.get(base + "/api/v1/health").status_code == 503
+                )
             assert d.proc.poll() is None
             # dagd also starts on a full disk
             d.proc.send_signal(signal.SIGTERM)
@@ -117,7 +119,7 @@ def test_a_full_disk_fails_runs_with_the_reason_and_never_dagd(tmp_path: Path) -
             for log in (state / "logs" / "filler").rglob("*.out"):
                 log.unlink()
             after = d.ctl("enqueue", "small").stdout.strip()
-            doc = wait_until(lambda: _ended(d, "small", after))
+            doc = wait_until(lambda: run_ended(d, "small", after))
             assert isinstance(doc, dict) and doc["status"] == "succeeded"
             wait_until(lambda: httpx.get(base + "/api/v1/health").status_code == 200)
         finally:
@@ -126,11 +128,3 @@ def test_a_full_disk_fails_runs_with_the_reason_and_never_dagd(tmp_path: Path) -
         assert "Traceback" not in (tmp_path / "dagd.log").read_text()
     finally:
         subprocess.run(["umount", "-l", str(state)], check=False)
-
-
-def _ended(d: object, name: str, rid: str) -> dict | None:  # type: ignore[type-arg]
-    r = d.ctl("status", name, rid, "--json")  # type: ignore[attr-defined]
-    if r.code != 0:
-        return None
-    doc = json.loads(r.stdout)
-    return doc if doc["status"] not in ("running", "queued", "not_started") else None

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from tests import strangers
 from tests.conftest import run_dagctl
-from tests.integration.test_daemon import Daemon, start_daemon
+from tests.integration.test_daemon import Daemon, http_answers, start_daemon, wait_until
 from tests.integration.test_http_api import free_port
 
 
@@ -61,14 +61,7 @@ def host(tmp_path: Path) -> Iterator[Host]:
     d = start_daemon(tmp_path, {"DAGD_SOCKET": sock}, ("--config", str(tmp_path / "config.yaml")), user=False)
     base = f"http://127.0.0.1:{port}"
     h = Host(d, base, sock, alice, bob)
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            httpx.get(base + "/api/v1/health", timeout=2)
-            break
-        except httpx.HTTPError:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+    wait_until(lambda: http_answers(base))
     yield h
     d.proc.send_signal(signal.SIGTERM)
     d.proc.wait(timeout=30)
