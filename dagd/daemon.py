@@ -45,9 +45,6 @@ from dagd.systemd import Notifier, listen_fds
 log = logging.getLogger("dagd")
 
 
-LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
-
-
 def http_hosts(bind: str, extra: tuple[str, ...]) -> set[str]:
     host = bind.rsplit(":", 1)[0]
     return {"localhost", "127.0.0.1", "[::1]", host, *extra}
@@ -230,6 +227,17 @@ async def main(opts: Options) -> None:
     # lock over every millisecond (not 5), so a request waits little behind them
     sys.setswitchinterval(0.001)
     notifier = Notifier()
+    # the HTTP listener first: a taken port, or a non-loopback address without credentials (judged
+    # by where the socket really listens, also when systemd passed it), stops dagd before it
+    # touches its history
+    fds = listen_fds()
+    http_fd = fds.get("http")
+    if http_fd is None and opts.http_bind:
+        http_fd = bind_http(opts.http_bind)
+    if http_fd is not None:
+        from dagd.http.auth import Auth
+
+        address = check_http_listener(http_fd, Auth.from_config(opts.http_auth, opts.api_token).enabled)
     store = open_history(opts.state_dir)
     become_subreaper()
     for run_id in store.stale_runs():
@@ -264,7 +272,6 @@ async def main(opts: Options) -> None:
         default_shell=config.default_shell(),
         rule=access.Rule(None if opts.user else opts.group),
     )
-    fds = listen_fds()
 
     def on_reload() -> None:  # `dagctl reload` is announced to systemd like SIGHUP
         notifier.reloading()
@@ -276,15 +283,9 @@ async def main(opts: Options) -> None:
         svc.changed.set()  # the new counts follow as STATUS=
 
     svc.after_reload = after_reload
-    http_fd = fds.get("http")
-    if http_fd is None and opts.http_bind:
-        http_fd = bind_http(opts.http_bind)  # before anything else: a taken port is a clean error
     sessions = Sessions()
     login = None
     if http_fd is not None:
-        from dagd.http.auth import Auth
-
-        address = check_http_listener(http_fd, Auth.from_config(opts.http_auth, opts.api_token).enabled)
         login = login_link(sessions, address)
     async with trio.open_nursery() as nursery:
         svc.nursery = nursery
@@ -410,15 +411,6 @@ def cli(
     except SettingsError as exc:
         click.echo(f"dagd: {exc}", err=True)
         sys.exit(2)
-    from dagd.http.auth import Auth
-
-    auth = Auth.from_config(opts.http_auth, opts.api_token)
-    if opts.http_bind and opts.http_bind.rsplit(":", 1)[0] not in LOOPBACK and not auth.enabled:
-        raise click.ClickException(
-            f"refusing to serve HTTP on {opts.http_bind} without authentication: set http_auth (users with "
-            "`dagd --hash-password` hashes, or tokens) or api_token in config.yaml (or DAGD_API_TOKEN), "
-            "or bind 127.0.0.1"
-        )
     try:
         trio.run(main, opts)
     except StartupError as exc:
