@@ -42,15 +42,24 @@ def status_text(doc: dict[str, Any]) -> str:
     if doc.get("error"):
         head.append(f"error    {doc['error']}")
     rows = []
+    sources: set[str] = set()
     for s in doc["steps"]:
         name = f"{s['step']} (handler)" if s["handler"] else s["step"]
         exit_code = "-" if s["exit_code"] is None else str(s["exit_code"])
         cpu = f"{(s['cpu_user'] or 0) + (s['cpu_sys'] or 0):.2f}s"
-        rss = f"{(s['max_rss_kb'] or 0) / 1024:.1f}M"
+        rss = f"{(s['max_rss_kb'] or 0) / 1024:.1f}M" if s.get("memory_source") else "-"
+        sources.add(s.get("memory_source") or "")
         rows.append(
             [name, s["status"], exit_code, str(s["attempt"]), took(s["started_at"], s["finished_at"]), cpu, rss]
         )
-    return "\n".join(head) + "\n\n" + table(rows, ["STEP", "STATUS", "EXIT", "ATTEMPTS", "DURATION", "CPU", "MAX RSS"])
+    body = table(rows, ["STEP", "STATUS", "EXIT", "ATTEMPTS", "DURATION", "CPU", "MAX RSS"])
+    notes = [
+        f"MAX RSS from {src}" + (" (the step and what it waited for)" if src == "rusage" else " (the whole tree)")
+        for src in sorted(sources - {""})
+    ]
+    if "" in sources and any(s["started_at"] for s in doc["steps"]):
+        notes.append("MAX RSS -: not measured (no memory controller; below dagd's own size rusage says nothing)")
+    return "\n".join(head) + "\n\n" + body + ("\n\n" + "\n".join(notes) if notes else "")
 
 
 def history_text(rows: list[dict[str, Any]]) -> str:

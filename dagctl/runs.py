@@ -297,9 +297,13 @@ def stop(target: str, run_id: str | None) -> None:
             raise ProcessLookupError
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
+        from dagd.cgroups import kill_recorded
         from dagd.procfs import kill_group_we_started
 
-        click.echo(f"dagctl: the process that ran {doc['id']} is gone; killing its step groups", err=True)
+        click.echo(f"dagctl: the process that ran {doc['id']} is gone; killing what it started", err=True)
+        left = kill_recorded(doc.get("cgroup"))
+        if left:
+            click.echo(f"dagctl: {left}", err=True)
         for s in doc["steps"]:
             if s["status"] in ("running", "retrying") and s["pgid"]:
                 spared = kill_group_we_started(s["pgid"], s.get("pgid_identity"))

@@ -21,7 +21,7 @@ from collections.abc import Callable
 import click
 import trio
 
-from dagd import __version__, access, config, peers, rpc
+from dagd import __version__, access, cgroups, config, peers, rpc
 from dagd.access import Principal
 from dagd.catalog import Catalog
 from dagd.engine.process import become_subreaper, reap_orphans
@@ -240,6 +240,8 @@ async def main(opts: Options) -> None:
         address = check_http_listener(http_fd, Auth.from_config(opts.http_auth, opts.api_token).enabled)
     store = open_history(opts.state_dir)
     become_subreaper()
+    contained = cgroups.current()  # before any run: dagd may move itself into <its cgroup>/daemon
+    log.info("containment: %s", contained.summary)
     for run_id in store.stale_runs():
         try:
             doc = store.run_by_id(run_id)
@@ -257,6 +259,9 @@ async def main(opts: Options) -> None:
                 log.warning("run %s re-queued as %s (on_restart: requeue)", run_id, new_id)
         except (sqlite3.Error, OSError) as exc:  # a full disk: recorded at a later start
             log.error("run %s was left running and cannot be recorded ended now: %s", run_id, exc)
+    if contained.tree is not None:
+        for gone in cgroups.iter_leftover_roots(contained.tree):  # empty subtrees of dagd processes now gone
+            cgroups.remove_tree(gone)
     catalog = Catalog(opts.dags_dir, config.base_config())
     catalog.refresh()
     for path, problem in catalog.problems().items():

@@ -21,12 +21,13 @@ from typing import Any
 
 import trio
 
-from dagd import faults, names, scheduler
+from dagd import cgroups, faults, names, scheduler
 from dagd.access import Rule
 from dagd.catalog import Catalog, Entry
 from dagd.engine.environment import RunOptions, RunSetupError
 from dagd.engine.events import Event, RunFinished
 from dagd.engine.local import new_run_id, resume_from
+from dagd.engine.process import end_run_group
 from dagd.engine.run import Run
 from dagd.engine.status import RunStatus
 from dagd.errors import CONFLICT, INVALID, NOT_FOUND, STORAGE_FULL, ServiceError, checked
@@ -372,12 +373,14 @@ class Service(Reads, Slots):
                 if not run.status.finished:  # stopped from outside: record it
                     run.status = RunStatus.ABORTED
                     with trio.CancelScope(shield=True):
-                        await run._handlers_after()
+                        await run.after_abort()
                         await self.emit(RunFinished(opts.run_id, dag.name, RunStatus.ABORTED, time.time(), "stopped"))
             finally:
                 self.active.pop(opts.run_id, None)
                 active.done.set()
                 with trio.CancelScope(shield=True):
+                    if run.cgroup is not None:  # however the run ended, nothing it started stays
+                        await end_run_group(run.cgroup, 5.0)
                     try:
                         await self._prune(dag)
                     except Exception as exc:  # retention can wait for the next run; the run is recorded
@@ -455,6 +458,7 @@ class Service(Reads, Slots):
             "running": len(self.active),
             "dags_folder": self.catalog.folder,
             "state_dir": self.state_dir,
+            "containment": cgroups.current().summary,
         }
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dagd import faults, names
+from dagd.cgroups import RunGroup
 from dagd.engine import step as stepmod
 from dagd.engine.events import Event
 from dagd.engine.props import StepProps
@@ -86,6 +87,7 @@ class RunEnvironment:
         self.work_dir = os.path.join(opts.state_dir, "work", dag.name, opts.run_id)
         self.cancelled = False
         self.prepared = False
+        self.cgroup: RunGroup | None = None  # set when the run starts (dagd.cgroups)
         self.secret_values: list[str] = []
         self.step_dagu_env: dict[str, dict[str, str]] = {}
         self.error: str | None = None

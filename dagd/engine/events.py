@@ -19,6 +19,7 @@ class RunStarted:
     log_dir: str
     work_dir: str
     parent_run: str | None = None
+    cgroup: str | None = None  # the run's cgroup (v2 path), where there is one
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class StepChanged:
     published: dict[str, str] = field(default_factory=dict)
     output_value: str | None = None
     pgid_identity: str | None = None
+    memory_source: str | None = None  # where max_rss_kb comes from; None: not measured
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import trio
 
 from dagd.engine.environment import RunOptions, RunSetupError
 from dagd.engine.events import Event, RunFinished
+from dagd.engine.process import end_run_group
 from dagd.engine.run import Run
 from dagd.engine.status import RunStatus, StepStatus
 from dagd.engine.step import StepResult
@@ -82,14 +83,18 @@ def run_local(
             run_scope = trio.CancelScope()
             await nursery.start(watch_signals)
             nursery.start_soon(tick)
-            with run_scope:
-                await go()
-            nursery.cancel_scope.cancel()
+            try:
+                with run_scope:
+                    await go()
+            finally:
+                nursery.cancel_scope.cancel()
         if not result:  # aborted from outside: record it
             run.status = RunStatus.ABORTED
-            await run._handlers_after()
+            await run.after_abort()
             await emit(RunFinished(opts.run_id, dag.name, RunStatus.ABORTED, time.time(), "aborted by signal"))
             return RunStatus.ABORTED
+        if run.cgroup is not None:  # however the run ended, nothing it started stays
+            await end_run_group(run.cgroup, 5.0)
         return result[0]
 
     try:
@@ -144,6 +149,7 @@ def resume_from(doc: dict[str, object]) -> tuple[list[str], dict[str, StepResult
             cpu_user=s["cpu_user"] or 0.0,
             cpu_sys=s["cpu_sys"] or 0.0,
             max_rss_kb=s["max_rss_kb"] or 0,
+            memory_source=s.get("memory_source"),
             outputs=dict(s["outputs"]),
             published=dict(s["published"]),
             output_value=s["output_value"],

@@ -1,31 +1,31 @@
-"""Child processes of steps: own session, output straight to files, group kill, rusage.
+"""Child processes of steps: own session and cgroup, output straight to files, kill, rusage.
 
-Spawned by subprocess's fork_exec (vfork, new session, cwd) and watched through a pidfd, so waiting is a trio
-readiness wait and the final os.wait4 gives the child's resource use. Kill means kill: the
-stop signal goes to the whole process group, SIGKILL follows after a grace period, and the
-group is considered gone only when /proc shows no live member of it.
+Spawned by subprocess's fork_exec (vfork, new session, cwd) and watched through a pidfd, so
+waiting is a trio readiness wait and the final os.wait4 gives the child's resource use. Kill
+means kill: the stop signal goes to every process of the step's cgroup (or, on hosts without a
+writable cgroup v2, its process group), SIGKILL follows after a grace period, and the step is
+gone only when its cgroup is empty (or /proc shows no live member of its group).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import resource
+import shutil
 import signal
 import subprocess
 from dataclasses import dataclass
 
 import trio
 
-from dagd import faults
+from dagd import cgroups, faults
+from dagd.cgroups import RunGroup, StepGroup
 from dagd.procfs import group_alive, identity
 
-# Linux charges a child the memory of the process that spawned it (the exec'ing mm's high-water
-# mark), so wait4's ru_maxrss for a child of dagd is never below dagd's own size. GNU time, a
-# small process, forks the step and reports the step's own rusage; it is used when installed.
 # pids whose owner will wait4 them: the orphan reaper leaves these alone
 OWNED: set[int] = set()
-
-TIME_PROGRAM = next((p for p in ("/usr/bin/time",) if os.access(p, os.X_OK)), None)
 
 
 @dataclass(frozen=True)
@@ -35,22 +35,36 @@ class Exit:
     cpu_user: float
     cpu_sys: float
     max_rss_kb: int
+    left: int = 0  # processes the step left running when it exited (ended by dagd)
 
 
-def _spawn(
-    argv: list[str], env: dict[str, str], cwd: str, stdout: int, stderr: int, rusage_fd: int | None = None
-) -> subprocess.Popen[bytes]:
+def rusage_floor_kb() -> int:
+    """Linux starts a child's peak RSS at the size of the process that spawned it (the exec'ing
+    mm's high-water mark), so wait4's ru_maxrss of a step is never below dagd's own peak: a
+    figure at or under this floor says nothing about the step."""
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def _check_program(argv0: str, env: dict[str, str]) -> None:
+    """What exec would say about argv0 (searched on the step's PATH), raised before spawning."""
+    if "/" in argv0:
+        if not os.path.exists(argv0):
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), argv0)
+        if not os.access(argv0, os.X_OK) or os.path.isdir(argv0):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), argv0)
+    elif shutil.which(argv0, path=env.get("PATH", os.defpath)) is None:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), argv0)
+
+
+def _spawn(argv: list[str], env: dict[str, str], cwd: str, stdout: int, stderr: int) -> subprocess.Popen[bytes]:
     """Start argv in a new session in `cwd`; the caller reaps it with os.wait4.
 
     subprocess's C fork_exec (vfork on Linux: nothing of this process is copied) changes the
-    directory and starts the session in the child itself, so the step costs one exec — plus one
-    fork+exec of GNU time, which writes the step's own rusage to a pipe, when it is installed.
+    directory and starts the session in the child itself, so the step costs one exec (two with
+    a cgroup to join: see dagd.cgroups.JOIN_SCRIPT).
     """
-    prefix = (
-        [TIME_PROGRAM or "time", "-q", "-f", "%M %U %S", "-o", f"/dev/fd/{rusage_fd}"] if rusage_fd is not None else []
-    )
     return subprocess.Popen(
-        [*prefix, *argv],
+        argv,
         env=env,
         cwd=cwd,
         stdin=subprocess.DEVNULL,
@@ -58,27 +72,34 @@ def _spawn(
         stderr=stderr,
         start_new_session=True,
         close_fds=True,
-        pass_fds=(rusage_fd,) if rusage_fd is not None else (),
     )
 
 
 class StepProcess:
-    """One running child. `wait()` must be awaited by its owner; `kill()` ends its whole group."""
+    """One running child. `wait()` must be awaited by its owner; `kill()` ends everything it
+    started: its cgroup when it has one (nothing escapes it), else its process group."""
 
     def __init__(
-        self, argv: list[str], env: dict[str, str], cwd: str, stdout: int, stderr: int, rusage: str | None = None
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        cwd: str,
+        stdout: int,
+        stderr: int,
+        group: StepGroup | None = None,
     ) -> None:
         self.spawn_error: str | None = None  # why the program could not be started
         self.result: Exit | None = None
-        self.rusage_fd: int | None = None
-        write_fd: int | None = None
-        if rusage and TIME_PROGRAM:
-            self.rusage_fd, write_fd = os.pipe()
+        self.group = group
+        self.stderr = stderr
         try:
             faults.hit("spawn", env.get("DAG_NAME"), env.get("DAG_RUN_STEP_NAME"))
-            self.popen: subprocess.Popen[bytes] | None = _spawn(argv, env, cwd, stdout, stderr, write_fd)
+            if group is not None:
+                _check_program(argv[0], env)
+            self.popen: subprocess.Popen[bytes] | None = _spawn(
+                group.join_argv(argv) if group is not None else argv, env, cwd, stdout, stderr
+            )
         except OSError as exc:  # no such program or directory: what a shell would say, exit 127/126
-            self._close_rusage()
             self.spawn_error = f"cannot run {argv[0]} in {cwd}: {exc.strerror or exc}"
             with contextlib.suppress(OSError):  # a full disk must not turn this into a crash
                 os.write(stderr, f"dagd: {self.spawn_error}\n".encode())
@@ -87,9 +108,6 @@ class StepProcess:
             self.identity: str | None = None
             self.result = Exit(126 if isinstance(exc, PermissionError) else 127, None, 0.0, 0.0, 0)
             return
-        finally:
-            if write_fd is not None:
-                os.close(write_fd)  # the child holds its copy
         self.pid = self.popen.pid
         OWNED.add(self.pid)
         self.pgid = self.pid
@@ -97,6 +115,8 @@ class StepProcess:
         self.pidfd = os.pidfd_open(self.pid)
 
     async def wait(self) -> Exit:
+        """The step's exit; with a cgroup, only once nothing it started is left (what it left
+        running when it exited is killed: nothing a step starts outlives it)."""
         if self.result is None and self.popen is not None:
             await trio.lowlevel.wait_readable(self.pidfd)
             _, status, ru = os.wait4(self.pid, 0)
@@ -105,43 +125,47 @@ class StepProcess:
             os.close(self.pidfd)
             sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
             code = 128 + sig if sig is not None else os.waitstatus_to_exitcode(status)
-            self.result = Exit(code, sig, ru.ru_utime, ru.ru_stime, ru.ru_maxrss)
-            measured = self._read_rusage()
-            if measured is not None:
-                rss, user, system = measured
-                self.result = Exit(code, sig, user, system, rss)
+            left = await self._end_leftovers()
+            self.result = Exit(code, sig, ru.ru_utime, ru.ru_stime, ru.ru_maxrss, left)
         assert self.result is not None
         return self.result
 
-    def _read_rusage(self) -> tuple[int, float, float] | None:
-        """The step's own (peak RSS KB, user s, system s) as GNU time wrote them to the pipe."""
-        if self.rusage_fd is None:
-            return None
-        try:
-            os.set_blocking(self.rusage_fd, False)
-            data = os.read(self.rusage_fd, 4096).decode(errors="replace")
-            fields = data.split()
-            return int(fields[-3]), float(fields[-2]), float(fields[-1])
-        except (OSError, ValueError, IndexError):
-            return None
-        finally:
-            self._close_rusage()
-
-    def _close_rusage(self) -> None:
-        if self.rusage_fd is not None:
-            os.close(self.rusage_fd)
-            self.rusage_fd = None
+    async def _end_leftovers(self) -> int:
+        if self.group is None or not self.group.populated():
+            return 0
+        with trio.CancelScope(shield=True):
+            left = self.group.pids()
+            self.group.kill()
+            await wait_empty(self.group.path, 5.0)
+        if left:
+            with contextlib.suppress(OSError):
+                os.write(
+                    self.stderr,
+                    f"dagd: the step exited leaving {len(left)} process(es) running"
+                    f" (pid {', '.join(map(str, left[:10]))}); ended them\n".encode(),
+                )
+        return len(left)
 
     def signal_group(self, sig: int) -> None:
+        if self.group is not None:
+            self.group.signal(sig)
         if self.pgid <= 0:
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pgid, sig)
 
     async def kill(self, sig: int = signal.SIGTERM, grace: float = 5.0) -> None:
-        """Send `sig` to the group, SIGKILL after `grace`, and wait until no member is alive."""
+        """Send `sig` to all it started, SIGKILL after `grace`, and wait until none is alive."""
         with trio.CancelScope(shield=True):
+            if self.popen is None:
+                return
             self.signal_group(sig)
+            if self.group is not None:
+                if not await wait_empty(self.group.path, grace):
+                    self.group.kill()
+                    await wait_empty(self.group.path, 5.0)
+                await self.wait()
+                return
             with trio.move_on_after(grace):
                 while group_alive(self.pgid):
                     await trio.sleep(0.02)
@@ -151,6 +175,35 @@ class StepProcess:
                     while group_alive(self.pgid):
                         await trio.sleep(0.02)
             await self.wait()
+
+
+async def end_run_group(group: RunGroup, grace: float) -> None:
+    """The run is over: nothing it started may be left; its cgroups go."""
+    if cgroups.populated(group.path):
+        cgroups.kill_all(group.path)
+        await wait_empty(group.path, grace)
+    group.remove()
+
+
+async def wait_empty(d: str, timeout: float) -> bool:
+    """Wait until no process is left in d (cgroup.events says `populated 0`); False on timeout."""
+    if not cgroups.populated(d):
+        return True
+    fd = cgroups.inotify(os.path.join(d, "cgroup.events"))
+    try:
+        with trio.move_on_after(timeout):
+            while cgroups.populated(d):
+                if fd is None:
+                    await trio.sleep(0.01)
+                    continue
+                await trio.lowlevel.wait_readable(fd)
+                with contextlib.suppress(BlockingIOError):
+                    os.read(fd, 4096)
+            return True
+        return not cgroups.populated(d)
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def reap_orphans() -> int:

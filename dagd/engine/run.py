@@ -15,11 +15,12 @@ from collections.abc import Mapping
 
 import trio
 
-from dagd import faults
+from dagd import cgroups, faults
 from dagd.engine import actions, fanout, published
 from dagd.engine import step as stepmod
 from dagd.engine.environment import RunEnvironment
 from dagd.engine.events import RunFinished, RunStarted, StepChanged
+from dagd.engine.process import end_run_group
 from dagd.engine.resolve import Scope, resolve_data
 from dagd.engine.status import RunStatus, StepStatus
 from dagd.spec.fields import thaw
@@ -36,6 +37,60 @@ class Run(RunEnvironment):
             await self.prepare()
         started = stepmod.now()
         self.status = RunStatus.RUNNING
+        self.cgroup = self._contain()
+        ended = False
+        try:
+            status = await self._execute(started)
+            ended = True
+            return status
+        finally:
+            if self.cgroup is not None and ended:
+                with trio.CancelScope(shield=True):
+                    await end_run_group(self.cgroup, self.dag.max_clean_up_time_sec)
+
+    async def after_abort(self) -> None:
+        """The run was cancelled from outside (stop, signal): its handlers run, then nothing of it
+        may be left."""
+        await self._handlers_after()
+        if self.cgroup is not None:
+            with trio.CancelScope(shield=True):
+                await end_run_group(self.cgroup, self.dag.max_clean_up_time_sec)
+
+    def _contain(self) -> cgroups.RunGroup | None:
+        """The run's own cgroup, limits applied; None where the host gives none (said once at start)."""
+        where = cgroups.current()
+        limits = self.dag.resources
+        if where.tree is None:
+            if limits is not None:
+                log.warning(
+                    "run %s of %s: resources.limits are not enforced: %s",
+                    self.opts.run_id,
+                    self.dag.name,
+                    where.summary,
+                )
+            return None
+        group = where.tree.run(self.opts.run_id)
+        try:
+            try:
+                group.create(limits)
+            except FileExistsError:  # the same run id again in this process (a retry): nothing of before stays
+                cgroups.kill_recorded(group.path)
+                group.create(limits)
+        except OSError as exc:
+            log.warning(
+                "run %s of %s: its cgroup %s could not be set up (%s); its steps run in process groups",
+                self.opts.run_id,
+                self.dag.name,
+                group.path,
+                exc.strerror or exc,
+            )
+            cgroups.remove_tree(group.path)
+            return None
+        for warning in group.warnings:
+            log.warning("run %s of %s: %s", self.opts.run_id, self.dag.name, warning)
+        return group
+
+    async def _execute(self, started: float) -> RunStatus:
         await self.emit(
             RunStarted(
                 self.opts.run_id,
@@ -47,6 +102,7 @@ class Run(RunEnvironment):
                 self.log_dir,
                 self.default_cwd,
                 self.opts.parent_run,
+                self.cgroup.path if self.cgroup is not None else None,
             )
         )
         faults.hit("started")
@@ -165,6 +221,7 @@ class Run(RunEnvironment):
             self.dag.max_clean_up_time_sec,
             on_start,
             self.dag.dialect is Dialect.CLASSIC,
+            self.cgroup,
         )
 
     async def _set(self, step: Step, r: stepmod.StepResult, status: StepStatus, handler: bool = False) -> None:
@@ -195,6 +252,7 @@ class Run(RunEnvironment):
                 dict(r.published),
                 r.output_value,
                 r.pgid_identity,
+                r.memory_source,
             )
         )
         if status.done and not handler:

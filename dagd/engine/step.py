@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 
 import trio
 
+from dagd.cgroups import RunGroup, StepGroup
 from dagd.engine.outputs import OutputError, parse_output_file
-from dagd.engine.process import Exit, StepProcess
+from dagd.engine.process import Exit, StepProcess, rusage_floor_kb
 from dagd.engine.resolve import Scope, resolve
 from dagd.engine.shell import CommandError, ShellChoice, choose_shell, command_argv, script_argv, script_file
 from dagd.engine.status import StepStatus
@@ -37,6 +38,8 @@ class StepResult:
     cpu_user: float = 0.0
     cpu_sys: float = 0.0
     max_rss_kb: int = 0
+    memory_source: str | None = None  # where max_rss_kb comes from (cgroup file, rusage), None: unmeasured
+    oom_killed: bool = False  # the kernel's OOM killer ended a process of the step
     outputs: dict[str, str] = field(default_factory=dict)  # declared outputs
     published: dict[str, str] = field(default_factory=dict)  # stdout.outputs, sub-DAG outputs
     output_value: str | None = None  # legacy `output: VAR`
@@ -58,6 +61,7 @@ class StepRuntime:
     grace: float
     on_start: Callable[[StepResult], Awaitable[None]]
     classic: bool = False
+    cgroup: RunGroup | None = None  # the run's cgroup: every attempt runs in a child of it
 
 
 class StepFailed(Exception):
@@ -158,41 +162,82 @@ async def run_attempt(
     """Run the step's command(s) once, output appended to its log files."""
     sig = getattr(signal, step.signal_on_stop or "SIGTERM", signal.SIGTERM)
     last = Exit(0, None, 0.0, 0.0, 0)
-    with open(result.stdout_path, "ab") as out, open(result.stderr_path, "ab") as err:
-        for i, text in enumerate(texts):
-            if direct is not None:  # action exec: no shell at all
-                argv = direct
-            elif step.kind is StepKind.SCRIPT:
-                path = script_file(
-                    os.path.join(rt.log_dir, "scripts"),
-                    f"{os.path.basename(result.stdout_path)[:-4]}.{result.attempts}.sh",
-                    text,
-                )
-                argv = (
-                    ([*list(step.interpreter), path])
-                    if step.interpreter
-                    else script_argv(shell, path, text, errexit=rt.errexit)
-                )
-            else:
-                argv = command_argv(shell, text, errexit=rt.errexit)
-            try:
-                proc = StepProcess(argv, env, cwd, out.fileno(), err.fileno(), result.stdout_path[:-4] + ".rusage")
-            except OSError as exc:
-                with contextlib.suppress(OSError):
-                    err.write(f"dagd: cannot start {argv[0]}: {exc.strerror or exc}\n".encode())
-                return Exit(127, None, 0.0, 0.0, 0)
-            result.pgid, result.pgid_identity = proc.pgid, proc.identity
-            result.spawn_error = proc.spawn_error
-            if i == 0:
-                await rt.on_start(result)
-            last = await _wait_killing(proc, rt.grace, sig)
-            result.cpu_user += last.cpu_user
-            result.cpu_sys += last.cpu_sys
-            result.max_rss_kb = max(result.max_rss_kb, last.max_rss_kb)
-            if last.code != 0:
-                break
+    group: StepGroup | None = None
+    if rt.cgroup is not None:
+        try:
+            group = rt.cgroup.step(step.name)
+        except OSError as exc:
+            raise StepFailed(f"cannot create the step's cgroup in {rt.cgroup.path}: {exc.strerror or exc}") from None
+    cpu_user = cpu_sys = 0.0
+    rss = 0
+    try:
+        with open(result.stdout_path, "ab") as out, open(result.stderr_path, "ab") as err:
+            for i, text in enumerate(texts):
+                argv = _argv(step, rt, shell, text, result, direct)
+                floor = rusage_floor_kb()
+                proc = StepProcess(argv, env, cwd, out.fileno(), err.fileno(), group)
+                result.pgid, result.pgid_identity = proc.pgid, proc.identity
+                result.spawn_error = proc.spawn_error
+                if i == 0:
+                    await rt.on_start(result)
+                last = await _wait_killing(proc, rt.grace, sig)
+                cpu_user += last.cpu_user
+                cpu_sys += last.cpu_sys
+                if last.max_rss_kb > floor:  # at or under dagd's own size it says nothing (rusage_floor_kb)
+                    rss = max(rss, last.max_rss_kb)
+                if last.code != 0:
+                    break
+    finally:
+        if group is not None:
+            _account(group, result, cpu_user, cpu_sys, rss)
+        else:
+            _add_usage(result, cpu_user, cpu_sys, rss, "rusage" if rss else None)
     return last  # no fsync: the kernel has the output; like SQLite's synchronous=NORMAL, only a power
     # loss can take the last seconds of it, and an fsync per step costs milliseconds on real disks
+
+
+def _argv(
+    step: Step, rt: StepRuntime, shell: ShellChoice, text: str, result: StepResult, direct: list[str] | None
+) -> list[str]:
+    if direct is not None:  # action exec: no shell at all
+        return direct
+    if step.kind is StepKind.SCRIPT:
+        path = script_file(
+            os.path.join(rt.log_dir, "scripts"),
+            f"{os.path.basename(result.stdout_path)[:-4]}.{result.attempts}.sh",
+            text,
+        )
+        return (
+            [*list(step.interpreter), path] if step.interpreter else script_argv(shell, path, text, errexit=rt.errexit)
+        )
+    return command_argv(shell, text, errexit=rt.errexit)
+
+
+def _account(group: StepGroup, result: StepResult, cpu_user: float, cpu_sys: float, rss: int) -> None:
+    """The attempt's whole-tree figures from its cgroup (rusage where a file is missing); the
+    cgroup goes."""
+    u = group.usage()
+    source = u.source if u.peak_kb is not None else ("rusage" if rss else None)
+    _add_usage(
+        result,
+        u.cpu_user if u.cpu_user is not None else cpu_user,
+        u.cpu_sys if u.cpu_sys is not None else cpu_sys,
+        u.peak_kb if u.peak_kb is not None else rss,
+        source,
+    )
+    if u.oom_kills:
+        result.oom_killed = True
+        with contextlib.suppress(OSError), open(result.stderr_path, "ab") as err:
+            err.write(f"dagd: the kernel's OOM killer ended {u.oom_kills} process(es) of this step\n".encode())
+    group.remove()
+
+
+def _add_usage(result: StepResult, cpu_user: float, cpu_sys: float, rss: int, source: str | None) -> None:
+    result.cpu_user += cpu_user
+    result.cpu_sys += cpu_sys
+    if rss >= result.max_rss_kb and source:
+        result.max_rss_kb = rss
+        result.memory_source = source
 
 
 def step_texts(step: Step, scope: Scope) -> list[str]:
@@ -269,6 +314,11 @@ async def run_commands(
             continue
         break
     if result.exit_code != 0:
+        if result.oom_killed:
+            raise StepFailed(
+                f"exit status {result.exit_code}: the kernel's OOM killer ended it (the run's memory limit was reached)",
+                result.exit_code or 1,
+            )
         raise StepFailed(result.spawn_error or f"exit status {result.exit_code}", result.exit_code or 1)
     collect_outputs(step, rt, env, result)
 

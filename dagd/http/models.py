@@ -49,9 +49,10 @@ class Node(TypedDict):
     retryCount: int
     doneCount: int
     exitCode: int | None  # dagd: the step's exit code
-    cpuUserSec: float | None  # dagd: CPU seconds in user mode
-    cpuSysSec: float | None  # dagd: CPU seconds in the kernel
-    maxRssKb: int | None  # dagd: peak resident memory
+    cpuUserSec: float | None  # dagd: CPU seconds in user mode, the step's whole process tree (cgroup cpu.stat)
+    cpuSysSec: float | None  # dagd: CPU seconds in the kernel, likewise
+    maxRssKb: int | None  # dagd: peak memory (whole tree from a cgroup; else rusage); 0 when not measured
+    memorySource: str | None  # dagd: where maxRssKb comes from (a cgroup file or "rusage"); null: not measured
     error: NotRequired[str]
 
 

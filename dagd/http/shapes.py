@@ -202,11 +202,12 @@ def run_details(doc: dict[str, Any]) -> m.RunDetails:
             "statusLabel": status.value,
             "retryCount": max(0, (s["attempt"] or 1) - 1),
             "doneCount": s["attempt"] or 0,
-            # dagd's own additions: resource use from wait4 / GNU time
+            # dagd's own additions: resource use of the step's cgroup (or wait4's rusage)
             "exitCode": s["exit_code"],
             "cpuUserSec": s["cpu_user"],
             "cpuSysSec": s["cpu_sys"],
             "maxRssKb": s["max_rss_kb"],
+            "memorySource": s.get("memory_source"),
         }
         if s["error"]:
             node["error"] = s["error"]

@@ -20,7 +20,7 @@ from dagd.spec.keys import (
     ROOT_KEYS,
     SECRET_KEYS,
 )
-from dagd.spec.model import Dag, DagRetryPolicy, DagType, Secret, Step
+from dagd.spec.model import Dag, DagRetryPolicy, DagType, ResourceLimits, Secret, Step
 from dagd.spec.params import parse_params
 from dagd.spec.policies import ENV_NAME, IDENT, parse_env, parse_preconditions
 from dagd.spec.schedule import parse_schedule
@@ -186,6 +186,8 @@ def build_dag(ctx: Ctx, doc: Node, index: int, run_is_sub_dag: Callable[[str], b
         f["secrets"] = _secrets(ctx, m["secrets"])
     if "retry_policy" in m:
         f["retry_policy"] = _dag_retry(ctx, m["retry_policy"])
+    if "resources" in m:
+        f["resources"] = _resources(ctx, m["resources"])
     extra = {k: m[k].plain() for k in _EXTRA_KEYS if k in m}
     if extra:
         f["extra"] = frozen(extra)
@@ -342,6 +344,49 @@ def _dag_retry(ctx: Ctx, node: Node) -> DagRetryPolicy | None:
     if limit is None or interval is None:
         return None
     return DagRetryPolicy(limit, interval, backoff, max_iv or 3600.0)
+
+
+_CPU = re.compile(r"^(?:0*([1-9][0-9]*)m|([0-9]+(?:\.[0-9]{1,3})?))$")
+_MEMORY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(?:([KkMmGgTtPpEe])(i?)[Bb]?|[Bb])?$")
+_UNIT = {"k": 1, "m": 2, "g": 3, "t": 4, "p": 5, "e": 6}
+
+
+def _resources(ctx: Ctx, node: Node) -> ResourceLimits | None:
+    """`resources: {limits: {cpu: "500m" | "1.5", memory: "512Mi" | "2G"}}` (Dagu's form)."""
+    m = ctx.mapping(node, "resources", {"limits"}, what="resources")
+    if not m or "limits" not in m:
+        return None
+    lim = ctx.mapping(m["limits"], "resources.limits", {"cpu", "memory"}, what="resources.limits")
+    if lim is None:
+        return None
+    cpu: int | None = None
+    memory: int | None = None
+    if "cpu" in lim:
+        text = scalar_text(lim["cpu"].value) if lim["cpu"].kind == "scalar" else ""
+        match = _CPU.match(text)
+        millis = int(match[1]) if match and match[1] else round(float(match[2]) * 1000) if match else 0
+        if not millis:
+            ctx.error(
+                lim["cpu"],
+                "resources.limits.cpu",
+                f'{text or type_name(lim["cpu"])!r} is not a CPU limit: cores ("2", "0.5") or millicores ("500m"), above 0',
+            )
+        else:
+            cpu = millis
+    if "memory" in lim:
+        text = scalar_text(lim["memory"].value) if lim["memory"].kind == "scalar" else ""
+        match = _MEMORY.match(text)
+        if match and float(match[1]) > 0:
+            unit = (1024 if match[3] else 1000) ** _UNIT[match[2].lower()] if match[2] else 1
+            memory = int(float(match[1]) * unit)
+        else:
+            ctx.error(
+                lim["memory"],
+                "resources.limits.memory",
+                f"{text or type_name(lim['memory'])!r} is not a memory limit: bytes or a number with a unit"
+                ' ("512Mi", "1Gi", "2G"), above 0',
+            )
+    return ResourceLimits(memory, cpu) if (memory or cpu) else None
 
 
 def _handlers(ctx: Ctx, node: Node, scope: StepScope) -> dict[str, Step]:

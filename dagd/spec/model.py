@@ -201,6 +201,14 @@ class DagRetryPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class ResourceLimits:
+    """Dagu's `resources: {limits: {cpu, memory}}`: the run's ceiling, enforced through cgroups."""
+
+    memory_bytes: int | None = None
+    cpu_millicores: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Dag:
     name: str
     file: str
@@ -238,6 +246,7 @@ class Dag:
     queue: str | None = None
     secrets: tuple[Secret, ...] = ()
     retry_policy: DagRetryPolicy | None = None
+    resources: ResourceLimits | None = None
     local_dags: Mapping[str, Dag] = field(default_factory=_empty)  # the other documents of the same file
     extra: Mapping[str, Any] = field(default_factory=_empty)  # smtp, mails, container, ssh, otel … as read
     base_config: str | None = None

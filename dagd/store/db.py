@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from dagd import faults, names
+from dagd.cgroups import kill_recorded
 from dagd.procfs import kill_group_we_started
 
 log = logging.getLogger("dagd.store")
@@ -92,6 +93,10 @@ MIGRATIONS = [
     """
     ALTER TABLE dag_step_results ADD COLUMN pgid_identity TEXT;
     """,
+    """
+    ALTER TABLE dag_runs ADD COLUMN cgroup TEXT;
+    ALTER TABLE dag_step_results ADD COLUMN memory_source TEXT;
+    """,
 ]
 
 
@@ -156,11 +161,11 @@ class Store:
             names.run_id(event.run_id)  # the last line of defence: ids become log folder names
             db.execute(
                 "INSERT INTO dag_runs (id, dag, file, status, status_code, trigger, params, started_at, parent_run, log_dir,"
-                " work_dir, runner_pid) VALUES (?, ?, ?, 'running', 1, ?, ?, ?, ?, ?, ?, ?)"
+                " work_dir, runner_pid, cgroup) VALUES (?, ?, ?, 'running', 1, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (id) DO UPDATE SET status='running', status_code=1, started_at=excluded.started_at,"
                 " finished_at=NULL, error=NULL, runner_pid=excluded.runner_pid, trigger=excluded.trigger,"
                 " params=excluded.params, log_dir=excluded.log_dir, work_dir=excluded.work_dir,"
-                " parent_run=excluded.parent_run",
+                " parent_run=excluded.parent_run, cgroup=excluded.cgroup",
                 (
                     event.run_id,
                     event.dag,
@@ -172,6 +177,7 @@ class Store:
                     event.log_dir,
                     event.work_dir,
                     os.getpid(),
+                    event.cgroup,
                 ),
             )
             db.execute(
@@ -182,13 +188,15 @@ class Store:
             duration = event.finished_at - event.started_at if event.finished_at and event.started_at else None
             db.execute(
                 "INSERT INTO dag_step_results (run_id, step, handler, status, status_code, attempt, exit_code, started_at, finished_at, duration,"
-                " cpu_user, cpu_sys, max_rss_kb, stdout_path, stderr_path, outputs, error, pgid, published, output_value, pgid_identity)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " cpu_user, cpu_sys, max_rss_kb, stdout_path, stderr_path, outputs, error, pgid, published, output_value, pgid_identity,"
+                " memory_source)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (run_id, step) DO UPDATE SET status=excluded.status, status_code=excluded.status_code, attempt=excluded.attempt,"
                 " exit_code=excluded.exit_code, started_at=excluded.started_at, finished_at=excluded.finished_at, duration=excluded.duration,"
                 " cpu_user=excluded.cpu_user, cpu_sys=excluded.cpu_sys, max_rss_kb=excluded.max_rss_kb, stdout_path=excluded.stdout_path,"
                 " stderr_path=excluded.stderr_path, outputs=excluded.outputs, error=excluded.error, pgid=excluded.pgid,"
-                " published=excluded.published, output_value=excluded.output_value, pgid_identity=excluded.pgid_identity",
+                " published=excluded.published, output_value=excluded.output_value, pgid_identity=excluded.pgid_identity,"
+                " memory_source=excluded.memory_source",
                 (
                     event.run_id,
                     event.step,
@@ -211,6 +219,7 @@ class Store:
                     json.dumps(event.published),
                     event.output_value,
                     event.pgid_identity,
+                    event.memory_source,
                 ),
             )
         elif isinstance(event, RunFinished):
@@ -222,7 +231,7 @@ class Store:
     def reconcile(self, run_id: str, reason: str | None = None, status: str = "aborted") -> None:
         """A run left `running` by a process that no longer exists is recorded as ended."""
         with self.lock:
-            row = self.db.execute("SELECT status, runner_pid FROM dag_runs WHERE id = ?", (run_id,)).fetchone()
+            row = self.db.execute("SELECT status, runner_pid, cgroup FROM dag_runs WHERE id = ?", (run_id,)).fetchone()
         if row is None or row["status"] not in ("running", "queued") or _runner_alive(row["runner_pid"]):
             return
         code = {"aborted": 3, "failed": 2}[status]
@@ -234,6 +243,9 @@ class Store:
                 " WHERE run_id = ? AND status IN ('running', 'retrying') AND pgid IS NOT NULL",
                 (run_id,),
             ).fetchall()
+        left = kill_recorded(row["cgroup"])  # the run's cgroup: everything it started, escapees included
+        if left:
+            log.warning("run %s: %s", run_id, left)
         for g in groups:  # no orphans: the dead runner's step groups go with it, and only they
             spared = kill_group_we_started(g["pgid"], g["pgid_identity"])
             if spared:

@@ -61,6 +61,7 @@ export type Node = {
   cpuUserSec: number
   cpuSysSec: number
   maxRssKb: number
+  memorySource: string | null
   error?: string
 }
 

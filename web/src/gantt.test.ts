@@ -14,6 +14,7 @@ const node = (name: string, start: string, end: string, status = 'succeeded'): N
   cpuUserSec: 0,
   cpuSysSec: 0,
   maxRssKb: 0,
+  memorySource: null,
 })
 
 describe('ganttBars', () => {

@@ -134,7 +134,9 @@ export function RunPage() {
                 <Table.Td>{formatDuration(durationSec(s.startedAt, s.finishedAt, now))}</Table.Td>
                 <Table.Td>{s.exitCode ?? '—'}</Table.Td>
                 <Table.Td>{s.startedAt ? formatDuration((s.cpuUserSec ?? 0) + (s.cpuSysSec ?? 0)) : '—'}</Table.Td>
-                <Table.Td>{formatMemory(s.maxRssKb)}</Table.Td>
+                <Table.Td title={s.memorySource ? `from ${s.memorySource}` : 'not measured on this host'}>
+                  {s.memorySource ? formatMemory(s.maxRssKb) : '—'}
+                </Table.Td>
               </Table.Tr>
             ))}
           </Table.Tbody>
