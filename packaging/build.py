@@ -217,7 +217,6 @@ def nfpm_config(root: Path, packager: str, minor: tuple[int, int]) -> Path:
                     f"python3 (>= {major}.{mnr}~)",
                     f"python3 (<< {major}.{mnr + 1})",
                     "libc6 (>= 2.17)",  # the manylinux2014 floor of the bundled extension modules
-                    "time",
                     "adduser",
                 ],
                 "scripts": {
@@ -227,7 +226,7 @@ def nfpm_config(root: Path, packager: str, minor: tuple[int, int]) -> Path:
                 },
             },
             "rpm": {
-                "depends": [f"python(abi) = {major}.{mnr}", "time", "shadow-utils"],
+                "depends": [f"python(abi) = {major}.{mnr}", "shadow-utils"],
                 "scripts": {
                     "postinstall": str(ROOT / "packaging/rpm/post"),
                     "preremove": str(ROOT / "packaging/rpm/preun"),

@@ -69,7 +69,7 @@ def test_the_deb_is_lintian_clean_and_complete(deb: Path) -> None:
     ):
         assert path in files, path
     info = sh("dpkg-deb", "-I", deb).stdout
-    assert "Depends: python3 (>= 3." in info and "time" in info
+    assert "Depends: python3 (>= 3." in info and "adduser" in info
 
 
 def test_the_deb_marks_its_config_as_conffiles_and_ships_maintainer_scripts(deb: Path, tmp_path: Path) -> None:
@@ -84,7 +84,7 @@ def test_the_deb_marks_its_config_as_conffiles_and_ships_maintainer_scripts(deb:
 def test_the_rpm_builds_with_requires_scripts_and_config_files(tmp_path: Path) -> None:
     rpm = build("rpm", tmp_path)
     requires = sh("rpm", "-qp", "--requires", rpm).stdout
-    assert "python(abi) = 3." in requires and "time" in requires
+    assert "python(abi) = 3." in requires and "shadow-utils" in requires
     assert sh("rpm", "-qpc", rpm).stdout.split() == ["/etc/dagd/config.yaml", "/etc/dagd/dags/example.yaml"]
     docs = sh("rpm", "-qpd", rpm).stdout
     assert "/usr/share/man/man8/dagd.8.gz" in docs and "/usr/share/doc/dagd/copyright" in docs

@@ -26,7 +26,7 @@ import pytest
 from tests.packaging.conftest import sh
 
 SUITE = "bookworm"
-PACKAGES = ["systemd", "systemd-sysv", "dbus", "python3", "time", "adduser", "curl", "procps", "ca-certificates"]
+PACKAGES = ["systemd", "systemd-sysv", "dbus", "python3", "adduser", "curl", "procps", "ca-certificates"]
 CACHE = Path("/var/cache/dagd-test")
 BASE = "http://127.0.0.1:8090"
 
@@ -254,3 +254,67 @@ def test_hostile_lines_on_the_socket_and_dagd_never_restarted(machine: Machine) 
     assert "pid" in machine.sh("dagctl daemon", "alice").stdout
     assert machine.sh("systemctl show dagd -p NRestarts --value").stdout.strip() == "0"
     assert "Traceback" not in machine.sh("journalctl -u dagd --no-pager").stdout
+
+
+ESCAPE = (
+    "setsid sh -c 'echo $$ > /tmp/esc1.pid; exec sleep 3002' & "
+    "(setsid sh -c 'echo $$ > /tmp/esc2.pid; exec sleep 3003' &); "
+    "nohup sh -c 'echo $$ > /tmp/esc3.pid; exec sleep 3004' >/dev/null 2>&1 & "
+    "sleep 600"
+)
+
+
+def _escapees_started(machine: Machine) -> list[int]:
+    deadline = time.monotonic() + 30
+    while True:
+        out = machine.sh("cat /tmp/esc1.pid /tmp/esc2.pid /tmp/esc3.pid 2>/dev/null", check=False).stdout.split()
+        if len(out) == 3:
+            return [int(p) for p in out]
+        assert time.monotonic() < deadline, machine.sh("dagctl status esc", check=False).stdout
+        time.sleep(0.1)
+
+
+def _alive(machine: Machine, pids: list[int]) -> list[int]:
+    out = machine.sh(f"ps -o pid=,stat= -p {','.join(map(str, pids))}", check=False).stdout.split("\n")
+    return [int(line.split()[0]) for line in out if line.strip() and not line.split()[1].startswith("Z")]
+
+
+def test_runs_are_contained_in_dagds_delegated_cgroup(machine: Machine) -> None:
+    """Delegate=yes: dagd moves itself to <unit>/daemon, each run gets a cgroup below the unit's;
+    a stop ends the setsid, double-forked and nohup escapees that process groups missed."""
+    info = json.loads(machine.sh("dagctl daemon --json").stdout)
+    assert info["containment"].startswith("cgroups:"), info
+    assert "/system.slice/dagd.service/dagd." in info["containment"], info
+    machine.sh(
+        "rm -f /tmp/esc*.pid && cat > /etc/dagd/dags/esc.yaml <<'EOF'\nsteps:\n  - name: s\n"
+        f"    command: sh -c {json.dumps(ESCAPE)}\nEOF\ndagctl reload && dagctl enqueue esc"
+    )
+    pids = _escapees_started(machine)
+    cgroup = machine.sh(f"cat /proc/{pids[0]}/cgroup").stdout
+    assert "/system.slice/dagd.service/dagd." in cgroup and "/1.s" in cgroup, cgroup
+    own = machine.sh("cat /proc/$(systemctl show -P MainPID dagd)/cgroup").stdout
+    if "(v2)" in info["containment"]:  # controllers to enable: dagd left the unit's cgroup for a leaf
+        assert "0::/system.slice/dagd.service/daemon\n" in own, own
+    else:  # a hybrid host (as this one): nothing to enable, dagd stays where systemd put it
+        assert "0::/system.slice/dagd.service\n" in own, own
+    machine.sh("dagctl stop esc")
+    assert _alive(machine, pids) == []
+    assert json.loads(machine.sh("dagctl status esc --json").stdout)["status"] == "aborted"
+
+
+def test_kill_9_of_dagd_under_systemd_ends_the_run_and_dagd_comes_back(machine: Machine) -> None:
+    machine.sh("rm -f /tmp/esc*.pid && dagctl enqueue esc")
+    pids = _escapees_started(machine)
+    before = machine.sh("systemctl show -P NRestarts dagd").stdout.strip()
+    machine.sh("kill -9 $(systemctl show -P MainPID dagd)")
+    deadline = time.monotonic() + 60
+    while machine.sh("systemctl show -P NRestarts dagd").stdout.strip() == before or (
+        machine.sh("systemctl is-active dagd", check=False).stdout.strip() != "active"
+    ):
+        assert time.monotonic() < deadline, machine.sh("journalctl -u dagd --no-pager | tail -30", check=False).stdout
+        time.sleep(0.2)
+    assert _alive(machine, pids) == []
+    doc = json.loads(machine.sh("dagctl status esc --json").stdout)
+    assert doc["status"] == "failed" and "daemon restart" in doc["error"], doc
+    info = json.loads(machine.sh("dagctl daemon --json").stdout)
+    assert info["containment"].startswith("cgroups:"), info  # the restarted dagd is contained again

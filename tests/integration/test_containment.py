@@ -1,0 +1,233 @@
+"""Containment, tried the way steps escape: setsid, a double fork and nohup children must not
+outlive their step — on stop, step and DAG timeouts, a normal exit, dagd's SIGTERM, and kill -9
+of dagd followed by a restart. Whole-tree accounting and Dagu's `resources` limits, for real.
+
+Every test here runs against the host's real cgroups (a writable cgroup v2 hierarchy: root, or
+systemd's Delegate=yes); where the host gives none, the cgroup tests skip and say why, and the
+process-group fallback is tried by turning cgroups off (DAGD_CGROUPS=off).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_dagctl
+from tests.integration.test_daemon import Daemon, run_ended, start_daemon, wait_until
+
+# Three ways out of a process group: a new session, a double fork into a new session, and nohup.
+ESCAPE = (
+    "setsid sh -c 'echo $$ > esc1.pid; exec sleep 3002' & "
+    "(setsid sh -c 'echo $$ > esc2.pid; exec sleep 3003' &); "
+    "nohup sh -c 'echo $$ > esc3.pid; exec sleep 3004' >/dev/null 2>&1 & "
+    "while [ ! -s esc1.pid ] || [ ! -s esc2.pid ] || [ ! -s esc3.pid ]; do sleep 0.01; done; "
+)
+
+
+def containment(root: Path) -> str:
+    r = run_dagctl(["daemon", "--json"], root, {"DAGD_SOCKET": str(root / "dagd.sock")})
+    assert r.code == 0, r.stderr
+    return str(json.loads(r.stdout)["containment"])
+
+
+def gone(pid: int) -> bool:
+    """Dead: no such process, or a zombie waiting for its reaper (PID 1 here reaps lazily)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
+
+
+def escapees(root: Path) -> list[int]:
+    return [int((root / f"esc{i}.pid").read_text()) for i in (1, 2, 3)]
+
+
+@pytest.fixture
+def cgroup_daemon(tmp_path: Path) -> Iterator[Daemon]:
+    d = start_daemon(tmp_path)
+    try:
+        where = containment(tmp_path)
+        if not where.startswith("cgroups:"):
+            pytest.skip(f"no writable cgroup v2 on this host: {where}")
+        yield d
+    finally:
+        if d.proc.poll() is None:
+            d.proc.send_signal(signal.SIGTERM)
+            d.proc.wait(timeout=30)
+        d.notify.close()
+
+
+def _dag(d: Daemon, name: str, text: str) -> None:
+    (d.root / "dags" / f"{name}.yaml").write_text(f"working_dir: {d.root}\n{text}")
+    assert d.ctl("reload").code == 0
+
+
+def _run(d: Daemon, name: str) -> dict:  # type: ignore[type-arg]
+    """Enqueue `name` and wait for its run to end; the run's document."""
+    assert d.ctl("enqueue", name).code == 0
+    doc = wait_until(lambda: run_ended(d, name, json.loads(d.ctl("status", name, "--json").stdout)["id"]))
+    assert isinstance(doc, dict)
+    return doc
+
+
+def _start(d: Daemon, name: str) -> str:
+    r = d.ctl("enqueue", name)
+    assert r.code == 0, r.stderr
+    wait_until(
+        lambda: all((d.root / f"esc{i}.pid").exists() and (d.root / f"esc{i}.pid").read_text() for i in (1, 2, 3))
+    )
+    doc = json.loads(d.ctl("status", name, "--json").stdout)
+    return str(doc["id"])
+
+
+@pytest.mark.parametrize("how", ["stop", "step_timeout", "dag_timeout", "exit"])
+def test_nothing_a_step_starts_outlives_it(cgroup_daemon: Daemon, how: str) -> None:
+    d = cgroup_daemon
+    tail = "true" if how == "exit" else "sleep 600"
+    step_timeout = "\n    timeout_sec: 1" if how == "step_timeout" else ""
+    dag_timeout = "timeout_sec: 1\n" if how == "dag_timeout" else ""
+    _dag(d, "esc", f"{dag_timeout}steps:\n  - name: s\n    command: sh -c {json.dumps(ESCAPE + tail)}{step_timeout}\n")
+    run_id = _start(d, "esc")
+    pids = escapees(d.root)
+    if how == "stop":
+        assert d.ctl("stop", "esc").code == 0
+    doc = wait_until(lambda: run_ended(d, "esc", run_id), timeout=30)
+    assert isinstance(doc, dict)
+    assert doc["status"] == {"stop": "aborted", "exit": "succeeded"}.get(how, "failed"), doc
+    wait_until(lambda: all(gone(p) for p in pids), timeout=10)
+    assert not Path(doc["cgroup"]).exists(), "the run's cgroup is removed when it ends"
+    if how == "exit":  # the step said what it left behind
+        err = Path(doc["steps"][0]["stderr_path"]).read_text()
+        assert "leaving 3 process(es) running" in err, err
+    assert d.proc.poll() is None
+
+
+def test_sigterm_of_dagd_ends_every_process_of_its_runs(cgroup_daemon: Daemon) -> None:
+    d = cgroup_daemon
+    _dag(d, "esc", f"steps:\n  - command: sh -c {json.dumps(ESCAPE + 'sleep 600')}\n")
+    _start(d, "esc")
+    pids = escapees(d.root)
+    d.proc.send_signal(signal.SIGTERM)
+    assert d.proc.wait(timeout=30) == 0
+    assert all(gone(p) for p in pids)
+
+
+def test_kill_9_of_dagd_then_restart_ends_the_escapees_by_their_cgroup(cgroup_daemon: Daemon) -> None:
+    d = cgroup_daemon
+    _dag(d, "esc", f"steps:\n  - command: sh -c {json.dumps(ESCAPE + 'sleep 600')}\n")
+    run_id = _start(d, "esc")
+    pids = escapees(d.root)
+    path = json.loads(d.ctl("status", "esc", "--json").stdout)["cgroup"]
+    assert path and Path(path).is_dir()
+    d.proc.kill()
+    d.proc.wait()
+    assert not any(gone(p) for p in pids), "kill -9 of dagd alone ends nothing: recovery must"
+    d2 = start_daemon(d.root)
+    try:
+        assert all(gone(p) for p in pids)  # before READY: the restart recovered by cgroup path
+        assert not Path(path).exists()
+        doc = json.loads(d2.ctl("status", "esc", run_id, "--json").stdout)
+        assert doc["status"] == "failed" and "daemon restart" in doc["error"]
+    finally:
+        d2.proc.terminate()
+        d2.proc.wait(timeout=30)
+        d2.notify.close()
+
+
+def test_whole_tree_cpu_of_two_busy_grandchildren(cgroup_daemon: Daemon) -> None:
+    """Two orphaned grandchildren burn ~0.5 s of CPU each; the step itself waits on fifos and
+    burns nothing. wait4 cannot see them; the step's cgroup can."""
+    d = cgroup_daemon
+    busy = 'timeout 0.5 sh -c "while :; do :; done"; echo done'
+    script = f"rm -f f1 f2; mkfifo f1 f2; (sh -c '{busy}' > f1 &); (sh -c '{busy}' > f2 &); cat f1 f2 >/dev/null"
+    _dag(d, "cpu", f"steps:\n  - command: sh -c {json.dumps(script)}\n")
+    doc = _run(d, "cpu")
+    assert doc["status"] == "succeeded", doc
+    step = doc["steps"][0]
+    assert step["cpu_user"] + step["cpu_sys"] >= 0.7, step  # two x 0.5 s, less scheduling noise
+
+
+def test_peak_memory_of_a_grandchild_that_allocates_200_mb(cgroup_daemon: Daemon) -> None:
+    d = cgroup_daemon
+    alloc = 'python3 -c "b = bytearray(200 * 1024 * 1024)"; echo done'
+    script = f"rm -f f1; mkfifo f1; (sh -c '{alloc}' > f1 &); cat f1 >/dev/null"
+    _dag(d, "mem", f"steps:\n  - command: sh -c {json.dumps(script)}\n")
+    doc = _run(d, "mem")
+    assert doc["status"] == "succeeded", doc
+    step = doc["steps"][0]
+    where = containment(d.root)
+    if "memory (v" not in where:
+        # no memory controller: the orphaned grandchild is invisible to rusage, and dagd says so
+        assert step["memory_source"] is None and step["max_rss_kb"] == 0, (where, step)
+        pytest.skip(f"no memory controller here ({where}); the fallback reports 'not measured'")
+    assert step["memory_source"].startswith("cgroup v"), step
+    assert 200 * 1024 <= step["max_rss_kb"] < 300 * 1024, step
+
+
+def _limited(d: Daemon, controller: str, limits: str, command: str) -> dict:  # type: ignore[type-arg]
+    """The first step of a run of `command` under `resources: {limits: ...}`; skips where dagd
+    has no such controller."""
+    where = containment(d.root)
+    if f"{controller} (v" not in where:
+        pytest.skip(f"no {controller} controller for dagd here: {where}")
+    _dag(d, "limited", f"resources:\n  limits:\n    {limits}\nsteps:\n  - command: {command}\n")
+    step = _run(d, "limited")["steps"][0]
+    assert isinstance(step, dict)
+    return step
+
+
+def test_a_memory_limit_is_enforced_and_the_oom_kill_reported(cgroup_daemon: Daemon) -> None:
+    step = _limited(
+        cgroup_daemon, "memory", "memory: 64Mi", "python3 -c \"b = bytearray(300 * 1024 * 1024); print('survived')\""
+    )
+    assert step["status"] == "failed" and step["exit_code"] == 137 and "OOM killer" in step["error"], step
+    assert "survived" not in Path(step["stdout_path"]).read_text()
+    assert step["max_rss_kb"] <= 64 * 1024, step
+
+
+def test_a_cpu_limit_is_enforced(cgroup_daemon: Daemon) -> None:
+    """cpu: 200m lets a busy loop have ~0.2 s of CPU per second of wall time."""
+    step = _limited(cgroup_daemon, "cpu", 'cpu: "200m"', 'timeout 1 sh -c "while :; do :; done"')
+    used = step["cpu_user"] + step["cpu_sys"]
+    assert 0.05 < used < 0.4, step  # unlimited it would be ~1.0
+
+
+def test_without_cgroups_dagd_says_so_and_falls_back_to_process_groups(tmp_path: Path) -> None:
+    (tmp_path / "dags").mkdir()
+    (tmp_path / "dags" / "lim.yaml").write_text(
+        'resources:\n  limits:\n    memory: 64Mi\nsteps:\n  - command: python3 -c "b = bytearray(100 * 1024 * 1024)"\n'
+    )
+    d = start_daemon(tmp_path, {"DAGD_CGROUPS": "off"})
+    try:
+        assert containment(tmp_path).startswith("process groups")
+        doc = _run(d, "lim")
+        assert doc["status"] == "succeeded", doc  # not enforced: warned
+        assert doc["cgroup"] is None
+        step = doc["steps"][0]
+        assert step["memory_source"] == "rusage" and step["max_rss_kb"] >= 100 * 1024, step
+        assert "resources.limits are not enforced" in (tmp_path / "dagd.log").read_text()
+    finally:
+        d.proc.terminate()
+        d.proc.wait(timeout=30)
+        d.notify.close()
+
+
+def test_dagctl_run_without_a_daemon_contains_its_steps_too(tmp_path: Path) -> None:
+    (tmp_path / "esc.yaml").write_text(
+        f"working_dir: {tmp_path}\nsteps:\n  - command: sh -c {json.dumps(ESCAPE + 'true')}\n"
+    )
+    r = run_dagctl(["run", "esc.yaml"], tmp_path, {"DAGD_STATE_DIR": str(tmp_path / "state")})
+    assert r.code == 0, r.stderr
+    doc = json.loads(
+        run_dagctl(["status", "esc.yaml", "--json"], tmp_path, {"DAGD_STATE_DIR": str(tmp_path / "state")}).stdout
+    )
+    if doc["cgroup"] is None:
+        pytest.skip("no writable cgroup v2 on this host")
+    assert all(gone(p) for p in escapees(tmp_path))
+    assert os.path.basename(os.path.dirname(doc["cgroup"])).startswith("dagd.")
+    assert not Path(os.path.dirname(doc["cgroup"])).exists(), "dagctl removes its subtree when it exits"
