@@ -175,7 +175,7 @@ def setup() -> Containment:
     moved = False
     try:
         available = set(_read(os.path.join(base, "cgroup.controllers")).split()) & set(CONTROLLERS)
-        if available and own != "/" and _alone_in(base):
+        if available and _alone_in(base):  # a delegated unit, or PID 1 of a container's cgroup namespace
             daemon = os.path.join(base, "daemon")
             with contextlib.suppress(FileExistsError):
                 os.mkdir(daemon)
