@@ -78,6 +78,7 @@ class RunEnvironment:
             self.results[name] = (resume or {})[name]
         self.by_name = {s.name: s for s in dag.steps}
         self._ancestors: dict[str, list[str]] = {}
+        self._ancestor_cache: dict[str, tuple[dict[str, Mapping[str, str]], dict[str, str]]] = {}
         self.step_props = StepProps(dag.steps, self.results)
         self.dependents: dict[str, list[str]] = {s.name: [] for s in dag.steps}
         for s in dag.steps:
@@ -222,15 +223,11 @@ class RunEnvironment:
         return secret_value(self.dag, secret)
 
     def _scope(self, env: dict[str, str], step: Step | None = None) -> Scope:
-        outputs: dict[str, dict[str, str]] = {}
+        outputs: Mapping[str, Mapping[str, str]] = {}
         variables: dict[str, str] = dict(self.extra_variables)
-        ancestors = self._ancestors_in_order(step) if step is not None else []
-        for name in ancestors:
-            s, r = self.by_name[name], self.results[name]
-            if s.id and r.status in (StepStatus.SUCCEEDED, StepStatus.PARTIALLY_SUCCEEDED):
-                outputs[s.id] = r.outputs
-            if s.output and r.output_value is not None:
-                variables[s.output] = r.output_value
+        if step is not None:
+            outputs, inherited = self._ancestor_data(step)
+            variables.update(inherited)
         props = self.step_props  # looked up by id when a reference names it: O(1) per step
         context = dict(self.context)
         if step is not None:
@@ -272,6 +269,44 @@ class RunEnvironment:
         """A scope that sees every step's results (for foreach `collect`)."""
         scope = self._scope(self.dagu_env)
         return dataclasses.replace(scope, variables={**scope.variables, **self.outputs()})
+
+    def _contribution(self, name: str) -> tuple[dict[str, Mapping[str, str]], dict[str, str]]:
+        """What one finished step gives its descendants: its outputs by id, its `output:` variable."""
+        s, r = self.by_name[name], self.results[name]
+        outputs: dict[str, Mapping[str, str]] = {}
+        variables: dict[str, str] = {}
+        if s.id and r.status in (StepStatus.SUCCEEDED, StepStatus.PARTIALLY_SUCCEEDED):
+            outputs[s.id] = r.outputs
+        if s.output and r.output_value is not None:
+            variables[s.output] = r.output_value
+        return outputs, variables
+
+    def _ancestor_data(self, step: Step) -> tuple[Mapping[str, Mapping[str, str]], Mapping[str, str]]:
+        """The outputs and `output:` variables a ready step sees from its ancestors, applied in
+        breadth-first order (a later visit wins). Its ancestors are all done, so this is computed
+        once per step; a step with one parent extends that parent's (its order is the parent,
+        then the parent's order), which keeps a long chain O(1) dict merges per step."""
+        chain: list[Step] = []
+        cur = step
+        while cur.name not in self._ancestor_cache and len(cur.depends) == 1:
+            chain.append(cur)
+            cur = self.by_name[cur.depends[0]]
+        if cur.name not in self._ancestor_cache:
+            outputs: dict[str, Mapping[str, str]] = {}
+            variables: dict[str, str] = {}
+            for name in self._ancestors_in_order(cur):
+                o, v = self._contribution(name)
+                outputs.update(o)
+                variables.update(v)
+            self._ancestor_cache[cur.name] = (outputs, variables)
+        for s in reversed(chain):
+            parent = s.depends[0]
+            outputs, variables = self._contribution(parent)
+            above_out, above_vars = self._ancestor_cache[parent]
+            outputs.update(above_out)
+            variables.update(above_vars)
+            self._ancestor_cache[s.name] = (outputs, variables)
+        return self._ancestor_cache[step.name]
 
     def _ancestors_in_order(self, step: Step) -> list[str]:
         """Predecessors breadth-first along depends; a later visit wins when names collide.
