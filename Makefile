@@ -5,8 +5,13 @@ VENV_STAMP := .venv/.installed
 
 .PHONY: run test test-deps lint typecheck conformance web web-test deb rpm bench clean
 
-$(VENV_STAMP): pyproject.toml constraints.txt
+# dagd._spawn (setup.py: vfork + join the step's cgroup before exec) is built with gcc and the
+# Python headers; without them dagd still installs and uses a sh trampoline (one exec more a step).
+$(VENV_STAMP): pyproject.toml constraints.txt setup.py dagd/_spawn.c
 	@python3 -c 'import ensurepip, venv' 2>/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv; }
+	@command -v gcc >/dev/null && python3 -c 'import os, sysconfig; assert os.path.exists(sysconfig.get_paths()["include"] + "/Python.h")' 2>/dev/null \
+		|| { apt-get update -qq && apt-get install -y -qq gcc libc6-dev python3-dev; } \
+		|| echo "make: no C compiler or Python headers: dagd._spawn is not built (steps join their cgroup through sh)"
 	@test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
@@ -50,12 +55,11 @@ typecheck: $(VENV_STAMP)
 	.venv/bin/mypy
 	.venv/bin/lint-imports
 
-# Debian packages the tests drive for real, as binary:package: tmux (terminal view), time (GNU
-# time: per-step rusage), chromium (the browser tests; Playwright drives /usr/bin/chromium and
+# Debian packages the tests drive for real, as binary:package: tmux (terminal view), chromium (the browser tests; Playwright drives /usr/bin/chromium and
 # never downloads one), curl (HTTP requests made as other local users), lintian, rpm and rpmlint
 # (the package checks), systemd-analyze (the unit's security score), mmdebstrap and
 # systemd-nspawn (a Debian 12 root booted under a real systemd for the installed package).
-APT_TEST_PACKAGES := tmux:tmux time:time chromium:chromium curl:curl lintian:lintian rpm:rpm rpmlint:rpmlint \
+APT_TEST_PACKAGES := tmux:tmux chromium:chromium curl:curl lintian:lintian rpm:rpm rpmlint:rpmlint \
 	systemd-analyze:systemd mmdebstrap:mmdebstrap systemd-nspawn:systemd-container
 
 test-deps:

@@ -120,7 +120,9 @@ def daemon(root: Path, *extra: str, poll: str = "2") -> Iterator[Daemon]:
         "DAGD_STATE_DIR": str(root / "state"),
         "DAGD_DAGS_DIR": str(root / "dags"),
         "DAGD_SOCKET": str(root / "dagd.sock"),
-        **{k: v for k, v in os.environ.items() if k in ("DAGD_LOOP_WATCH_MS", "DAGD_CGROUPS")},  # to profile, to compare
+        **{
+            k: v for k, v in os.environ.items() if k in ("DAGD_LOOP_WATCH_MS", "DAGD_CGROUPS")
+        },  # to profile, to compare
     }
     with open(root / "dagd.log", "ab") as log:
         proc = subprocess.Popen(

@@ -27,9 +27,16 @@ import select
 import signal
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from types import ModuleType
 
 from dagd.procfs import start_time
 from dagd.spec.model import ResourceLimits
+
+native_spawn: ModuleType | None
+try:  # vfork + join + exec in C (setup.py builds it where a compiler is found)
+    import dagd._spawn as native_spawn
+except ImportError:  # hosts that installed without a C compiler
+    native_spawn = None
 
 CONTROLLERS = ("memory", "pids", "cpu")
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -37,6 +44,12 @@ _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 # execs the step: a fork the step makes later is born inside. One exec of sh per step; exit 125
 # (and sh's message on stderr) if the cgroup cannot be joined.
 JOIN_SCRIPT = 'while [ "$1" != -- ]; do echo 0 >"$1" || exit 125; shift; done; shift; exec "$@"'
+
+
+def use_native() -> bool:
+    """Steps join their cgroup from the vfork child (dagd._spawn); DAGD_SPAWN=trampoline forces the
+    sh trampoline (to compare, or to test both paths)."""
+    return native_spawn is not None and os.environ.get("DAGD_SPAWN", "") != "trampoline"
 
 
 def _read(path: str) -> str:
@@ -127,7 +140,10 @@ class Tree:
         have = [f"{c} (v2)" for c in CONTROLLERS if c in self.controllers]
         have += [f"{c} (v1)" for c in CONTROLLERS if c in self.v1]
         ctrl = ", ".join(have) if have else "none: containment and CPU only"
-        return f"cgroups: every run in its own cgroup under {self.root}; controllers {ctrl}"
+        how = (
+            "vfork, joined before exec" if use_native() else "a sh trampoline joins before exec (dagd._spawn not built)"
+        )
+        return f"cgroups: every run in its own cgroup under {self.root}; controllers {ctrl}; steps: {how}"
 
     def run(self, run_id: str) -> RunGroup:
         return RunGroup(self, _SAFE.sub("_", run_id)[:200] or "run")
@@ -382,12 +398,15 @@ class StepGroup:
         for d in self.v1.values():
             os.mkdir(d)
 
-    def join_argv(self, argv: list[str]) -> list[str]:
+    def procs_files(self) -> list[str]:
+        """The cgroup.procs files the step's first process writes itself into before it execs."""
         dirs = [self.path, *self.v1.values()]
         if "cpu" in self.run.v1:  # a v1 cpu limit is the run's: steps join the run's cgroup there
             dirs.append(self.run.v1["cpu"])
-        procs = [os.path.join(d, "cgroup.procs") for d in dirs]
-        return ["/bin/sh", "-c", JOIN_SCRIPT, "dagd-join", *procs, "--", *argv]
+        return [os.path.join(d, "cgroup.procs") for d in dirs]
+
+    def join_argv(self, argv: list[str]) -> list[str]:
+        return ["/bin/sh", "-c", JOIN_SCRIPT, "dagd-join", *self.procs_files(), "--", *argv]
 
     def pids(self) -> list[int]:
         return pids(self.path)

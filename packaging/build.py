@@ -78,6 +78,12 @@ def stage(root: Path) -> None:
     if not (ROOT / "dagd" / "http" / "ui" / "index.html").is_file():
         sys.exit("build.py: the web UI is not built (make web)")
     lib = root / LIB.lstrip("/")
+    for stale in [
+        *BUILD.parent.glob("lib.*"),
+        *BUILD.parent.glob("temp.*"),
+        *BUILD.parent.glob("bdist.*"),
+    ]:  # setuptools' in-tree
+        shutil.rmtree(stale)  # build of dagd._spawn: never package an object built by an older setup.py
     run(
         sys.executable, "-m", "pip", "install", "--quiet", "--no-compile", "--no-warn-script-location",
         "--target", lib, "-c", ROOT / "constraints.txt", ROOT,

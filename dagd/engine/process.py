@@ -45,25 +45,48 @@ def rusage_floor_kb() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
-def _check_program(argv0: str, env: dict[str, str]) -> None:
-    """What exec would say about argv0 (searched on the step's PATH), raised before spawning."""
+def _program(argv0: str, env: dict[str, str]) -> str:
+    """The file exec would run for argv0 (searched on the step's PATH); raises what exec would."""
     if "/" in argv0:
         if not os.path.exists(argv0):
             raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), argv0)
         if not os.access(argv0, os.X_OK) or os.path.isdir(argv0):
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), argv0)
-    elif shutil.which(argv0, path=env.get("PATH", os.defpath)) is None:
+        return argv0
+    found = shutil.which(argv0, path=env.get("PATH", os.defpath))
+    if found is None:
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), argv0)
+    return found
 
 
-def _spawn(argv: list[str], env: dict[str, str], cwd: str, stdout: int, stderr: int) -> subprocess.Popen[bytes]:
-    """Start argv in a new session in `cwd`; the caller reaps it with os.wait4.
+_devnull: int | None = None
 
-    subprocess's C fork_exec (vfork on Linux: nothing of this process is copied) changes the
-    directory and starts the session in the child itself, so the step costs one exec (two with
-    a cgroup to join: see dagd.cgroups.JOIN_SCRIPT).
-    """
-    return subprocess.Popen(
+
+def _spawn(
+    argv: list[str], env: dict[str, str], cwd: str, stdout: int, stderr: int, group: StepGroup | None
+) -> tuple[int, subprocess.Popen[bytes] | None]:
+    """Start argv in a new session in `cwd` (and in the step's cgroup); the caller reaps it with
+    os.wait4. Nothing of this process is copied (vfork), and the child itself changes directory,
+    starts the session and joins the cgroup before it execs: dagd._spawn does it in C; without
+    it, subprocess's fork_exec starts a `sh` that joins and execs the step (one exec more)."""
+    global _devnull
+    if cgroups.use_native():
+        assert cgroups.native_spawn is not None
+        if _devnull is None:
+            _devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        procs = [os.open(f, os.O_WRONLY | os.O_CLOEXEC) for f in group.procs_files()] if group else []
+        try:
+            envp = [f"{k}={v}" for k, v in env.items()]
+            return cgroups.native_spawn.spawn(
+                _program(argv[0], env), argv, envp, cwd, _devnull, stdout, stderr, procs
+            ), None
+        finally:
+            for fd in procs:
+                os.close(fd)
+    if group is not None:
+        _program(argv[0], env)  # what exec would say, before the trampoline hides it
+        argv = group.join_argv(argv)
+    popen = subprocess.Popen(
         argv,
         env=env,
         cwd=cwd,
@@ -73,6 +96,7 @@ def _spawn(argv: list[str], env: dict[str, str], cwd: str, stdout: int, stderr: 
         start_new_session=True,
         close_fds=True,
     )
+    return popen.pid, popen
 
 
 class StepProcess:
@@ -92,23 +116,18 @@ class StepProcess:
         self.result: Exit | None = None
         self.group = group
         self.stderr = stderr
+        self.popen: subprocess.Popen[bytes] | None = None  # kept only so that it does not reap our child
         try:
             faults.hit("spawn", env.get("DAG_NAME"), env.get("DAG_RUN_STEP_NAME"))
-            if group is not None:
-                _check_program(argv[0], env)
-            self.popen: subprocess.Popen[bytes] | None = _spawn(
-                group.join_argv(argv) if group is not None else argv, env, cwd, stdout, stderr
-            )
+            self.pid, self.popen = _spawn(argv, env, cwd, stdout, stderr, group)
         except OSError as exc:  # no such program or directory: what a shell would say, exit 127/126
             self.spawn_error = f"cannot run {argv[0]} in {cwd}: {exc.strerror or exc}"
             with contextlib.suppress(OSError):  # a full disk must not turn this into a crash
                 os.write(stderr, f"dagd: {self.spawn_error}\n".encode())
-            self.popen = None
             self.pid = self.pgid = -1
             self.identity: str | None = None
             self.result = Exit(126 if isinstance(exc, PermissionError) else 127, None, 0.0, 0.0, 0)
             return
-        self.pid = self.popen.pid
         OWNED.add(self.pid)
         self.pgid = self.pid
         self.identity = identity(self.pid)  # proves later that a pgid is still this group
@@ -117,10 +136,11 @@ class StepProcess:
     async def wait(self) -> Exit:
         """The step's exit; with a cgroup, only once nothing it started is left (what it left
         running when it exited is killed: nothing a step starts outlives it)."""
-        if self.result is None and self.popen is not None:
+        if self.result is None and self.pid > 0:
             await trio.lowlevel.wait_readable(self.pidfd)
             _, status, ru = os.wait4(self.pid, 0)
-            self.popen.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by subprocess
+            if self.popen is not None:
+                self.popen.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by subprocess
             OWNED.discard(self.pid)
             os.close(self.pidfd)
             sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
@@ -157,7 +177,7 @@ class StepProcess:
     async def kill(self, sig: int = signal.SIGTERM, grace: float = 5.0) -> None:
         """Send `sig` to all it started, SIGKILL after `grace`, and wait until none is alive."""
         with trio.CancelScope(shield=True):
-            if self.popen is None:
+            if self.pid <= 0:
                 return
             self.signal_group(sig)
             if self.group is not None:

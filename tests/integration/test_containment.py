@@ -47,9 +47,16 @@ def escapees(root: Path) -> list[int]:
     return [int((root / f"esc{i}.pid").read_text()) for i in (1, 2, 3)]
 
 
-@pytest.fixture
-def cgroup_daemon(tmp_path: Path) -> Iterator[Daemon]:
-    d = start_daemon(tmp_path)
+@pytest.fixture(params=["native", "trampoline"])
+def cgroup_daemon(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Daemon]:
+    """dagd whose steps join their cgroup from the vfork child (dagd._spawn), or through the sh
+    trampoline used where the C part is not built."""
+    d = start_daemon(tmp_path, {"DAGD_SPAWN": request.param})
+    where = containment(tmp_path)
+    if request.param == "native" and "vfork, joined before exec" not in where:
+        d.proc.terminate()
+        d.proc.wait(timeout=30)
+        pytest.skip(f"dagd._spawn is not built here: {where}")
     try:
         where = containment(tmp_path)
         if not where.startswith("cgroups:"):
@@ -231,3 +238,33 @@ def test_dagctl_run_without_a_daemon_contains_its_steps_too(tmp_path: Path) -> N
     assert all(gone(p) for p in escapees(tmp_path))
     assert os.path.basename(os.path.dirname(doc["cgroup"])).startswith("dagd.")
     assert not Path(os.path.dirname(doc["cgroup"])).exists(), "dagctl removes its subtree when it exits"
+
+
+@pytest.mark.parametrize("spawn", ["native", "trampoline"])
+def test_what_a_spawned_step_starts_with(tmp_path: Path, spawn: str) -> None:
+    """The step's first process: its own session, default signal dispositions (dagd's Python
+    ignores SIGPIPE), no fd of dagd's beyond 0-2, stdin /dev/null; a missing program is the
+    step's error, not dagd's."""
+    (tmp_path / "w").mkdir()
+    (tmp_path / "s.yaml").write_text(
+        "steps:\n"
+        "  - name: ok\n"
+        "    working_dir: w\n"
+        "    command: >-\n"
+        '      sh -c \'yes | head -n1; ls /proc/$$/fd | tr "\\n" " "; echo;'
+        ' grep -E "^(SigBlk|SigIgn)" /proc/self/status; cut -d" " -f5,6 /proc/$$/stat; pwd; cat\'\n'
+        "  - name: missing\n    action: exec\n    with: {command: /no/such/program}\n    continue_on: {failure: true}\n"
+    )
+    env = {"DAGD_STATE_DIR": str(tmp_path / "state"), "DAGD_SPAWN": spawn}
+    run_dagctl(["run", "s.yaml"], tmp_path, env)
+    doc = json.loads(run_dagctl(["status", "s.yaml", "--json"], tmp_path, env).stdout)
+    steps = {s["step"]: s for s in doc["steps"]}
+    out = Path(steps["ok"]["stdout_path"]).read_text().splitlines()
+    assert out[0] == "y" and "Broken pipe" not in Path(steps["ok"]["stderr_path"]).read_text()
+    assert sorted(out[1].split())[:3] == ["0", "1", "2"] and len(out[1].split()) <= 4, out  # (3: ls's own)
+    assert out[2] == "SigBlk:\t0000000000000000" and out[3] == "SigIgn:\t0000000000000000", out
+    pgid, sid = out[4].split()
+    assert sid == pgid and int(sid) != os.getsid(0), "the step leads its own session"
+    assert out[5].endswith("/w"), out
+    assert steps["missing"]["exit_code"] == 127
+    assert "cannot run /no/such/program" in Path(steps["missing"]["stderr_path"]).read_text()

@@ -285,6 +285,7 @@ def test_runs_are_contained_in_dagds_delegated_cgroup(machine: Machine) -> None:
     info = json.loads(machine.sh("dagctl daemon --json").stdout)
     assert info["containment"].startswith("cgroups:"), info
     assert "/system.slice/dagd.service/dagd." in info["containment"], info
+    assert "vfork, joined before exec" in info["containment"], info  # the packaged dagd._spawn loads
     machine.sh(
         "rm -f /tmp/esc*.pid && cat > /etc/dagd/dags/esc.yaml <<'EOF'\nsteps:\n  - name: s\n"
         f"    command: sh -c {json.dumps(ESCAPE)}\nEOF\ndagctl reload && dagctl enqueue esc"

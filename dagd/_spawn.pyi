@@ -1,0 +1,3 @@
+def spawn(
+    path: str, argv: list[str], envp: list[str], cwd: str, stdin: int, stdout: int, stderr: int, procs: list[int]
+) -> int: ...
