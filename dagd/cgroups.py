@@ -340,6 +340,7 @@ class RunGroup:
         self.v1 = {c: os.path.join(d, name) for c, d in tree.v1.items()}
         self._next = 0
         self.warnings: list[str] = []
+        self.memory_limited = False
 
     def create(self, limits: ResourceLimits | None = None) -> None:
         os.mkdir(self.path)
@@ -353,6 +354,7 @@ class RunGroup:
     def _limit(self, limits: ResourceLimits) -> None:
         ctrl = self.tree.controllers
         if limits.memory_bytes is not None:
+            self.memory_limited = "memory" in ctrl or "memory" in self.v1
             if "memory" in ctrl:
                 _write(os.path.join(self.path, "memory.max"), str(limits.memory_bytes))
                 with contextlib.suppress(OSError):  # no swapping around the limit
@@ -427,14 +429,15 @@ class StepGroup:
         peak: int | None = None
         oom = 0
         source = self.run.tree.memory_source()
+        limited = self.run.memory_limited  # v1 counts only kills by this cgroup's own limit
         if "memory" in self.run.tree.controllers:
             with contextlib.suppress(OSError, ValueError):
                 peak = int(_read(os.path.join(self.path, "memory.peak"))) // 1024
-            oom = _flat(os.path.join(self.path, "memory.events")).get("oom_kill", 0)
+            oom = _flat(os.path.join(self.path, "memory.events")).get("oom_kill", 0)  # any limit above it too
         elif "memory" in self.v1:
             with contextlib.suppress(OSError, ValueError):
                 peak = int(_read(os.path.join(self.v1["memory"], "memory.max_usage_in_bytes"))) // 1024
-            oom = _flat(os.path.join(self.v1["memory"], "memory.oom_control")).get("oom_kill", 0)
+            oom = _flat(os.path.join(self.v1["memory"], "memory.oom_control")).get("oom_kill", 0) if limited else 0
         return Usage(user, system, peak, oom, source if peak is not None else None)
 
     def remove(self) -> None:

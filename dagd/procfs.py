@@ -30,12 +30,19 @@ def kill_group(pgid: int) -> None:
             os.killpg(pgid, signal.SIGKILL)
 
 
+_boot_id: str | None = None
+
+
 def boot_id() -> str:
-    try:
-        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as fh:
-            return fh.read().strip()
-    except OSError:
-        return "unknown-boot"
+    """This boot's id (read once: it changes only with a reboot, and this process with it)."""
+    global _boot_id
+    if _boot_id is None:
+        try:
+            with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as fh:
+                _boot_id = fh.read().strip()
+        except OSError:
+            return "unknown-boot"
+    return _boot_id
 
 
 def start_time(pid: int) -> int | None:

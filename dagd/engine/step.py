@@ -149,6 +149,30 @@ async def _wait_killing(proc: StepProcess, grace: float, sig: int = signal.SIGTE
         raise
 
 
+async def _wait_while(
+    proc: StepProcess, grace: float, sig: int, announce: Callable[[StepResult], Awaitable[None]], result: StepResult
+) -> Exit:
+    """Wait for the step while its start is being announced (committed); both are done on return.
+    The announcement is shielded (a short write; 5 s at most), so a stop reaches the caller as
+    the one Cancelled it would have seen without the nursery."""
+
+    async def shielded() -> None:
+        with trio.move_on_after(5) as scope:  # a stop waits for it, but never on a locked database
+            scope.shield = True
+            await announce(result)
+
+    exit_: list[Exit] = []
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(shielded)
+            exit_.append(await _wait_killing(proc, grace, sig))
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
+    return exit_[0]
+
+
 async def run_attempt(
     step: Step,
     rt: StepRuntime,
@@ -178,9 +202,10 @@ async def run_attempt(
                 proc = StepProcess(argv, env, cwd, out.fileno(), err.fileno(), group)
                 result.pgid, result.pgid_identity = proc.pgid, proc.identity
                 result.spawn_error = proc.spawn_error
-                if i == 0:
-                    await rt.on_start(result)
-                last = await _wait_killing(proc, rt.grace, sig)
+                if i == 0:  # `running` is committed while the step runs, not before it may end
+                    last = await _wait_while(proc, rt.grace, sig, rt.on_start, result)
+                else:
+                    last = await _wait_killing(proc, rt.grace, sig)
                 cpu_user += last.cpu_user
                 cpu_sys += last.cpu_sys
                 if last.max_rss_kb > floor:  # at or under dagd's own size it says nothing (rusage_floor_kb)
