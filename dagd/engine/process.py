@@ -39,9 +39,17 @@ class Exit:
 
 
 def rusage_floor_kb() -> int:
-    """Linux starts a child's peak RSS at the size of the process that spawned it (the exec'ing
-    mm's high-water mark), so wait4's ru_maxrss of a step is never below dagd's own peak: a
-    figure at or under this floor says nothing about the step."""
+    """Linux starts a child's peak RSS at the high-water mark of the memory it execs from (a
+    vfork child's is dagd's), so wait4's ru_maxrss of a step is never below dagd's VmHWM: a figure
+    at or under it says nothing about the step. (Not getrusage(RUSAGE_SELF): that carries the
+    peak of whatever spawned dagd, by the same rule.)"""
+    try:
+        with open("/proc/self/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
