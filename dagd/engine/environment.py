@@ -329,7 +329,7 @@ class RunEnvironment:
         """Dagu 1.x ran backticks in env values, params and preconditions; classic files still do."""
         if self.dag.dialect is not Dialect.CLASSIC or "`" not in text:
             return text
-        return await stepmod.evaluate(text, self.shell, env, self.default_cwd)
+        return await stepmod.evaluate(text, self.shell, env, self.default_cwd, self.cgroup)
 
     async def step_env(self, step: Step, handler: bool = False) -> tuple[dict[str, str], Scope, str]:
         env = dict(self.root_env)

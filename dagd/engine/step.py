@@ -9,7 +9,7 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
 import trio
@@ -87,15 +87,15 @@ async def check_preconditions(
         met: bool
         if p.expected is None:
             text = resolve(p.condition or "", scope)
-            code = await _run_quiet(command_argv(shell, text, errexit=False), env, cwd)
+            code = await _run_quiet(command_argv(shell, text, errexit=False), env, cwd, rt.cgroup)
             met = code == 0
         else:
             if p.eval is not None:
-                value = await evaluate(resolve(p.eval, scope), shell, env, cwd)
+                value = await evaluate(resolve(p.eval, scope), shell, env, cwd, rt.cgroup)
             else:
                 value = resolve(p.condition or "", scope)
                 if rt.classic and "`" in value:  # Dagu 1.x executed backticks in conditions
-                    value = await evaluate(value, shell, env, cwd)
+                    value = await evaluate(value, shell, env, cwd, rt.cgroup)
             met = matches(value, p.expected)
         if p.negate:
             met = not met
@@ -114,15 +114,30 @@ def matches(value: str, expected: str) -> bool:
     return any(line == expected for line in lines)
 
 
-async def evaluate(text: str, shell: ShellChoice, env: dict[str, str], cwd: str) -> str:
+@contextlib.contextmanager
+def _contained(run: RunGroup | None, what: str) -> Iterator[StepGroup | None]:
+    """A cgroup of the run's for a helper command (a precondition, an eval): nothing it starts
+    outlives it. None without a run cgroup, or if one cannot be made (its process group holds it)."""
+    group: StepGroup | None = None
+    if run is not None:
+        with contextlib.suppress(OSError):
+            group = run.step(what)
+    try:
+        yield group
+    finally:
+        if group is not None:
+            group.remove()
+
+
+async def evaluate(text: str, shell: ShellChoice, env: dict[str, str], cwd: str, run: RunGroup | None = None) -> str:
     """Run command substitution in `text` (backticks, $(...)) through the shell; its output."""
     # The text is evaluated as the body of a double-quoted assignment, handed over in the
     # environment (never spliced into the script); an assignment's status is that of its last
     # command substitution, so a failing `cmd` fails the evaluation.
     script = 'eval "__dagd_value=\\"$DAGD_EVAL_TEXT\\"" && printf "%s" "$__dagd_value"'
     argv = command_argv(ShellChoice(shell.argv, True), script, errexit=False)
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = StepProcess(argv, {**env, "DAGD_EVAL_TEXT": text}, cwd, out.fileno(), err.fileno())
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, _contained(run, "eval") as group:
+        proc = StepProcess(argv, {**env, "DAGD_EVAL_TEXT": text}, cwd, out.fileno(), err.fileno(), group)
         code = (await _wait_killing(proc, 5.0)).code
         out.seek(0)
         err.seek(0)
@@ -132,11 +147,12 @@ async def evaluate(text: str, shell: ShellChoice, env: dict[str, str], cwd: str)
     return stdout.decode(errors="replace")
 
 
-async def _run_quiet(argv: list[str], env: dict[str, str], cwd: str) -> int:
+async def _run_quiet(argv: list[str], env: dict[str, str], cwd: str, run: RunGroup | None = None) -> int:
     try:
-        with open(os.devnull, "wb") as null:
-            proc = StepProcess(argv, env, cwd, null.fileno(), null.fileno())
-        return (await _wait_killing(proc, 5.0)).code
+        with _contained(run, "precondition") as group:
+            with open(os.devnull, "wb") as null:
+                proc = StepProcess(argv, env, cwd, null.fileno(), null.fileno(), group)
+            return (await _wait_killing(proc, 5.0)).code
     except OSError:
         return 127
 

@@ -274,3 +274,12 @@ def test_what_a_spawned_step_starts_with(tmp_path: Path, spawn: str) -> None:
     assert out[5].endswith("/w"), out
     assert steps["missing"]["exit_code"] == 127
     assert "cannot run /no/such/program" in Path(steps["missing"]["stderr_path"]).read_text()
+
+
+def test_a_precondition_command_cannot_leave_a_process_behind(cgroup_daemon: Daemon) -> None:
+    d = cgroup_daemon
+    pre = "setsid sh -c 'echo $$ > pre.pid; exec sleep 3005' & while [ ! -s pre.pid ]; do sleep 0.01; done"
+    _dag(d, "pre", f"steps:\n  - command: 'true'\n    preconditions:\n      - condition: {json.dumps(pre)}\n")
+    doc = _run(d, "pre")
+    assert doc["status"] == "succeeded", doc
+    assert gone(int((d.root / "pre.pid").read_text()))
