@@ -29,6 +29,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
 
+from dagd import faults
 from dagd.procfs import start_time
 from dagd.spec.model import ResourceLimits
 
@@ -379,6 +380,7 @@ class RunGroup:
                 self.warnings.append("resources.limits.cpu is not enforced: no cpu controller is available to dagd")
 
     def step(self, step_name: str) -> StepGroup:
+        faults.hit("step_cgroup", step_name)
         self._next += 1
         name = f"{self._next}.{_SAFE.sub('_', step_name)[:60]}"
         memory = {"memory": os.path.join(self.v1["memory"], name)} if "memory" in self.v1 else {}

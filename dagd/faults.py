@@ -24,6 +24,8 @@ def _fault(point: str) -> Exception:
         return OSError(errno.ENOEXEC, f"Exec format error (fault injected at {point})")
     if point == "output_file":
         return OSError(errno.ENOSPC, f"No space left on device (fault injected at {point})")
+    if point in ("run_cgroup", "step_cgroup"):
+        return OSError(errno.EAGAIN, f"Resource temporarily unavailable (fault injected at {point})")
     if point == "database_write":
         return sqlite3.OperationalError(f"disk I/O error (fault injected at {point})")
     return RuntimeError(f"a bug (fault injected at {point})")

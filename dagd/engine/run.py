@@ -72,6 +72,7 @@ class Run(RunEnvironment):
         group = where.tree.run(self.opts.run_id)
         try:
             try:
+                faults.hit("run_cgroup", self.dag.name)
                 group.create(limits)
             except FileExistsError:  # the same run id again in this process (a retry): nothing of before stays
                 cgroups.kill_recorded(group.path)

@@ -283,3 +283,29 @@ def test_a_precondition_command_cannot_leave_a_process_behind(cgroup_daemon: Dae
     doc = _run(d, "pre")
     assert doc["status"] == "succeeded", doc
     assert gone(int((d.root / "pre.pid").read_text()))
+
+
+def test_a_cgroup_that_cannot_be_made_fails_only_its_step_or_leaves_its_run_uncontained(tmp_path: Path) -> None:
+    """Faults at the two places a cgroup is made: a run whose cgroup cannot be made runs in
+    process groups and dagd says so; a step whose cgroup cannot be made fails, saying why.
+    Other runs, and dagd, go on."""
+    (tmp_path / "dags").mkdir()
+    for name in ("norun", "nostep", "fine"):
+        (tmp_path / "dags" / f"{name}.yaml").write_text(f"steps:\n  - name: s_{name}\n    command: echo {name}\n")
+    d = start_daemon(tmp_path, {"DAGD_FAULT": "run_cgroup:norun,step_cgroup:s_nostep"})
+    try:
+        if not containment(tmp_path).startswith("cgroups:"):
+            pytest.skip("no writable cgroup v2 on this host")
+        doc = _run(d, "norun")
+        assert doc["status"] == "succeeded" and doc["cgroup"] is None, doc
+        assert "could not be set up (Resource temporarily unavailable" in (tmp_path / "dagd.log").read_text()
+        doc = _run(d, "nostep")
+        assert doc["status"] == "failed", doc
+        assert "cannot create the step's cgroup" in doc["steps"][0]["error"], doc
+        doc = _run(d, "fine")
+        assert doc["status"] == "succeeded" and doc["cgroup"], doc
+        assert d.proc.poll() is None
+    finally:
+        d.proc.terminate()
+        d.proc.wait(timeout=30)
+        d.notify.close()
