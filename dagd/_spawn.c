@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -168,9 +169,12 @@ static PyObject *spawn(PyObject *self, PyObject *args)
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
             ;
         const char *name = fail_stage == FAIL_CHDIR ? cwd : fail_stage == FAIL_EXEC ? path : NULL;
+        char what[160];
+        snprintf(what, sizeof what, "%s%s", fail_stage == FAIL_CGROUP ? "cannot join the step's cgroup: "
+                 : fail_stage == FAIL_FDS ? "cannot set the step's standard streams: " : "", strerror(fail_errno));
         PyObject *exc_args = name != NULL
-            ? Py_BuildValue("(isy)", fail_errno, strerror(fail_errno), name)
-            : Py_BuildValue("(is)", fail_errno, strerror(fail_errno));
+            ? Py_BuildValue("(isN)", fail_errno, what, PyUnicode_DecodeFSDefault(name))
+            : Py_BuildValue("(is)", fail_errno, what);
         if (exc_args != NULL) {
             PyObject *type = fail_errno == ENOENT ? PyExc_FileNotFoundError
                 : (fail_errno == EACCES || fail_errno == EPERM) ? PyExc_PermissionError
