@@ -28,7 +28,8 @@ from dagd.engine.shell import choose_shell
 from dagd.engine.status import RunStatus, StepStatus
 from dagd.expand import resolve_params
 from dagd.masking import mask_text, mask_value, masked_slice
-from dagd.spec.model import Dag, Dialect, Secret, Step
+from dagd.spec.dagfile import HOST_REFUSED
+from dagd.spec.model import Dag, Dialect, Secret, Step, StepKind
 from dagd.spec.params import split_param_string
 
 STRIPPED_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
@@ -98,6 +99,16 @@ class RunEnvironment:
 
     def _prepare(self) -> None:
         dag = self.dag
+        for key, executor in HOST_REFUSED.items():
+            hosted = [
+                s.name for s in (*dag.steps, *dag.handlers.values()) if s.kind in (StepKind.COMMAND, StepKind.SCRIPT)
+            ]
+            if key in dag.extra and hosted:
+                raise RunSetupError(
+                    f"`{key}:` makes steps run through Dagu's {executor} executor, which dagd does not have;"
+                    f" refusing to run {', '.join(hosted[:5])}{' …' if len(hosted) > 5 else ''} on this host instead"
+                    f" (remove `{key}:` from {os.path.basename(dag.file)} to run them here)"
+                )
         named, positional = resolve_params(dag, self.opts.params, self.opts.param_string)
         self.consts: dict[str, str] = {}
         for k, v in dag.consts:

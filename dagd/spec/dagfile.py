@@ -29,6 +29,9 @@ from dagd.spec.yamlnode import Node
 
 DAG_NAME = re.compile(r"^[a-zA-Z0-9_.-]+$")
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+# DAG-level keys that make Dagu run the steps somewhere else (its executor default): without that
+# executor dagd refuses the run — never runs them on the host instead
+HOST_REFUSED = {"container": "container", "ssh": "ssh", "redis": "redis"}
 _EXTRA_KEYS = [
     "smtp",
     "error_mail",
@@ -191,6 +194,14 @@ def build_dag(ctx: Ctx, doc: Node, index: int, run_is_sub_dag: Callable[[str], b
     extra = {k: m[k].plain() for k in _EXTRA_KEYS if k in m}
     if extra:
         f["extra"] = frozen(extra)
+    for key, executor in HOST_REFUSED.items():
+        if key in m:
+            ctx.warn(
+                m[key],
+                key,
+                f"`{key}:` makes this DAG's steps run through Dagu's {executor} executor, which dagd does not"
+                " have: dagd refuses to run them rather than run them on this host",
+            )
 
     defaults: dict[str, Node] = {}
     if "defaults" in m:
