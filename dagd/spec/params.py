@@ -67,19 +67,22 @@ def parse_params(ctx: Ctx, node: Node, key: str = "params") -> tuple[tuple[Param
             p = _rich(ctx, item, k)
             if p is not None:
                 params.append(p)
-        elif item.kind == "map" and len(item.value) == 1:
-            ((name, v),) = item.value.items()
-            if v.kind == "map":
-                ctx.error(
-                    item, k, f"inline parameter definitions must use object form with name; rewrite as - name: {name}"
-                )
-                continue
-            params.append(Param(name, _text(v.plain())))
+        elif item.kind == "map" and item.value:
+            # `- A: 1` — and, as Dagu's loader reads it, `- {B: 2, A: 1}`: every key, sorted
+            for name, v in sorted(item.value.items()):
+                if v.kind == "map":
+                    ctx.error(
+                        item,
+                        k,
+                        f"inline parameter definitions must use object form with name; rewrite as - name: {name}",
+                    )
+                    continue
+                params.append(Param(name, _text(v.plain())))
         else:
             ctx.error(
                 item,
                 k,
-                f"params entries must be strings, single-key maps or {{name: …}} objects, got {type_name(item)}",
+                f"params entries must be strings, maps of names to values or {{name: …}} objects, got {type_name(item)}",
             )
     return _checked(ctx, node, key, params), None
 

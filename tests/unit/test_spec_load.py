@@ -214,3 +214,10 @@ def test_executor_steps_in_both_spellings_load() -> None:
         "  - {name: d, executor: {type: mail, config: {to: a, from: b, subject: c}}}\n"
     )
     assert [s.action for s in dag.steps] == ["http.request", "http.request", "jq.filter", "mail.send"]
+
+
+def test_a_params_item_with_several_keys_gives_every_key_sorted_as_dagus_loader() -> None:
+    """Found in public DAG files (issue 14): `params: [{B: "2", A: "1"}]` — Dagu reads every key
+    of such an item, sorted by name; dagd refused the file."""
+    dag = load_text('params:\n  - {B: "2", A: "1"}\n  - C: three\nsteps:\n  - run: echo "$A-$B-$C"\n', "p.yaml").dag
+    assert [(p.name, p.default) for p in dag.params] == [("A", "1"), ("B", "2"), ("C", "three")]
