@@ -5,7 +5,7 @@ cgroup2 mount), it keeps its own subtree beside or below itself:
 
     <dagd's cgroup>/daemon                         dagd, when it had to leave its cgroup so that
                                                    controllers could be enabled for runs
-    <dagd's cgroup>/dagd.<pid>.<ticks>/<run id>/<n>.<step>     one per step attempt
+    <dagd's cgroup>/dagd.<key>.<pid>.<ticks>/<run id>/<n>.<step>   one per step attempt (key: the state dir)
 
 A step joins its cgroup before it execs (`join_argv`), so nothing it starts can escape; stop and
 timeouts end the whole cgroup (`cgroup.kill`), and an attempt is over when its cgroup is empty.
@@ -21,6 +21,7 @@ import atexit
 import contextlib
 import ctypes
 import errno
+import hashlib
 import os
 import re
 import select
@@ -129,6 +130,7 @@ class Tree:
     controllers: frozenset[str]  # v2 controllers enabled for runs and steps
     v1: dict[str, str] = field(default_factory=dict)  # hybrid hosts: controller → this dagd's dir on v1
     moved: bool = False  # dagd moved itself to <its cgroup>/daemon
+    key: str = ""  # tree_key of its state directory
 
     def memory_source(self) -> str | None:
         if "memory" in self.controllers:
@@ -142,7 +144,10 @@ class Tree:
         have += [f"{c} (v1)" for c in CONTROLLERS if c in self.v1]
         ctrl = ", ".join(have) if have else "none: containment and CPU only"
         how = (
-            "vfork, joined before exec" if use_native() else "a sh trampoline joins before exec (dagd._spawn not built)"
+            "vfork, joined before exec"
+            if use_native()
+            else "a sh trampoline joins before exec"
+            + (" (dagd._spawn is not built)" if native_spawn is None else " (DAGD_SPAWN=trampoline)")
         )
         return f"cgroups: every run in its own cgroup under {self.root}; controllers {ctrl}; steps: {how}"
 
@@ -164,17 +169,23 @@ class Containment:
 _current: Containment | None = None
 
 
-def current() -> Containment:
-    """The containment of this process, set up on first use."""
+def current(state_dir: str = "") -> Containment:
+    """The containment of this process, set up on first use (`state_dir` names its subtree)."""
     global _current
     if _current is None:
-        _current = setup()
+        _current = setup(state_dir)
         if _current.tree is not None:
             atexit.register(_current.tree.close)
     return _current
 
 
-def setup() -> Containment:
+def tree_key(state_dir: str) -> str:
+    """Which history a subtree belongs to: dagd processes of one state directory share it, and only
+    they clean up each other's leftovers (never another dagd's, say in another PID namespace)."""
+    return hashlib.sha256(os.path.realpath(state_dir or ".").encode()).hexdigest()[:8]
+
+
+def setup(state_dir: str = "") -> Containment:
     if os.environ.get("DAGD_CGROUPS", "").lower() in ("0", "off", "no", "false"):
         return Containment(None, "process groups: cgroups turned off (DAGD_CGROUPS=off)")
     mount, v1_mounts = _mounts()
@@ -188,7 +199,7 @@ def setup() -> Containment:
             f"process groups and the subreaper: dagd's cgroup {base} is not writable by it"
             " (run dagd under systemd with Delegate=yes, or as root)",
         )
-    name = f"dagd.{os.getpid()}.{start_time(os.getpid()) or 0}"
+    name = f"dagd.{tree_key(state_dir)}.{os.getpid()}.{start_time(os.getpid()) or 0}"
     moved = False
     try:
         available = set(_read(os.path.join(base, "cgroup.controllers")).split()) & set(CONTROLLERS)
@@ -204,7 +215,7 @@ def setup() -> Containment:
         enabled = _enable(root, enabled)
     except OSError as exc:
         return Containment(None, f"process groups and the subreaper: cannot create dagd's cgroup in {base}: {exc}")
-    tree = Tree(root, frozenset(enabled), moved=moved)
+    tree = Tree(root, frozenset(enabled), moved=moved, key=tree_key(state_dir))
     for ctrl in ("memory", "cpu"):  # hybrid hosts: what v2 lacks may be on a writable v1 hierarchy
         if ctrl in enabled or ctrl not in v1_mounts or ctrl not in v1_own:
             continue
@@ -344,11 +355,15 @@ class RunGroup:
         self.memory_limited = False
 
     def create(self, limits: ResourceLimits | None = None) -> None:
-        os.mkdir(self.path)
+        try:
+            os.mkdir(self.path)
+        except FileNotFoundError:  # dagd's own subtree was removed from outside: made again
+            os.makedirs(self.tree.root, exist_ok=True)
+            _enable(self.tree.root, self.tree.controllers)
+            os.mkdir(self.path)
         _enable(self.path, self.tree.controllers)
         for d in self.v1.values():
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(d)
+            os.makedirs(d, exist_ok=True)
         if limits:
             self._limit(limits)
 
@@ -452,10 +467,11 @@ class StepGroup:
 
 
 def iter_leftover_roots(tree: Tree) -> Iterator[str]:
-    """Subtrees beside this dagd's own (v2 and v1) made by dagd processes that are gone."""
+    """Subtrees beside this dagd's own (v2 and v1) made by dagd processes of the same state
+    directory that are gone."""
     for mine in (tree.root, *tree.v1.values()):
         with contextlib.suppress(OSError):
             for entry in os.scandir(os.path.dirname(mine)):
-                m = re.fullmatch(r"dagd\.(\d+)\.(\d+)", entry.name)
+                m = re.fullmatch(rf"dagd\.{tree.key}\.(\d+)\.(\d+)", entry.name)
                 if m and entry.path != mine and str(start_time(int(m[1]))) != m[2]:
                     yield entry.path

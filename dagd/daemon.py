@@ -240,7 +240,7 @@ async def main(opts: Options) -> None:
         address = check_http_listener(http_fd, Auth.from_config(opts.http_auth, opts.api_token).enabled)
     store = open_history(opts.state_dir)
     become_subreaper()
-    contained = cgroups.current()  # before any run: dagd may move itself into <its cgroup>/daemon
+    contained = cgroups.current(opts.state_dir)  # before any run: dagd may move itself into <its cgroup>/daemon
     log.info("containment: %s", contained.summary)
     for run_id in store.stale_runs():
         try:

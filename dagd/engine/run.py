@@ -58,7 +58,7 @@ class Run(RunEnvironment):
 
     def _contain(self) -> cgroups.RunGroup | None:
         """The run's own cgroup, limits applied; None where the host gives none (said once at start)."""
-        where = cgroups.current()
+        where = cgroups.current(self.opts.state_dir)
         limits = self.dag.resources
         if where.tree is None:
             if limits is not None:

@@ -309,3 +309,42 @@ def test_a_cgroup_that_cannot_be_made_fails_only_its_step_or_leaves_its_run_unco
         d.proc.terminate()
         d.proc.wait(timeout=30)
         d.notify.close()
+
+
+def test_start_up_sweeps_only_its_own_leftovers_and_a_removed_subtree_is_made_again(tmp_path: Path) -> None:
+    """At start dagd removes the empty subtrees of gone dagd processes of its own state directory
+    — never another's (a dagd in another PID namespace sees every pid as gone: CI caught two
+    daemons removing each other's subtrees). And if its own subtree is removed from outside,
+    its next run makes it again instead of running uncontained."""
+    from dagd.cgroups import tree_key
+
+    probe = start_daemon(tmp_path / "probe")
+    where = containment(tmp_path / "probe")
+    probe.proc.terminate()
+    probe.proc.wait(timeout=30)
+    probe.notify.close()
+    if not where.startswith("cgroups:"):
+        pytest.skip(f"no writable cgroup v2 on this host: {where}")
+    parent = Path(where.split(" under ", 1)[1].split(";", 1)[0]).parent
+    mine = parent / f"dagd.{tree_key(str(tmp_path / 'state'))}.999999999.1"  # same history, process gone
+    other = parent / "dagd.0badc0de.999999999.1"  # another dagd's, its process invisible from here
+    mine.mkdir()
+    other.mkdir()
+    try:
+        (tmp_path / "dags").mkdir()
+        (tmp_path / "dags" / "hello.yaml").write_text("steps:\n  - run: echo hello\n")
+        d = start_daemon(tmp_path)
+        try:
+            assert not mine.exists() and other.exists()
+            root = Path(containment(tmp_path).split(" under ", 1)[1].split(";", 1)[0])
+            root.rmdir()  # empty between runs: anyone with the rights could remove it
+            doc = _run(d, "hello")
+            assert doc["status"] == "succeeded" and doc["cgroup"] and doc["cgroup"].startswith(str(root)), doc
+        finally:
+            d.proc.terminate()
+            d.proc.wait(timeout=30)
+            d.notify.close()
+    finally:
+        for p in (mine, other):
+            if p.exists():
+                p.rmdir()
