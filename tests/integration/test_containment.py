@@ -151,7 +151,7 @@ def test_whole_tree_cpu_of_two_busy_grandchildren(cgroup_daemon: Daemon) -> None
     burns nothing. wait4 cannot see them; the step's cgroup can."""
     d = cgroup_daemon
     # each burns 0.4 s of its own CPU time, however busy the machine is
-    busy = 'python3 -c "import time; t = time.process_time(); [0 for _ in iter(lambda: time.process_time() - t < 0.4, False)]"; echo done'
+    busy = 'python3 -c "import time; t = time.process_time(); [0 for _ in iter(lambda:time.process_time() - t < 0.4, False)]"; echo done'
     script = f"rm -f f1 f2; mkfifo f1 f2; (sh -c '{busy}' > f1 &); (sh -c '{busy}' > f2 &); cat f1 f2 >/dev/null"
     _dag(d, "cpu", f"steps:\n  - command: sh -c {json.dumps(script)}\n")
     doc = _run(d, "cpu")
