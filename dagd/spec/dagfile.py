@@ -6,6 +6,7 @@ import math
 import os
 import re
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from dagd.graph import find_cycle
@@ -360,6 +361,8 @@ def _dag_retry(ctx: Ctx, node: Node) -> DagRetryPolicy | None:
 _CPU = re.compile(r"^(?:0*([1-9][0-9]*)m|([0-9]+(?:\.[0-9]{1,3})?))$")
 _MEMORY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(?:([KkMmGgTtPpEe])(i?)[Bb]?|[Bb])?$")
 _UNIT = {"k": 1, "m": 2, "g": 3, "t": 4, "p": 5, "e": 6}
+_MAX_MILLICORES = 1_000_000  # 1000 cores
+_MAX_MEMORY = 2**63 - 1  # what memory.max can hold
 
 
 def _resources(ctx: Ctx, node: Node) -> ResourceLimits | None:
@@ -375,27 +378,29 @@ def _resources(ctx: Ctx, node: Node) -> ResourceLimits | None:
     if "cpu" in lim:
         text = scalar_text(lim["cpu"].value) if lim["cpu"].kind == "scalar" else ""
         match = _CPU.match(text)
-        millis = int(match[1]) if match and match[1] else round(float(match[2]) * 1000) if match else 0
-        if not millis:
+        millis = int(Decimal(match[1] or Decimal(match[2]) * 1000)) if match else 0
+        if not 0 < millis <= _MAX_MILLICORES:
             ctx.error(
                 lim["cpu"],
                 "resources.limits.cpu",
-                f'{text or type_name(lim["cpu"])!r} is not a CPU limit: cores ("2", "0.5") or millicores ("500m"), above 0',
+                f'{text[:40] or type_name(lim["cpu"])!r} is not a CPU limit: cores ("2", "0.5") or millicores'
+                ' ("500m"), above 0 and at most 1000 cores',
             )
         else:
             cpu = millis
     if "memory" in lim:
         text = scalar_text(lim["memory"].value) if lim["memory"].kind == "scalar" else ""
         match = _MEMORY.match(text)
-        if match and float(match[1]) > 0:
-            unit = (1024 if match[3] else 1000) ** _UNIT[match[2].lower()] if match[2] else 1
-            memory = int(float(match[1]) * unit)
+        unit = ((1024 if match[3] else 1000) ** _UNIT[match[2].lower()] if match[2] else 1) if match else 0
+        amount = int(Decimal(match[1]) * unit) if match else 0
+        if 0 < amount <= _MAX_MEMORY:
+            memory = amount
         else:
             ctx.error(
                 lim["memory"],
                 "resources.limits.memory",
-                f"{text or type_name(lim['memory'])!r} is not a memory limit: bytes or a number with a unit"
-                ' ("512Mi", "1Gi", "2G"), above 0',
+                f"{text[:40] or type_name(lim['memory'])!r} is not a memory limit: bytes or a number with a unit"
+                ' ("512Mi", "1Gi", "2G"), above 0 and at most 8 EiB',
             )
     return ResourceLimits(memory, cpu) if (memory or cpu) else None
 

@@ -221,3 +221,22 @@ def test_a_params_item_with_several_keys_gives_every_key_sorted_as_dagus_loader(
     of such an item, sorted by name; dagd refused the file."""
     dag = load_text('params:\n  - {B: "2", A: "1"}\n  - C: three\nsteps:\n  - run: echo "$A-$B-$C"\n', "p.yaml").dag
     assert [(p.name, p.default) for p in dag.params] == [("A", "1"), ("B", "2"), ("C", "three")]
+
+
+@pytest.mark.parametrize(
+    "value", ['"' + "9" * 400 + '"', '"999999999999999999999999Ei"', '"0"', '"-5Mi"', "[1, 2]", '"0.0001"', "{a: 1}"]
+)
+def test_hostile_resource_limits_are_located_errors_never_a_traceback(value: str) -> None:
+    with pytest.raises(SpecError) as exc:
+        load_text(f"resources:\n  limits:\n    memory: {value}\n    cpu: {value}\nsteps:\n  - run: 'true'\n", "r.yaml")
+    said = {d.key: d.message for d in exc.value.diagnostics}
+    assert "is not a CPU limit" in said["resources.limits.cpu"] and "at most 1000 cores" in said["resources.limits.cpu"]
+    assert "is not a memory limit" in said["resources.limits.memory"]
+    assert all(len(m) < 300 for m in said.values())  # a 400-digit value is not echoed whole
+
+
+def test_resource_limits_in_dagus_units() -> None:
+    dag = load_text('resources:\n  limits: {memory: 512Mi, cpu: "1.5"}\nsteps:\n  - run: "true"\n', "r.yaml").dag
+    assert dag.resources is not None and (dag.resources.memory_bytes, dag.resources.cpu_millicores) == (512 << 20, 1500)
+    dag = load_text('resources:\n  limits: {memory: 2G, cpu: 250m}\nsteps:\n  - run: "true"\n', "r.yaml").dag
+    assert dag.resources is not None and (dag.resources.memory_bytes, dag.resources.cpu_millicores) == (2 * 10**9, 250)
