@@ -53,9 +53,35 @@ DIALECT = click.option(
 )
 
 
+CLASSIC_CHAIN = click.option(
+    "--classic-chain",
+    type=click.Choice(["replace", "additive"]),
+    default=None,
+    envvar="DAGD_CLASSIC_CHAIN",
+    help="In Dagu 1.x chain DAGs, a step's own depends replace the previous step (Dagu 1.17-1.21, "
+    "the default) or add to it (1.22+). Default: config.yaml's classic_chain, else replace.",
+)
+chain_choice: str | None = None  # --classic-chain / DAGD_CLASSIC_CHAIN, set by the group
+
+
+def chain_rule() -> str:
+    """--classic-chain, DAGD_CLASSIC_CHAIN, config.yaml's classic_chain (as dagd reads it), replace."""
+    if chain_choice:
+        return chain_choice
+    path = config.config_dir() / "config.yaml"
+    if path.is_file() and os.access(path, os.R_OK):
+        from dagd.settings import configured_chain_rule
+
+        return configured_chain_rule(str(path)) or "replace"
+    return "replace"
+
+
 def load(path: str, *, strict: bool = False, dialect: str = "auto") -> Loaded:
     from dagd.spec import Dialect, load_file  # the spec (croniter, yaml) only for commands that read DAGs
+    from dagd.spec.load import set_chain_rule
+    from dagd.spec.model import ChainRule
 
+    set_chain_rule(ChainRule(chain_rule()))  # sub-DAGs an in-process run loads read the same way
     forced = None if dialect == "auto" else Dialect(dialect)
     return load_file(
         path, base_config=config.base_config(), strict=strict, dag_exists=dag_exists_near(path), dialect=forced

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from dagctl.base import CONTEXT, DIALECT, ExitWith, load
+from dagctl import base
+from dagctl.base import CLASSIC_CHAIN, CONTEXT, DIALECT, ExitWith, load
 from dagd import __version__
 
 if TYPE_CHECKING:
@@ -21,13 +22,15 @@ if TYPE_CHECKING:
 
 @click.group(context_settings=CONTEXT)
 @click.version_option(__version__, "--version", "-V", prog_name="dagctl")
-def main() -> None:
+@CLASSIC_CHAIN
+def main(classic_chain: str | None) -> None:
     """Control dagd and work with Dagu-format DAG files.
 
     \b
     dagctl validate nightly.yaml      check a DAG file; errors as file:line:col: key: message
     dagctl dry nightly.yaml -- K=V    show the plan without running anything
     """
+    base.chain_choice = classic_chain
 
 
 @main.command(context_settings=CONTEXT)
@@ -53,8 +56,15 @@ def validate(files: tuple[str, ...], as_json: bool, show_unresolved: bool, verbo
             if not show_unresolved:
                 findings = [d for d in findings if d.severity is not Severity.NOTICE]
             if verbose and not as_json:
+                rule = loaded.dag.chain_rule
+                how = (
+                    f"; explicit depends {'replace' if rule.value == 'replace' else 'add to'} the previous step"
+                    if rule
+                    else ""
+                )
                 click.echo(
-                    f"{path}: dialect {chosen} ({loaded.dag.type.value} DAG, {len(loaded.dag.steps)} steps)", err=True
+                    f"{path}: dialect {chosen} ({loaded.dag.type.value} DAG, {len(loaded.dag.steps)} steps{how})",
+                    err=True,
                 )
         except SpecError as exc:
             failed = True
@@ -64,6 +74,7 @@ def validate(files: tuple[str, ...], as_json: bool, show_unresolved: bool, verbo
                 "file": path,
                 "valid": not any(d.severity is Severity.ERROR for d in findings),
                 "dialect": chosen,
+                "chainRule": loaded.dag.chain_rule.value if chosen and loaded.dag.chain_rule else None,
                 "diagnostics": [d.as_json() for d in findings],
             }
         )

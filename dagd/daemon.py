@@ -34,11 +34,14 @@ from dagd.settings import (
     Options,
     SettingsError,
     check_bind,
+    check_chain_rule,
     check_timezone,
     env_settings,
     read_config,
     where,
 )
+from dagd.spec.load import set_chain_rule
+from dagd.spec.model import ChainRule
 from dagd.store.db import Store
 from dagd.systemd import Notifier, listen_fds
 
@@ -226,6 +229,7 @@ async def main(opts: Options) -> None:
     # worker threads parse YAML and hash passwords while the loop serves: hand the interpreter
     # lock over every millisecond (not 5), so a request waits little behind them
     sys.setswitchinterval(0.001)
+    set_chain_rule(ChainRule(opts.classic_chain))
     notifier = Notifier()
     # the HTTP listener first: a taken port, or a non-loopback address without credentials (judged
     # by where the socket really listens, also when systemd passed it), stops dagd before it
@@ -451,6 +455,8 @@ def resolve_options(config_path: str | None, *, user: bool, flags: dict[str, obj
     bind = None if no_http else str(pick("http_bind", "127.0.0.1:8090"))
     if bind is not None:
         check_bind(bind, where("http_bind", flags, env, shown, lines))
+    chain = str(pick("classic_chain", "replace"))
+    check_chain_rule(chain, where("classic_chain", flags, env, shown, lines))
     if cfg.timezone is not None:
         check_timezone(cfg.timezone, f"{shown}:{lines.get('timezone', 0)}: timezone")
     try:
@@ -466,6 +472,7 @@ def resolve_options(config_path: str | None, *, user: bool, flags: dict[str, obj
         user=user or config.user_mode(),
         stop_grace_sec=float(pick("stop_grace_sec", 0.0)),  # type: ignore[arg-type]
         on_restart=cfg.on_restart,
+        classic_chain=chain,
         timezone=cfg.timezone,
         http_bind=bind,
         api_token=str(pick("api_token", "")) or None,

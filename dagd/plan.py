@@ -50,6 +50,7 @@ def make_plan(dag: Dag, overrides: list[str], param_string: str | None = None) -
         "file": dag.file,
         "dialect": dag.dialect.value,
         "type": dag.type.value,
+        "chainRule": dag.chain_rule.value if dag.chain_rule else None,
         "params": {"named": named, "positional": positional},
         "levels": [[describe(by_name[n]) for n in wave] for wave in waves],
         "handlers": {e: describe(h) for e, h in dag.handlers.items()},
@@ -57,7 +58,12 @@ def make_plan(dag: Dag, overrides: list[str], param_string: str | None = None) -
 
 
 def render_plan(plan: dict[str, Any]) -> str:
-    lines = [f"DAG {plan['dag']} ({plan['dialect']} dialect, {plan['type']}) — nothing is executed"]
+    rule = {
+        "replace": ", explicit depends replace the previous step",
+        "additive": ", explicit depends add to the previous step",
+    }
+    how = rule.get(plan.get("chainRule") or "", "")
+    lines = [f"DAG {plan['dag']} ({plan['dialect']} dialect, {plan['type']}{how}) — nothing is executed"]
     p = plan["params"]
     if p["named"] or p["positional"]:
         shown = [f"${i + 1}={v}" for i, v in enumerate(p["positional"])]

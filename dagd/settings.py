@@ -34,6 +34,7 @@ class FileSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     poll_sec: Annotated[float, msgspec.Meta(gt=0, le=3600)] | None = None
     stop_grace_sec: Annotated[float, msgspec.Meta(ge=0, le=86_400)] | None = None
     on_restart: Literal["fail", "requeue"] = "fail"
+    classic_chain: Literal["replace", "additive"] | None = None
     timezone: str | None = None
     http_bind: str | None = None
     api_token: Annotated[str, msgspec.Meta(min_length=1)] | None = None
@@ -55,6 +56,7 @@ class Options:
     user: bool = False
     stop_grace_sec: float = 0.0  # on SIGTERM: wait this long for running runs before aborting them
     on_restart: str = "fail"  # runs a dead dagd left running: "fail" or "requeue"
+    classic_chain: str = "replace"  # an explicit depends in a Dagu 1.x chain DAG: "replace" or "additive"
     timezone: str | None = None  # the zone of schedules without CRON_TZ= (default: the system's)
     http_bind: str | None = "127.0.0.1:8090"  # None: no HTTP server
     api_token: str | None = None  # a bearer token for the HTTP API (one more of http_auth.tokens)
@@ -104,6 +106,7 @@ def _located(message: str, path: str, lines: dict[str, int]) -> str:
     what = text.replace("`", "").replace(" | null", "")
     allowed = {
         "on_restart": " (allowed: fail, requeue)",
+        "classic_chain": " (allowed: replace, additive)",
         "http_hosts": " (a list of host names, e.g. [dagd.example.com])",
         "max_concurrent_runs": " (a whole number, 1 or more)",
     }.get(key, "")
@@ -115,6 +118,24 @@ def check_bind(value: str, source: str) -> str:
     if not m or not 0 < int(m.group(2)) < 65536:
         raise SettingsError(f"{source}: {value!r} is not HOST:PORT (e.g. 127.0.0.1:8090, [::1]:8090)")
     return value
+
+
+CHAIN_RULES = ("replace", "additive")
+
+
+def check_chain_rule(value: str, source: str) -> str:
+    if value not in CHAIN_RULES:
+        raise SettingsError(f"{source}: {value!r} is not a chain rule (replace: Dagu 1.17-1.21, additive: Dagu 1.22+)")
+    return value
+
+
+def configured_chain_rule(path: str) -> str | None:
+    """config.yaml's classic_chain for dagctl, which reads it to agree with the daemon; a file it
+    cannot read or parse is left to the daemon to report."""
+    try:
+        return read_config(path)[0].classic_chain
+    except SettingsError:
+        return None
 
 
 def check_timezone(value: str, source: str) -> str:
@@ -135,6 +156,7 @@ def env_settings() -> dict[str, str]:
         "DAGD_SOCKET": "socket",
         "DAGD_HTTP_BIND": "http_bind",
         "DAGD_API_TOKEN": "api_token",
+        "DAGD_CLASSIC_CHAIN": "classic_chain",
     }
     return {key: os.environ[var] for var, key in names.items() if os.environ.get(var)}
 

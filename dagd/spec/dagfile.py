@@ -21,7 +21,7 @@ from dagd.spec.keys import (
     ROOT_KEYS,
     SECRET_KEYS,
 )
-from dagd.spec.model import Dag, DagRetryPolicy, DagType, ResourceLimits, Secret, Step
+from dagd.spec.model import ChainRule, Dag, DagRetryPolicy, DagType, ResourceLimits, Secret, Step
 from dagd.spec.params import parse_params
 from dagd.spec.policies import ENV_NAME, IDENT, parse_env, parse_preconditions
 from dagd.spec.schedule import parse_schedule
@@ -208,7 +208,9 @@ def build_dag(ctx: Ctx, doc: Node, index: int, run_is_sub_dag: Callable[[str], b
     if "defaults" in m:
         defaults = ctx.mapping(m["defaults"], "defaults", DEFAULTS_KEYS, what="defaults") or {}
     run_rule = run_is_sub_dag
-    f["steps"] = _steps(ctx, m.get("steps"), dag_type, StepScope(defaults, run_rule), explicit_type="type" in m)
+    f["steps"], f["chain_rule"] = _steps(
+        ctx, m.get("steps"), dag_type, StepScope(defaults, run_rule), explicit_type="type" in m
+    )
     if "handler_on" in m:
         f["handlers"] = frozen(_handlers(ctx, m["handler_on"], StepScope(defaults, run_rule, handler=True)))
     label = "entrypoint document" if index == 0 else f"document {index + 1}"
@@ -423,9 +425,10 @@ def _handlers(ctx: Ctx, node: Node, scope: StepScope) -> dict[str, Step]:
 
 def _steps(
     ctx: Ctx, node: Node | None, dag_type: DagType, scope: StepScope, *, explicit_type: bool
-) -> tuple[Step, ...]:
+) -> tuple[tuple[Step, ...], ChainRule | None]:
+    """The steps, wired; and, for a classic chain DAG with an explicit depends, the rule applied."""
     if node is None or (node.kind == "scalar" and node.value is None):
-        return ()
+        return (), None
     groups: list[list[Step]] = []
     explicit: dict[str, bool] = {}
     if node.kind == "map":  # legacy map form: the key is the step name, sorted by name
@@ -454,8 +457,14 @@ def _steps(
             groups.append(group)
     else:
         ctx.error(node, "steps", f"steps must be a non-empty sequence, got {type_name(node)}")
-        return ()
-    steps = _wire(ctx, groups, dag_type, explicit)
+        return (), None
+    rule = None
+    if ctx.classic and dag_type is DagType.CHAIN and any(explicit.values()):
+        # Step shorthand (`- echo hi`) and parallel groups (`- [a, b]`) came with Dagu 1.22, which
+        # also made an explicit depends additive: a file using them was written for that rule.
+        newer = node.kind == "seq" and any(e.kind in ("scalar", "seq") for e in node.value)
+        rule = ChainRule.ADDITIVE if newer else ctx.chain
+    steps = _wire(ctx, groups, dag_type, explicit, rule or ChainRule.ADDITIVE)
     if ctx.classic and not explicit_type and dag_type is DagType.CHAIN and any(explicit.values()):
         # Dagu <= 1.16 had no chain: steps without depends started at once. A file that only
         # makes sense that way (list-order wiring would close a cycle) is read that way.
@@ -469,13 +478,17 @@ def _steps(
                 "steps",
                 "list-order wiring would form a cycle: read with Dagu <= 1.16 semantics (steps without depends start at once)",
             )
-            steps = _wire(ctx, groups, DagType.GRAPH, explicit)
+            steps = _wire(ctx, groups, DagType.GRAPH, explicit, ChainRule.ADDITIVE)
+            rule = None
     _check_graph(ctx, steps)
-    return tuple(steps)
+    return tuple(steps), rule
 
 
-def _wire(ctx: Ctx, groups: list[list[Step]], dag_type: DagType, explicit: dict[str, bool]) -> list[Step]:
-    """Chain DAGs: each step depends on the previous entry (classic: unless it lists its own)."""
+def _wire(
+    ctx: Ctx, groups: list[list[Step]], dag_type: DagType, explicit: dict[str, bool], rule: ChainRule
+) -> list[Step]:
+    """Chain DAGs: each step depends on the previous entry. A classic step's own depends replace
+    that (Dagu 1.17-1.21) or add to it (1.22+), per `rule`; `depends: []` opts out either way."""
     from dataclasses import replace
 
     out: list[Step] = []
@@ -492,7 +505,7 @@ def _wire(ctx: Ctx, groups: list[list[Step]], dag_type: DagType, explicit: dict[
                     )
                 elif not explicit.get(s.name):
                     s = replace(s, depends=implicit)
-                elif s.depends:  # Dagu 1.17+: explicit depends add to the implicit one; [] opts out
+                elif s.depends and rule is ChainRule.ADDITIVE:
                     s = replace(s, depends=tuple(dict.fromkeys(implicit + s.depends)))
             out.append(s)
         if group:

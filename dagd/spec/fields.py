@@ -14,7 +14,7 @@ from typing import Any
 
 from dagd.spec.errors import Diagnostic, Severity
 from dagd.spec.keys import CAMEL_TO_SNAKE, REMOVED_HINTS
-from dagd.spec.model import Dialect, Location
+from dagd.spec.model import ChainRule, Dialect, Location
 from dagd.spec.yamlnode import Node
 
 
@@ -49,8 +49,11 @@ def scalar_text(v: Any) -> str:
 class Ctx:
     """Where diagnostics of one file are collected while it is built."""
 
-    def __init__(self, file: str, dialect: Dialect, *, strict: bool = False) -> None:
+    def __init__(
+        self, file: str, dialect: Dialect, *, strict: bool = False, chain: ChainRule = ChainRule.REPLACE
+    ) -> None:
         self.strict = strict  # `validate`: Dagu's stricter shape rules
+        self.chain = chain  # classic chain DAGs: what an explicit depends means (configured)
         self.forced = False  # the dialect was chosen by the user, not detected
         self.file = file
         self.dialect = dialect

@@ -15,7 +15,7 @@ from dagd.spec import dagfile
 from dagd.spec.dialect import detect
 from dagd.spec.errors import Diagnostic, SpecError
 from dagd.spec.fields import Ctx
-from dagd.spec.model import Dag, Dialect
+from dagd.spec.model import ChainRule, Dag, Dialect
 from dagd.spec.yamlnode import Node, YamlProblem, compose_documents
 
 DAG_NAME = re.compile(r"^[a-zA-Z0-9_.-]+$")
@@ -49,6 +49,16 @@ def _compose(text: str, file: str) -> list[Node | None]:
         raise SpecError([Diagnostic(file, q.line, q.col, "", q.message) for q in [p, *p.others]]) from None
 
 
+_chain_rule = ChainRule.REPLACE
+
+
+def set_chain_rule(rule: ChainRule) -> None:
+    """The process's reading of an explicit depends in classic chain DAGs (config.yaml
+    `classic_chain`, `--classic-chain`): set once at start by dagd and dagctl, before any load."""
+    global _chain_rule
+    _chain_rule = rule
+
+
 def load_file(
     path: str,
     *,
@@ -56,6 +66,7 @@ def load_file(
     strict: bool = False,
     dag_exists: Callable[[str], bool] | None = None,
     dialect: Dialect | None = None,
+    chain: ChainRule | None = None,
 ) -> Loaded:
     """Load and validate one DAG file.
 
@@ -63,7 +74,13 @@ def load_file(
     files, steps must be a non-empty sequence, no empty documents).
     """
     return load_text(
-        read_text(path), path, base_config=base_config, strict=strict, dag_exists=dag_exists, dialect=dialect
+        read_text(path),
+        path,
+        base_config=base_config,
+        strict=strict,
+        dag_exists=dag_exists,
+        dialect=dialect,
+        chain=chain,
     )
 
 
@@ -75,8 +92,10 @@ def load_text(
     strict: bool = False,
     dag_exists: Callable[[str], bool] | None = None,
     dialect: Dialect | None = None,
+    chain: ChainRule | None = None,
 ) -> Loaded:
-    """As load_file; `dialect` forces a reading instead of detecting it (docs/compat.md)."""
+    """As load_file; `dialect` forces a reading instead of detecting it (docs/compat.md), `chain`
+    what an explicit depends means in a classic chain DAG (default: set_chain_rule's)."""
     raw_docs = _compose(text, file)
     docs: list[Node] = []
     diags: list[Diagnostic] = []
@@ -109,7 +128,7 @@ def load_text(
         run_sub_dag_always = True
     forced = dialect is not None
     dialect = dialect or detected
-    ctx = Ctx(file, dialect, strict=strict)
+    ctx = Ctx(file, dialect, strict=strict, chain=chain or _chain_rule)
     ctx.forced = forced
     base = _load_base(base_config, ctx)
     local_names = _local_names(ctx, docs)

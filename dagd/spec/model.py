@@ -32,6 +32,17 @@ class DagType(StrEnum):
     CHAIN = "chain"
 
 
+class ChainRule(StrEnum):
+    """What an explicit `depends` means in a classic chain DAG (docs/compat.md).
+
+    replace — Dagu 1.17-1.21: the step waits for what it lists, not for the previous step.
+    additive — Dagu 1.22+: the step waits for what it lists and for the previous step.
+    """
+
+    REPLACE = "replace"
+    ADDITIVE = "additive"
+
+
 class StepKind(StrEnum):
     COMMAND = "command"  # one or more shell commands
     SCRIPT = "script"  # a script body written to a file and run by the shell/interpreter
@@ -215,6 +226,7 @@ class Dag:
     dialect: Dialect
     steps: tuple[Step, ...]
     type: DagType = DagType.GRAPH
+    chain_rule: ChainRule | None = None  # classic chain DAGs with an explicit depends: the rule applied
     name_explicit: bool = False
     description: str = ""
     group: str = ""
