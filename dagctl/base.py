@@ -76,7 +76,7 @@ def chain_rule() -> str:
     return "replace"
 
 
-def load(path: str, *, strict: bool = False, dialect: str = "auto") -> Loaded:
+def load(path: str, *, strict: bool = False, exact: bool = False, dialect: str = "auto") -> Loaded:
     from dagd.spec import Dialect, load_file  # the spec (croniter, yaml) only for commands that read DAGs
     from dagd.spec.load import set_chain_rule
     from dagd.spec.model import ChainRule
@@ -84,7 +84,12 @@ def load(path: str, *, strict: bool = False, dialect: str = "auto") -> Loaded:
     set_chain_rule(ChainRule(chain_rule()))  # sub-DAGs an in-process run loads read the same way
     forced = None if dialect == "auto" else Dialect(dialect)
     return load_file(
-        path, base_config=config.base_config(), strict=strict, dag_exists=dag_exists_near(path), dialect=forced
+        path,
+        base_config=config.base_config(),
+        strict=strict,
+        exact=exact,
+        dag_exists=dag_exists_near(path),
+        dialect=forced,
     )
 
 

@@ -38,9 +38,16 @@ def main(classic_chain: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document with every finding.")
 @click.option("--show-unresolved", is_flag=True, help="Also list references that only resolve at run time.")
 @click.option("--verbose", "-v", is_flag=True, help="Name the Dagu dialect chosen for each file.")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Apply `dagu validate` 2.x's rules exactly: an entrypoint `name:` in a current file is an error.",
+)
 @DIALECT
-def validate(files: tuple[str, ...], as_json: bool, show_unresolved: bool, verbose: bool, dialect: str) -> None:
-    """Check DAG files. Silent with exit 0 when every file is valid; exit 1 otherwise."""
+def validate(
+    files: tuple[str, ...], as_json: bool, show_unresolved: bool, verbose: bool, strict: bool, dialect: str
+) -> None:
+    """Check DAG files: errors and warnings on stderr; exit 0 when every file is valid, else 1."""
     from dagd.spec import Diagnostic, Severity, SpecError
     from dagd.spec.references import unresolved
 
@@ -50,7 +57,7 @@ def validate(files: tuple[str, ...], as_json: bool, show_unresolved: bool, verbo
         findings: list[Diagnostic] = []
         chosen = None
         try:
-            loaded = load(path, strict=True, dialect=dialect)
+            loaded = load(path, strict=True, exact=strict, dialect=dialect)
             chosen = loaded.dag.dialect.value
             findings = loaded.diagnostics + unresolved(loaded.dag)
             if not show_unresolved:

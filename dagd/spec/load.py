@@ -64,20 +64,23 @@ def load_file(
     *,
     base_config: str | None = None,
     strict: bool = False,
+    exact: bool = False,
     dag_exists: Callable[[str], bool] | None = None,
     dialect: Dialect | None = None,
     chain: ChainRule | None = None,
 ) -> Loaded:
     """Load and validate one DAG file.
 
-    strict applies the extra shape rules of `dagu validate` (no entrypoint name in current
-    files, steps must be a non-empty sequence, no empty documents).
+    strict applies the extra shape rules of `dagu validate` (steps must be a non-empty sequence,
+    no empty documents; an entrypoint name in a current file is a warning). exact makes that name
+    an error too, as `dagu validate` 2.x does (`dagctl validate --strict`).
     """
     return load_text(
         read_text(path),
         path,
         base_config=base_config,
         strict=strict,
+        exact=exact,
         dag_exists=dag_exists,
         dialect=dialect,
         chain=chain,
@@ -90,6 +93,7 @@ def load_text(
     *,
     base_config: str | None = None,
     strict: bool = False,
+    exact: bool = False,
     dag_exists: Callable[[str], bool] | None = None,
     dialect: Dialect | None = None,
     chain: ChainRule | None = None,
@@ -143,7 +147,7 @@ def load_text(
     dags: list[Dag] = []
     for index, doc in enumerate(docs):
         if strict:
-            _strict_shape(ctx, doc, index)
+            _strict_shape(ctx, doc, index, exact=exact)
         merged = dagfile.merge_base(base, doc) if base is not None else doc
         dag = dagfile.build_dag(ctx, merged, index, run_is_sub_dag)
         if dag is not None:
@@ -172,10 +176,20 @@ def _local_names(ctx: Ctx, docs: list[Node]) -> set[str]:
     return names
 
 
-def _strict_shape(ctx: Ctx, doc: Node, index: int) -> None:
+def _strict_shape(ctx: Ctx, doc: Node, index: int, *, exact: bool) -> None:
     label = "entrypoint document" if index == 0 else f"document {index + 1}"
     if index == 0 and "name" in doc.value and ctx.dialect is Dialect.CURRENT:
-        ctx.error(doc.keys["name"], "name", "entrypoint document must not define name (the file name is the DAG name)")
+        if exact:
+            ctx.error(
+                doc.keys["name"], "name", "entrypoint document must not define name (the file name is the DAG name)"
+            )
+        else:  # Dagu's loader and scheduler accept it, and so does every dagd command
+            ctx.warn(
+                doc.keys["name"],
+                "name",
+                "entrypoint document defines name: dagd runs the DAG under that name, as Dagu's scheduler does, "
+                "but `dagu validate` 2.x rejects it (the file name is the DAG name); --strict applies that rule",
+            )
     steps = doc.value.get("steps")
     if steps is not None and steps.kind == "map" and ctx.dialect is Dialect.CURRENT:
         ctx.error(steps, "steps", f"{label} steps must be a non-empty sequence, not a mapping")

@@ -124,6 +124,8 @@ def test_conformance(case: dict[str, Any], tmp_path: Path) -> None:
             args = [a.replace("{PROJECT}", str(wd)) for a in action["run"]]
             if args[0] == "start":
                 args[0] = "run"
+            elif args[0] == "validate":  # `dagu validate`'s exact rules (plain dagctl validate warns)
+                args.insert(1, "--strict")
             env = {k: v.replace("{PROJECT}", str(wd)) for k, v in action.get("env", {}).items()}
             results[action["result"]] = run_dagctl(args, wd, env)
         elif "expect" in action:

@@ -120,3 +120,16 @@ def test_a_daemon_that_drops_the_connection_is_one_line_not_a_traceback(tmp_path
     server.close()
     assert r.returncode == 1
     assert "Traceback" not in r.stderr and r.stderr.strip().startswith("dagctl: ") and "dagd" in r.stderr, r.stderr
+
+
+def test_an_entrypoint_name_is_a_warning_and_the_dag_runs_under_it(dagctl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # current-format files that set name: (33 of 92 public files): Dagu's scheduler runs them
+    (tmp_path / "deploy.yaml").write_text("name: shipit\nsteps:\n  - run: echo shipped > out.txt\n")
+    r = dagctl("validate", "deploy.yaml")
+    assert r.code == 0 and "deploy.yaml:1:1: warning: name: entrypoint document defines name" in r.stderr, r.stderr
+    strict = dagctl("validate", "--strict", "deploy.yaml")
+    assert strict.code == 1 and "entrypoint document must not define name" in strict.stderr
+    assert "DAG shipit" in dagctl("dry", "deploy.yaml").stdout
+    ran = dagctl("run", "--json", "deploy.yaml")
+    assert ran.code == 0, ran.stderr
+    assert json.loads(dagctl("status", "shipit", "--json").stdout)["status"] == "succeeded"
