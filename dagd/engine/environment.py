@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import enum
 import json
+import logging
 import os
 import uuid
 from collections import deque
@@ -29,8 +30,11 @@ from dagd.engine.status import RunStatus, StepStatus
 from dagd.expand import resolve_params
 from dagd.masking import mask_text, mask_value, masked_slice
 from dagd.spec.dagfile import HOST_REFUSED
+from dagd.spec.keys import REFUSED_STEP
 from dagd.spec.model import Dag, Dialect, Secret, Step, StepKind
 from dagd.spec.params import split_param_string
+
+log = logging.getLogger("dagd.run")
 
 STRIPPED_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
 
@@ -109,6 +113,13 @@ class RunEnvironment:
                     f" refusing to run {', '.join(hosted[:5])}{' …' if len(hosted) > 5 else ''} on this host instead"
                     f" (remove `{key}:` from {os.path.basename(dag.file)} to run them here)"
                 )
+        for s in (*dag.steps, *dag.handlers.values()):
+            for key, why in REFUSED_STEP.items():
+                if key in s.extra:
+                    raise RunSetupError(
+                        f"step {s.name}: `{key}:` {why}; refusing to run it without that"
+                        f" (remove `{key}:` from {os.path.basename(dag.file)} to run it on this host)"
+                    )
         named, positional = resolve_params(dag, self.opts.params, self.opts.param_string)
         self.consts: dict[str, str] = {}
         for k, v in dag.consts:
@@ -387,6 +398,8 @@ class RunEnvironment:
     async def prepare(self) -> None:
         """Params, consts, env and shell; raises RunSetupError/ValueError before anything runs."""
         self._prepare()
+        for notice in self.dag.no_effect:  # read but not acted on: said at every run, not only at validate
+            log.warning("run %s of %s: %s", self.opts.run_id, self.dag.name, notice)
         await self._eval_params()
         self.prepared = True
 

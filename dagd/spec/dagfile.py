@@ -18,6 +18,7 @@ from dagd.spec.keys import (
     HANDLER_EVENTS,
     HANDLER_NAMES,
     MANAGED_ENV,
+    NO_EFFECT_ROOT,
     ROOT_KEYS,
     SECRET_KEYS,
 )
@@ -81,6 +82,7 @@ def build_dag(ctx: Ctx, doc: Node, index: int, run_is_sub_dag: Callable[[str], b
     m = ctx.mapping(doc, "", ROOT_KEYS | CLASSIC_ROOT_KEYS, what="a DAG")
     if m is None:
         return None
+    ctx.no_effect = []  # what this document reads but does not act on: said again at each run
     if "precondition" in m:
         m.setdefault("preconditions", m.pop("precondition"))
     f: dict[str, Any] = {"file": ctx.file, "dialect": ctx.dialect, "document": index}
@@ -156,6 +158,15 @@ def build_dag(ctx: Ctx, doc: Node, index: int, run_is_sub_dag: Callable[[str], b
             if s.kind == "seq"
             else tuple((ctx.string(s, "shell") or "").split())
         )
+    if "shell_args" in m:  # appended to the DAG's shell, as Dagu does; without a shell it has nothing to extend
+        args = tuple(ctx.string_list(m["shell_args"], "shell_args") or [])
+        if f.get("shell"):
+            f["shell"] = (*f["shell"], *args)
+        elif args:
+            ctx.warn(
+                m["shell_args"], "shell_args", "`shell_args:` has no effect without a DAG-level `shell:` (as in Dagu)"
+            )
+            ctx.no_effect.append("`shell_args:` has no effect without a DAG-level `shell:`")
     if "log_dir" in m:
         f["log_dir"] = ctx.string(m["log_dir"], "log_dir")
     ints = {"hist_retention_days": 0, "max_active_runs": None, "max_active_steps": 0, "max_output_size": 1}
@@ -204,6 +215,13 @@ def build_dag(ctx: Ctx, doc: Node, index: int, run_is_sub_dag: Callable[[str], b
                 " have: dagd refuses to run them rather than run them on this host",
             )
 
+    said: set[str] = set()
+    for key, why in NO_EFFECT_ROOT.items():
+        if key in m and why not in said:
+            said.add(why)
+            ctx.warn(m[key], key, f"`{key}:` has no effect in dagd: {why}")
+            ctx.no_effect.append(f"`{key}:` has no effect: {why}")
+
     defaults: dict[str, Node] = {}
     if "defaults" in m:
         defaults = ctx.mapping(m["defaults"], "defaults", DEFAULTS_KEYS, what="defaults") or {}
@@ -220,7 +238,7 @@ def build_dag(ctx: Ctx, doc: Node, index: int, run_is_sub_dag: Callable[[str], b
     if ctx.classic and lenient and ("steps" not in m or (m["steps"].kind == "seq" and not m["steps"].value)):
         ctx.warn(doc, "steps", "this DAG has no steps: accepted in a Dagu 1.x file, a run of it does nothing")
         f["steps"] = ()
-        return Dag(**f)
+        return Dag(**f, no_effect=tuple(dict.fromkeys(ctx.no_effect)))
     if "steps" not in m:
         ctx.error(doc, "steps", f"{label} must define steps (a non-empty list)")
         return None
@@ -228,7 +246,7 @@ def build_dag(ctx: Ctx, doc: Node, index: int, run_is_sub_dag: Callable[[str], b
         if m["steps"].kind not in ("seq", "map") or not m["steps"].value or not ctx.failed:
             ctx.error(m["steps"], "steps", f"{label} steps must be a non-empty sequence of steps")
         return None
-    return Dag(**f)
+    return Dag(**f, no_effect=tuple(dict.fromkeys(ctx.no_effect)))
 
 
 def _labels(ctx: Ctx, node: Node, key: str) -> dict[str, str]:

@@ -54,6 +54,7 @@ class Ctx:
     ) -> None:
         self.strict = strict  # `validate`: Dagu's stricter shape rules
         self.chain = chain  # classic chain DAGs: what an explicit depends means (configured)
+        self.no_effect: list[str] = []  # the document being built: keys read but not acted on
         self.forced = False  # the dialect was chosen by the user, not detected
         self.file = file
         self.dialect = dialect

@@ -394,3 +394,44 @@ SIGNALS = frozenset(
         "SIGSYS",
     ]
 )
+
+# Keys dagd reads but does not act on. Each is a warning at `dagctl validate` (at the key's line)
+# and a notice when a run of the DAG starts, so no accepted key is ever silently ignored.
+_NO_MAIL = "dagd sends no mail yet (smtp, mail_on, error_mail, info_mail, wait_mail, mail_on_error)"
+_NO_EXECUTOR = "only steps of Dagu executors that dagd does not have use it; such steps fail"
+NO_EFFECT_ROOT: dict[str, str] = {
+    "smtp": _NO_MAIL,
+    "mail_on": _NO_MAIL,
+    "error_mail": _NO_MAIL,
+    "info_mail": _NO_MAIL,
+    "wait_mail": _NO_MAIL,
+    "otel": "dagd exports no OpenTelemetry traces",
+    "worker_selector": "dagd runs every DAG on its own machine; there are no workers to select",
+    "tools": "dagd installs no tools (aqua packages): install them on the host",
+    "registry_auths": _NO_EXECUTOR,
+    "kubernetes": _NO_EXECUTOR,
+    "s3": _NO_EXECUTOR,
+    "llm": _NO_EXECUTOR,
+    "harness": _NO_EXECUTOR,
+    "harnesses": _NO_EXECUTOR,
+    "tasks": "only agent DAGs use it, and dagd runs none",
+    "actions": "dagd runs no custom actions; steps that use them fail",
+    "step_types": "dagd runs no custom step types; steps that use them fail",
+    "functions": "Dagu 1.x functions are not supported; steps that call them fail",
+    "run_config": "dagd's UI and API do not restrict editing params or run ids",
+    "webhook": "dagd does not pass webhook request headers to runs (WEBHOOK_HEADERS)",
+    "log_output": "dagd keeps each step's stdout and stderr in separate files (.out, .err)",
+}
+NO_EFFECT_STEP: dict[str, str] = {
+    "worker_selector": NO_EFFECT_ROOT["worker_selector"],
+    "tools": NO_EFFECT_ROOT["tools"],
+    "mail_on_error": _NO_MAIL,
+    "log_output": NO_EFFECT_ROOT["log_output"],
+    "inputs": "only human.task steps use it, and dagd runs none",
+    "output_schema": "only agent steps use it, and dagd runs none",
+}
+# Step keys whose absence of effect would be dangerous: a run of a DAG with such a step is refused.
+REFUSED_STEP: dict[str, str] = {
+    "container": "runs the step in a container through Dagu's container executor, which dagd does not have",
+    "approval": "makes the step wait for a person's approval, which dagd does not have",
+}

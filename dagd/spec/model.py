@@ -264,6 +264,7 @@ class Dag:
     base_config: str | None = None
     document: int = 0
     warnings: tuple[str, ...] = field(default=(), compare=False)
+    no_effect: tuple[str, ...] = ()  # keys read but not acted on, said at each run's start
 
     def step(self, name: str) -> Step:
         for s in self.steps:

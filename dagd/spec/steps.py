@@ -15,7 +15,9 @@ from dagd.spec.keys import (
     CLASSIC_STEP_KEYS,
     FOREACH_KEYS,
     LEGACY_TYPES,
+    NO_EFFECT_STEP,
     PARALLEL_KEYS,
+    REFUSED_STEP,
     RESERVED_STEP_IDS,
     SIGNALS,
     STEP_KEYS,
@@ -233,6 +235,17 @@ def build_step(ctx: Ctx, node: Node, path: str, auto_index: int, scope: StepScop
         )
         if k in m
     }
+    for key, why in NO_EFFECT_STEP.items():
+        if key in m:
+            ctx.warn(m[key], f"{path}.{key}", f"`{key}:` has no effect in dagd: {why}", once=f"step-{key}")
+            ctx.no_effect.append(f"step `{key}:` has no effect: {why}")
+    for key, why in REFUSED_STEP.items():
+        if key in m:
+            ctx.warn(
+                m[key],
+                f"{path}.{key}",
+                f"`{key}:` {why}: dagd refuses to run this DAG rather than run the step without it",
+            )
     packages = fields["config"].get("shell_packages") if "run" in m else None
     if packages:
         extra["shell_packages"] = packages
