@@ -41,12 +41,21 @@ def list_cmd(as_json: bool) -> None:
 @click.argument("params", nargs=-1)
 @click.option("--params", "params_opt", default=None, help='Parameters: "K=V K2=V2".')
 @click.option("--run-id", default=None, help="Use this run id.")
-def enqueue(name: str, params: tuple[str, ...], params_opt: str | None, run_id: str | None) -> None:
+@click.option("--parent", default=None, hidden=True, help="The run this one belongs to (set by `dagu enqueue`).")
+def enqueue(
+    name: str, params: tuple[str, ...], params_opt: str | None, run_id: str | None, parent: str | None = None
+) -> None:
     """Queue a run of NAME in dagd; it starts when max_active_runs and the global limit allow."""
     client = daemon_client()
+    extra = {"parent": parent} if parent else {}
     with contextlib.closing(client):
         result = rpc(
-            client, "run.enqueue", name=name, params=([params_opt] if params_opt else []) + list(params), run_id=run_id
+            client,
+            "run.enqueue",
+            name=name,
+            params=([params_opt] if params_opt else []) + list(params),
+            run_id=run_id,
+            **extra,
         )
     click.echo(result["run_id"])
 

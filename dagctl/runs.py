@@ -43,6 +43,9 @@ from dagd import config, names
 @click.option("--schedule-time", default=None, help="The scheduled time this run stands for (RFC 3339).")
 @click.option("--json", "as_json", is_flag=True, help="Print the final run document as JSON on stdout.")
 @click.option("--local", is_flag=True, help="Run a named DAG in this process even though a system dagd is installed.")
+@click.option(
+    "--parent", default=None, hidden=True, help="The run this one belongs to (set by `dagu start` in a step)."
+)
 def run_cmd(
     target: str,
     params: tuple[str, ...],
@@ -52,6 +55,7 @@ def run_cmd(
     schedule_time: str | None,
     as_json: bool,
     local: bool,
+    parent: str | None = None,
 ) -> None:
     """Run a DAG (a file, or a name in the DAGs folder) to its end, with live progress.
 
@@ -65,7 +69,7 @@ def run_cmd(
     client, problem = (None, None) if in_process else find_daemon()
     if client is not None:
         with contextlib.closing(client):
-            _run_in_daemon(client, target, list(params), params_opt, run_id, as_json)
+            _run_in_daemon(client, target, list(params), params_opt, run_id, as_json, parent)
         return
     from dagd.engine.local import run_local
     from dagd.spec import SpecError
@@ -103,6 +107,7 @@ def run_cmd(
             schedule_time=schedule_time,
             default_shell=config.default_shell(),
             as_json=as_json,
+            parent_run=parent,
         )
     finally:
         give_state_back(loaded.dag.name)
@@ -364,14 +369,21 @@ def retry(target: str, run_id: str) -> None:
 
 
 def _run_in_daemon(
-    client: Any, name: str, params: list[str], param_string: str | None, run_id: str | None, as_json: bool
+    client: Any,
+    name: str,
+    params: list[str],
+    param_string: str | None,
+    run_id: str | None,
+    as_json: bool,
+    parent: str | None = None,
 ) -> None:
     from dagctl.client import Client
 
     overrides = ([param_string] if param_string else []) + params
     watcher = Client(client.path)
     events = watcher.events()
-    rid = rpc(client, "run.start", name=name, params=overrides, run_id=run_id)["run_id"]
+    extra = {"parent": parent} if parent else {}
+    rid = rpc(client, "run.start", name=name, params=overrides, run_id=run_id, **extra)["run_id"]
     click.echo(f"run {rid} of {name} started in dagd (following it; Ctrl-C stops following, not the run)", err=True)
     _follow(client, name, rid, watcher, events, as_json)
 

@@ -230,6 +230,8 @@ async def main(opts: Options) -> None:
     # lock over every millisecond (not 5), so a request waits little behind them
     sys.setswitchinterval(0.001)
     set_chain_rule(ChainRule(opts.classic_chain))
+    # steps' `dagu` / `dagctl` reach this daemon, its DAGs and its history (dagd/shim.py)
+    os.environ.update(DAGD_SOCKET=opts.socket, DAGD_DAGS_DIR=opts.dags_dir, DAGD_STATE_DIR=opts.state_dir)
     notifier = Notifier()
     # the HTTP listener first: a taken port, or a non-loopback address without credentials (judged
     # by where the socket really listens, also when systemd passed it), stops dagd before it

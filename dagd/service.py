@@ -281,10 +281,16 @@ class Service(Reads, Slots):
         run_id: str | None = None,
         trigger: str = "manual",
         schedule_time: str | None = None,
+        parent_run: str | None = None,
     ) -> str:
         dag = self.dag(name)
         rid = checked(names.run_id, run_id) if run_id is not None else new_run_id()
-        await self._store_call(self.store.enqueue, rid, dag.name, dag.file, params, trigger, schedule_time)
+        if parent_run is not None and await self._store_call(self.store.run_by_id, parent_run) is None:
+            log.info("run %s of %s: its parent run %s is not in dagd's history; not linked", rid, dag.name, parent_run)
+            parent_run = None  # e.g. `dagu start` in a step of a run another dagd (or dagctl run) holds
+        await self._store_call(
+            lambda: self.store.enqueue(rid, dag.name, dag.file, params, trigger, schedule_time, parent_run=parent_run)
+        )
         faults.hit("queued")
         self.wakeup.set()
         self.changed.set()
@@ -446,7 +452,13 @@ class Service(Reads, Slots):
             self._spawn(
                 dag,
                 RunOptions(
-                    item["run_id"], self.state_dir, params, item["trigger"], item["schedule_time"], self.default_shell
+                    item["run_id"],
+                    self.state_dir,
+                    params,
+                    item["trigger"],
+                    item["schedule_time"],
+                    self.default_shell,
+                    parent_run=item["parent_run"],
                 ),
             )
 

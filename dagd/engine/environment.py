@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from dagd import faults, names
+from dagd import faults, names, shim
 from dagd.cgroups import RunGroup
 from dagd.engine import step as stepmod
 from dagd.engine.events import Event
@@ -127,6 +127,10 @@ class RunEnvironment:
         self.named = named
         self.positional = positional
         env = {k: v for k, v in os.environ.items() if k not in STRIPPED_ENV}
+        try:  # `dagu start child` in a step starts dagd's child, linked to this run (dagd/shim.py)
+            env["PATH"] = shim.directory(self.opts.state_dir) + os.pathsep + env.get("PATH", os.defpath)
+        except OSError as exc:
+            log.warning("run %s of %s: no `dagu` command for its steps: %s", self.opts.run_id, dag.name, exc)
         wd = dag.working_dir
         if wd:  # value-resolved: params, consts, env; ~ expanded; relative to the DAG file
             wd = os.path.expanduser(

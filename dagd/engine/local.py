@@ -42,13 +42,21 @@ def run_local(
     as_json: bool = False,
     render: Callable[[Event], None] | None = None,
     resume: dict[str, StepResult] | None = None,
+    parent_run: str | None = None,
 ) -> int:
     """Run `dag` to its end in this process; the CLI exit code (0 only for success)."""
     os.makedirs(state_dir, exist_ok=True)
     store = Store(os.path.join(state_dir, "dagd.db"))
     show = render or terminal_view(sys.stderr, dag.name)
     opts = RunOptions(
-        run_id or new_run_id(), state_dir, params, trigger, schedule_time, default_shell, param_string=param_string
+        run_id or new_run_id(),
+        state_dir,
+        params,
+        trigger,
+        schedule_time,
+        default_shell,
+        parent_run=parent_run,
+        param_string=param_string,
     )
 
     async def emit(event: Event) -> None:

@@ -42,6 +42,7 @@ class RunStart(Params):
     name: DagName
     params: Annotated[list[Param], msgspec.Meta(max_length=1000)] = []
     run_id: RunId | None = None
+    parent: RunId | None = None  # the run whose step started this one (`dagu start` in a step)
 
 
 class RunRef(Params):
@@ -88,7 +89,7 @@ def table(svc: Service, login: Callable[[Principal], dict[str, Any]]) -> dict[st
     """Every method by name. `login` makes a one-time web UI login link for the caller."""
 
     async def start(p: RunStart, who: Principal) -> Any:
-        return {"run_id": await svc.enqueue(p.name, list(p.params), run_id=p.run_id)}
+        return {"run_id": await svc.enqueue(p.name, list(p.params), run_id=p.run_id, parent_run=p.parent)}
 
     async def retry(p: RunRef, who: Principal) -> Any:
         return {"run_id": await svc.retry(p.name, p.run_id)}

@@ -436,14 +436,30 @@ class Store:
             )
 
     def enqueue(
-        self, run_id: str, dag: str, file: str, params: list[str], trigger: str, schedule_time: str | None
+        self,
+        run_id: str,
+        dag: str,
+        file: str,
+        params: list[str],
+        trigger: str,
+        schedule_time: str | None,
+        *,
+        parent_run: str | None = None,
     ) -> None:
         names.run_id(run_id)
         with self.transaction() as db:
             db.execute(
-                "INSERT INTO dag_runs (id, dag, file, status, status_code, trigger, params) VALUES (?, ?, ?, 'queued', 5, ?, ?)"
+                "INSERT INTO dag_runs (id, dag, file, status, status_code, trigger, params, parent_run)"
+                " VALUES (?, ?, ?, 'queued', 5, ?, ?, ?)"
                 " ON CONFLICT (id) DO UPDATE SET status = 'queued', status_code = 5",
-                (run_id, dag, file, trigger, json.dumps({"named": {}, "positional": [], "overrides": params})),
+                (
+                    run_id,
+                    dag,
+                    file,
+                    trigger,
+                    json.dumps({"named": {}, "positional": [], "overrides": params}),
+                    parent_run,
+                ),
             )
             db.execute(
                 "INSERT OR REPLACE INTO run_queue (run_id, dag, file, params, trigger, schedule_time, queued_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -453,12 +469,11 @@ class Store:
     def queued(self, dag: str | None = None) -> list[dict[str, Any]]:
         """The queue, oldest first; only `dag`'s runs when given."""
         with self.lock:
+            select = "SELECT q.*, r.parent_run FROM run_queue q LEFT JOIN dag_runs r ON r.id = q.run_id"
             if dag is None:
-                rows = self.db.execute("SELECT * FROM run_queue ORDER BY queued_at, rowid").fetchall()
+                rows = self.db.execute(f"{select} ORDER BY q.queued_at, q.rowid").fetchall()
             else:
-                rows = self.db.execute(
-                    "SELECT * FROM run_queue WHERE dag = ? ORDER BY queued_at, rowid", (dag,)
-                ).fetchall()
+                rows = self.db.execute(f"{select} WHERE q.dag = ? ORDER BY q.queued_at, q.rowid", (dag,)).fetchall()
         return [dict(r) | {"params": json.loads(r["params"])} for r in rows]
 
     def dequeue(self, run_id: str, *, cancelled: bool = False) -> bool:
