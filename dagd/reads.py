@@ -52,6 +52,8 @@ class Reads:
     async def run_doc(self, name: str, run_id: str | None = None) -> dict[str, Any]:
         """A run's document (the latest run of `name` without a run id); NOT_FOUND if none."""
         checked(names.dag_name, name)
+        if run_id == "latest":  # Dagu's schema: "ID of the DAG-run or 'latest'"
+            run_id = None
         if run_id is not None:
             checked(names.run_id, run_id)
         doc = await self._store_call(self.store.run, name, run_id)

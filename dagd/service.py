@@ -398,10 +398,26 @@ class Service(Reads, Slots):
 
     async def _prune(self, dag: Dag) -> None:
         dirs = await self._store_call(self.store.prune, dag.name, dag.hist_retention_days, dag.hist_retention_runs)
+        await self._remove_run_folders(dag.name, dirs)
+
+    async def _remove_run_folders(self, name: str, dirs: list[str]) -> None:
         # only run folders dagd made: a classic DAG's working directory is its own folder
-        roots = [os.path.join(self.state_dir, "logs", dag.name), os.path.join(self.state_dir, "work", dag.name)]
+        roots = [os.path.join(self.state_dir, "logs", name), os.path.join(self.state_dir, "work", name)]
         mine = [d for d in dirs if any(os.path.dirname(os.path.normpath(d)) == r for r in roots)]
         await trio.to_thread.run_sync(_remove_folders, mine)
+
+    async def delete_run(self, name: str, run_id: str) -> None:
+        """Forget a finished run: its record, steps, logs and work folder."""
+        checked(names.dag_name, name)
+        checked(names.run_id, run_id)
+        try:
+            dirs = await self._store_call(self.store.delete_run, name, run_id)
+        except ValueError as exc:
+            raise ServiceError(CONFLICT, str(exc)) from None
+        if dirs is None:
+            raise ServiceError(NOT_FOUND, f"no run {run_id} of {name}")
+        await self._remove_run_folders(name, dirs)
+        self.changed.set()
 
     async def _record_finish(self, run_id: str, dag: str, reason: str) -> None:
         """Record a run failed; when the store cannot take it now (a full disk), keep it and

@@ -7,12 +7,14 @@ else hears of it).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import enum
 import json
 import logging
 import os
+import shutil
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -35,6 +37,7 @@ from dagd.spec.model import Dag, Dialect, Secret, Step, StepKind
 from dagd.spec.params import split_param_string
 
 log = logging.getLogger("dagd.run")
+RUN_SPEC = "dag.yaml"  # in the run's log folder: the DAG file as the run read it
 
 STRIPPED_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
 
@@ -147,6 +150,8 @@ class RunEnvironment:
             os.makedirs(self.log_dir, exist_ok=True)
         except OSError as exc:
             raise RunSetupError(f"cannot make the log folder {self.log_dir}: {exc.strerror or exc}") from None
+        with contextlib.suppress(OSError):  # the spec this run used (the API's run spec); the file may change later
+            shutil.copyfile(dag.file, os.path.join(self.log_dir, RUN_SPEC))
         try:
             faults.hit("work_folder", dag.name)
             os.makedirs(self.default_cwd, exist_ok=True)

@@ -95,9 +95,29 @@ def _decode(raw: bytes) -> Any:
         raise HTTPException(status_code=400, detail=f"body is not JSON: {exc}") from None
 
 
+def dag_of(svc: Service, name: str) -> Any:
+    """The DAG as dagd knows it now (its last good version), or None."""
+    entry = svc.catalog.find(name)
+    return entry.dag if entry is not None else None
+
+
+async def details(svc: Service, doc: dict[str, Any]) -> m.RunDetails:
+    """DAGRunDetails of a run document: nodes with their steps and sub-runs, the run's children."""
+    children = await svc.children(doc["id"])
+    out = shapes.run_details(doc, dag_of(svc, doc["dag"]), children)
+    out["subRuns"] = [shapes.run_summary(c) for c in children]
+    return out
+
+
 async def run_with_children(svc: Service, name: str, run_id: str) -> m.RunDetails:
-    """A run's DAGRunDetails plus the sub-DAG runs it started; 404 when there is no such run."""
+    """A run's DAGRunDetails plus the sub-DAG runs it started; 404 when there is no such run.
+    `latest` stands for the DAG's latest run, as in Dagu."""
     doc = await svc.run_doc(checked_name(name), checked_name(run_id))
-    details = shapes.run_details(doc)
-    details["subRuns"] = [shapes.run_summary(c) for c in await svc.children(run_id)]
-    return details
+    return await details(svc, doc)
+
+
+async def concrete_run_id(svc: Service, name: str, run_id: str) -> str:
+    """A run id, with Dagu's `latest` resolved to the DAG's latest run (404 when it has none)."""
+    if run_id != "latest":
+        return checked_name(run_id)
+    return str((await svc.run_doc(checked_name(name)))["id"])

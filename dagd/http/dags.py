@@ -17,7 +17,15 @@ from litestar.params import Parameter
 from dagd.errors import NOT_FOUND, ServiceError
 from dagd.http import files, shapes
 from dagd.http import models as m
-from dagd.http.common import checked_dag_name, checked_name, error, read_json, run_id_of, run_with_children
+from dagd.http.common import (
+    checked_dag_name,
+    checked_name,
+    details,
+    error,
+    read_json,
+    run_id_of,
+    run_with_children,
+)
 from dagd.reads import PARSING
 from dagd.service import Service
 
@@ -54,10 +62,13 @@ def routes(svc: Service) -> list[Any]:
         name: str | None = None,
         tags: str | None = None,
         labels: str | None = None,
+        sort: str | None = None,
+        order: str | None = None,
     ) -> m.DagList:
         overview = await svc.overview()
         files = [shapes.dag_file(o) for o in overview]
         files = shapes.filter_dags(files, name, (tags or labels or "").split(",") if (tags or labels) else [])
+        files = shapes.sort_dags(files, sort or "name", order or "asc")
         total = len(files)
         start = (max(page, 1) - 1) * per_page
         return {
@@ -65,6 +76,16 @@ def routes(svc: Service) -> list[Any]:
             "errors": [f"{o.entry.file}: {o.entry.problem}" for o in overview if o.entry.problem],
             "pagination": shapes.page(total, max(page, 1), per_page),
         }
+
+    @get("/api/v1/dags/labels")
+    async def all_labels() -> m.Labels:
+        """Every label used by a DAG (key or key=value), sorted."""
+        return {"labels": shapes.labels(svc.catalog), "errors": []}
+
+    @get("/api/v1/dags/tags")
+    async def all_tags() -> m.Tags:
+        """Dagu's older name for /dags/labels."""
+        return {"tags": shapes.labels(svc.catalog), "errors": []}
 
     @get("/api/v1/dags/{file_name:str}")
     async def dag_detail(file_name: str) -> m.DagDetail:
@@ -77,7 +98,7 @@ def routes(svc: Service) -> list[Any]:
                 {"name": n, "dag": shapes.dag_details(local), "errors": []}
                 for n, local in (dag.local_dags.items() if dag else [])
             ],
-            "latestDAGRun": shapes.run_details(last) if last else shapes.never_ran(file_name),
+            "latestDAGRun": await details(svc, last) if last else shapes.never_ran(file_name),
             "suspended": suspended,
             "errors": [entry.problem] if entry.problem else [],
         }
@@ -130,9 +151,10 @@ def routes(svc: Service) -> list[Any]:
             text = await trio.Path(entry.file).read_text(encoding="utf-8", errors="replace")
         except OSError as exc:  # deleted or unreadable since the folder was last read
             raise ServiceError(NOT_FOUND, f"cannot read the file of {file_name}: {exc.strerror or exc}") from None
-        out: m.Spec = {"spec": text, "errors": [entry.problem] if entry.problem else []}
+        out: m.Spec = {"spec": text, "errors": [entry.problem] if entry.problem else [], "valueReferenceNotices": []}
         if entry.dag is not None:
             out["dag"] = shapes.dag_details(entry.dag)
+            out["valueReferenceNotices"] = shapes.reference_notices(entry.dag)
         return out
 
     @put("/api/v1/dags/{file_name:str}/spec")
@@ -154,10 +176,18 @@ def routes(svc: Service) -> list[Any]:
     # start and enqueue are one operation here: every run goes through the queue, which starts it
     # at once when max_active_runs and the global limit allow
     @post(["/api/v1/dags/{file_name:str}/start", "/api/v1/dags/{file_name:str}/enqueue"], status_code=200)
-    async def start(file_name: str, request: Request[Any, Any, Any]) -> m.Started:
+    async def start(file_name: str, request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
         body = await read_json(request)
-        rid = await svc.enqueue(checked_name(file_name), shapes.overrides(body.get("params")), run_id=run_id_of(body))
-        return {"dagRunId": rid}
+        name = checked_name(file_name)
+        if body.get("singleton") and await busy(name):
+            return error(409, f"{name} is already running or queued (singleton)", "already_running")
+        rid = await svc.enqueue(name, shapes.overrides(body.get("params")), run_id=run_id_of(body))
+        return Response({"dagRunId": rid}, status_code=200)
+
+    async def busy(name: str) -> bool:
+        dag = entry_of(name).dag
+        real = dag.name if dag is not None else name
+        return any(a.dag == real for a in svc.active.values()) or bool(await svc.queue(real))
 
     @post("/api/v1/dags/{file_name:str}/start-sync", status_code=200)
     async def start_sync(file_name: str, request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
@@ -166,13 +196,13 @@ def routes(svc: Service) -> list[Any]:
         if not isinstance(timeout, int) or isinstance(timeout, bool) or not 1 <= timeout <= 86400:
             raise HTTPException(status_code=400, detail="timeout (seconds, 1-86400) is required")
         name = checked_name(file_name)
-        if body.get("singleton") and any(a.dag == name for a in svc.active.values()):
-            return error(409, f"{name} is already running")
+        if body.get("singleton") and await busy(name):
+            return error(409, f"{name} is already running or queued (singleton)", "already_running")
         rid = await svc.enqueue(name, shapes.overrides(body.get("params")), run_id=run_id_of(body))
         doc = await svc.wait_finished(name, rid, float(timeout))
         if doc is None:
             return error(408, f"run {rid} still running after {timeout}s", dagRunId=rid)
-        return Response({"dagRun": shapes.run_details(doc)}, status_code=200)
+        return Response({"dagRun": await details(svc, doc)}, status_code=200)
 
     @post("/api/v1/dags/{file_name:str}/suspend", status_code=200)
     async def suspend(file_name: str, request: Request[Any, Any, Any]) -> m.Empty:
@@ -191,7 +221,7 @@ def routes(svc: Service) -> list[Any]:
     @get("/api/v1/dags/{file_name:str}/dag-runs")
     async def dag_runs(file_name: str, limit: int = Parameter(default=30, ge=1, le=500)) -> m.DagRuns:
         docs = await svc.runs_of(checked_name(file_name), limit)
-        return {"dagRuns": [shapes.run_details(d) for d in docs], "gridData": []}
+        return {"dagRuns": [await details(svc, d) for d in docs], "gridData": shapes.grid(docs)}
 
     @get("/api/v1/dags/{file_name:str}/dag-runs/{run_id:str}")
     async def dag_run_of_file(file_name: str, run_id: str) -> m.DagRun:
@@ -199,6 +229,8 @@ def routes(svc: Service) -> list[Any]:
 
     return [
         list_dags,
+        all_labels,
+        all_tags,
         dag_detail,
         create,
         remove,

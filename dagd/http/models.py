@@ -32,10 +32,31 @@ class RunSummary(TypedDict):
     artifactsAvailable: bool
     autoRetryCount: int
     triggerType: NotRequired[str]
+    queuedAt: NotRequired[str]
+    scheduleTime: NotRequired[str]
+    params: NotRequired[str]  # the params the run used, as a JSON object (positional ones as "1", "2" …)
+
+
+class NodeCommand(TypedDict):
+    command: str
 
 
 class StepRef(TypedDict):
+    """The step of a node, from the DAG as dagd knows it now: edges (depends) and what it runs."""
+
     name: str
+    id: NotRequired[str]
+    description: NotRequired[str]
+    depends: NotRequired[list[str]]
+    commands: NotRequired[list[NodeCommand]]
+    script: NotRequired[str]
+    call: NotRequired[str]
+
+
+class SubDagRun(TypedDict):
+    dagRunId: str
+    dagName: NotRequired[str]
+    params: NotRequired[str]
 
 
 class Node(TypedDict):
@@ -54,6 +75,7 @@ class Node(TypedDict):
     maxRssKb: int | None  # dagd: peak memory (whole tree from a cgroup; else rusage); 0 when not measured
     memorySource: str | None  # dagd: where maxRssKb comes from (a cgroup file or "rusage"); null: not measured
     error: NotRequired[str]
+    subRuns: NotRequired[list[SubDagRun]]
 
 
 class RunDetails(RunSummary):
@@ -121,7 +143,7 @@ class ParamDef(TypedDict):  # dagd
     type: str
     required: bool
     description: str
-    enum: list[str]
+    enum: NotRequired[list[str]]
 
 
 class DagDetails(TypedDict):
@@ -160,9 +182,14 @@ class RunsPage(TypedDict):
     nextCursor: NotRequired[str]
 
 
+class GridItem(TypedDict):
+    name: str
+    history: list[int]
+
+
 class DagRuns(TypedDict):
     dagRuns: list[RunDetails]
-    gridData: list[Any]
+    gridData: list[GridItem]
 
 
 class RunDetailsResponse(TypedDict):
@@ -219,10 +246,38 @@ class Validation(TypedDict):
     dag: NotRequired[DagDetails]
 
 
+class ValueReferenceNotice(TypedDict):
+    message: str
+    fieldPath: NotRequired[str]
+    token: NotRequired[str]
+    reason: NotRequired[str]
+    # `class` in Dagu's schema: "defect" or "runtime_only" (a Python keyword, added by name)
+
+
 class Spec(TypedDict):
     spec: str
     errors: list[str]
+    valueReferenceNotices: list[dict[str, str]]
     dag: NotRequired[DagDetails]
+
+
+class RunSpec(TypedDict):
+    spec: str
+
+
+class Labels(TypedDict):
+    labels: list[str]
+    errors: list[str]
+
+
+class Tags(TypedDict):
+    tags: list[str]
+    errors: list[str]
+
+
+class QueueItems(TypedDict):
+    items: list[RunSummary]
+    nextCursor: NotRequired[str]
 
 
 class Errors(TypedDict):

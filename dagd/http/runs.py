@@ -3,25 +3,28 @@ outputs, queues, the event stream, health and metrics."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
 import json
+import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import trio
-from litestar import MediaType, Response, get, post
+from litestar import MediaType, Response, delete, get, post, route
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from dagd import __version__
+from dagd.engine.environment import RUN_SPEC
 from dagd.errors import NOT_FOUND, ServiceError
 from dagd.http import files, shapes
 from dagd.http import metrics as prometheus
 from dagd.http import models as m
-from dagd.http.common import checked_name, run_with_children
+from dagd.http.common import checked_name, concrete_run_id, dag_of, run_with_children
 from dagd.service import Service
 
 
@@ -47,11 +50,35 @@ def routes(svc: Service) -> list[Any]:
         cursor: str | None = None,
         dag_run_id: str | None = Parameter(query="dagRunId", default=None),
     ) -> m.RunsPage:
+        return await runs_page(limit, status, name, cursor, dag_run_id)
+
+    @get("/api/v1/dag-runs/{name:str}")
+    async def runs_of_dag(
+        name: str,
+        limit: int = Parameter(default=100, ge=1, le=500),
+        status: list[int] | None = None,
+        cursor: str | None = None,
+        dag_run_id: str | None = Parameter(query="dagRunId", default=None),
+    ) -> m.RunsPage:
+        """The runs of one DAG (Dagu's DAGRunsPageResponse), newest first, cursor-paged."""
+        return await runs_page(limit, status, checked_name(name), cursor, dag_run_id, exact=True)
+
+    async def runs_page(
+        limit: int,
+        status: list[int] | None,
+        name: str | None,
+        cursor: str | None,
+        dag_run_id: str | None,
+        *,
+        exact: bool = False,
+    ) -> m.RunsPage:
         before = shapes.decode_cursor(cursor) if cursor else None
         labels: list[str | None] = [*shapes.status_labels(status or [])] or [None]
         rows: list[dict[str, Any]] = []
         for label in labels:
             rows += await svc.runs_page(name or None, limit + 1, label, dag_run_id or None, before)
+        if exact:
+            rows = [r for r in rows if r["dag"] == name]
         rows.sort(key=lambda r: (r["started_at"] or 0, r["id"]), reverse=True)
         out: m.RunsPage = {"dagRuns": [shapes.run_summary(r) for r in rows[:limit]]}
         if len(rows) > limit:
@@ -64,31 +91,88 @@ def routes(svc: Service) -> list[Any]:
 
     @get("/api/v1/dag-runs/{name:str}/{run_id:str}/sub-dag-runs")
     async def sub_dag_runs(name: str, run_id: str) -> m.SubRuns:
-        await svc.run_doc(checked_name(name), checked_name(run_id))  # 404 when there is no such run
-        children = await svc.children(run_id)
+        doc = await svc.run_doc(checked_name(name), checked_name(run_id))  # 404 when there is no such run
+        children = await svc.children(doc["id"])
         return {"subRuns": [shapes.sub_run(c) for c in children]}
+
+    @get("/api/v1/dag-runs/{name:str}/{run_id:str}/sub-dag-runs/{sub_id:str}")
+    async def sub_dag_run(name: str, run_id: str, sub_id: str) -> m.RunDetailsResponse:
+        """A sub-DAG run of this run, as its own DAGRunDetails."""
+        parent = await svc.run_doc(checked_name(name), checked_name(run_id))
+        child = next((c for c in await svc.children(parent["id"]) if c["id"] == checked_name(sub_id)), None)
+        if child is None:
+            raise ServiceError(NOT_FOUND, f"run {parent['id']} of {name} has no sub-DAG run {sub_id}")
+        return {"dagRunDetails": await run_with_children(svc, child["dag"], child["id"])}
 
     @post("/api/v1/dag-runs/{name:str}/{run_id:str}/stop", status_code=200)
     async def stop(name: str, run_id: str) -> m.Empty:
-        await svc.stop(checked_name(name), checked_name(run_id))
+        await svc.stop(checked_name(name), await concrete_run_id(svc, name, run_id))
         return {}
 
     @post("/api/v1/dag-runs/{name:str}/{run_id:str}/retry", status_code=200)
     async def retry(name: str, run_id: str) -> m.Empty:
-        await svc.retry(checked_name(name), checked_name(run_id))
+        await svc.retry(checked_name(name), await concrete_run_id(svc, name, run_id))
         return {}
+
+    # Dagu's UI dequeues with GET; the guard treats that path as a change (CSRF check, audit)
+    @route("/api/v1/dag-runs/{name:str}/{run_id:str}/dequeue", http_method=["GET", "POST"], status_code=200)
+    async def dequeue(name: str, run_id: str) -> m.Empty:
+        await svc.dequeue(checked_name(name), await concrete_run_id(svc, name, run_id))
+        return {}
+
+    @delete("/api/v1/dag-runs/{name:str}/{run_id:str}", status_code=204)
+    async def delete_run(name: str, run_id: str) -> None:
+        """Forget a finished run: its record, logs and work folder (409 while it runs or waits)."""
+        await svc.delete_run(checked_name(name), checked_name(run_id))
+
+    @get("/api/v1/dag-runs/{name:str}/{run_id:str}/spec")
+    async def run_spec(name: str, run_id: str) -> m.RunSpec:
+        """The DAG file as this run read it (kept in its log folder); else the file as it is now."""
+        doc = await svc.run_doc(checked_name(name), checked_name(run_id))
+        for path in (os.path.join(doc.get("log_dir") or "", RUN_SPEC), doc["file"]):
+            with contextlib.suppress(OSError, ValueError):
+                return {"spec": await trio.Path(path).read_text(encoding="utf-8", errors="replace")}
+        raise ServiceError(NOT_FOUND, f"the spec of run {doc['id']} is no longer readable")
 
     @get("/api/v1/dag-runs/{name:str}/{run_id:str}/outputs")
     async def outputs(name: str, run_id: str) -> m.Outputs:
         doc = await svc.run_doc(checked_name(name), checked_name(run_id))
-        entry = svc.catalog.find(name)
-        names = {s.name: s.output for s in entry.dag.steps if s.output} if entry and entry.dag else {}
+        dag = dag_of(svc, name)
+        names = {s.name: s.output for s in dag.steps if s.output} if dag else {}
         return shapes.outputs(doc, names)
 
     @get("/api/v1/queues")
     async def queues() -> m.Queues:
         queued = await svc.queue()
         return shapes.queues(svc, queued)
+
+    @get("/api/v1/queues/{name:str}")
+    async def queue(name: str) -> m.Queue:
+        """One queue (dagd has one per DAG), with its running runs."""
+        queued = await svc.queue()
+        found = [q for q in shapes.queues(svc, queued)["queues"] if q["name"] == name]
+        if not found:
+            entry = svc.catalog.find(checked_name(name))
+            if entry is None:
+                raise ServiceError(NOT_FOUND, f"no queue {name!r}")
+            return shapes.empty_queue(name, entry.dag.max_active_runs if entry.dag else 1)
+        return found[0]
+
+    @get("/api/v1/queues/{name:str}/items")
+    async def queue_items(
+        name: str, limit: int = Parameter(default=100, ge=1, le=1000), cursor: str | None = None
+    ) -> m.QueueItems:
+        """The queued runs of a queue, oldest first, cursor-paged."""
+        queued = [q for q in await svc.queue() if q["dag"] == checked_name(name)]
+        start = 0
+        if cursor:
+            ids = [q["run_id"] for q in queued]
+            start = ids.index(cursor) + 1 if cursor in ids else len(ids)
+        page = queued[start : start + limit]
+        out: m.QueueItems = {"items": [shapes.queued_summary(q) for q in page]}
+        if start + limit < len(queued):
+            out["nextCursor"] = page[-1]["run_id"]
+        return out
 
     @get("/api/v1/dag-runs/{name:str}/{run_id:str}/log")
     async def run_log(
@@ -100,7 +184,7 @@ def routes(svc: Service) -> list[Any]:
         limit: int | None = Parameter(default=None, ge=1, le=10000),
     ) -> m.Log:
         doc = await svc.run_doc(checked_name(name), checked_name(run_id))
-        parts = []
+        parts: list[str] = []
         for s in doc["steps"]:
             parts.append(f"==> {s['step']} ({s['status']}) <==\n" + await svc.log_text(doc["id"], s["stdout_path"]))
         return await trio.to_thread.run_sync(files.log, "\n".join(parts), tail, head, offset, limit)
@@ -179,12 +263,19 @@ def routes(svc: Service) -> list[Any]:
     return [
         health,
         all_runs,
+        runs_of_dag,
         run_details,
         sub_dag_runs,
+        sub_dag_run,
         stop,
         retry,
+        dequeue,
+        delete_run,
+        run_spec,
         outputs,
         queues,
+        queue,
+        queue_items,
         run_log,
         step_log,
         step_log_stream,

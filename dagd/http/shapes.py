@@ -41,10 +41,40 @@ def filter_dags(files: list[m.DagFile], name: str | None, tags: list[str]) -> li
     return out
 
 
+def sort_dags(files: list[m.DagFile], sort: str, order: str) -> list[m.DagFile]:
+    """Dagu's list order: by name (default), or by the latest run's start, or the next fire."""
+    from litestar.exceptions import HTTPException
+
+    keys = {
+        "name": lambda f: f["fileName"].lower(),
+        "lastRun": lambda f: f["latestDAGRun"].get("startedAt") or "",
+        "nextRun": lambda f: f.get("nextRun") or "~",
+    }
+    if sort not in keys or order not in ("asc", "desc"):
+        raise HTTPException(
+            status_code=400,
+            detail=f"sort must be one of {', '.join(keys)} and order asc or desc, got {sort!r} {order!r}",
+        )
+    return sorted(files, key=keys[sort], reverse=order == "desc")
+
+
+def labels(catalog: Any) -> list[str]:
+    found: set[str] = set()
+    for entry in catalog.entries.values():
+        dag = entry.dag
+        if dag is not None:
+            found |= {f"{k}={v}" if v else k for k, v in dag.labels.items()}
+    return sorted(found)
+
+
 def overrides(params: Any) -> list[str]:
-    """The API's `params` string (`K=V K2="v 2"` or a JSON object) as run overrides."""
+    """The API's `params`: a string (`K=V K2="v 2"`, or JSON text) or a JSON object, as run overrides."""
+    import json
+
     from dagd.spec.params import split_param_string
 
+    if isinstance(params, dict):  # {"K": "v"}: what Dagu's clients send too
+        return [json.dumps(params)]
     if not isinstance(params, str) or not params.strip():
         return []
     if params.strip().startswith("{"):
@@ -79,8 +109,10 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
 
 
 def run_summary(doc: dict[str, Any]) -> m.RunSummary:
+    import json
+
     status = RunStatus(doc["status"])
-    return {
+    out: m.RunSummary = {
         "dagRunId": doc["id"],
         "name": doc["dag"],
         "status": status.code,
@@ -91,6 +123,22 @@ def run_summary(doc: dict[str, Any]) -> m.RunSummary:
         "autoRetryCount": 0,
         "triggerType": doc.get("trigger") or "manual",
     }
+    if doc.get("queued_at"):
+        out["queuedAt"] = _iso(doc["queued_at"])
+    if doc.get("schedule_time"):
+        out["scheduleTime"] = str(doc["schedule_time"])
+    params = doc.get("params")
+    if isinstance(params, str):
+        try:
+            params = json.loads(params)
+        except ValueError:
+            params = None
+    if isinstance(params, dict):  # the values the run used, as Dagu reports them: a JSON object
+        named = params.get("named") or {}
+        positional = params.get("positional") or []
+        if named or positional:
+            out["params"] = json.dumps({**{str(i + 1): v for i, v in enumerate(positional)}, **named})
+    return out
 
 
 def no_run(name: str) -> m.RunSummary:
@@ -157,6 +205,36 @@ def queues(svc: Any, queued: list[dict[str, Any]]) -> m.Queues:
     }
 
 
+def empty_queue(name: str, limit: int) -> m.Queue:
+    return {
+        "name": name,
+        "type": "dag-based",
+        "maxConcurrency": max(1, limit),
+        "runningCount": 0,
+        "queuedCount": 0,
+        "running": [],
+    }
+
+
+def queued_summary(item: dict[str, Any]) -> m.RunSummary:
+    """A queued run (a run_queue row) as DAGRunSummary."""
+    out: m.RunSummary = {
+        "dagRunId": str(item["run_id"]),
+        "name": str(item["dag"]),
+        "status": RunStatus.QUEUED.code,
+        "statusLabel": RunStatus.QUEUED.value,
+        "startedAt": "",
+        "finishedAt": "",
+        "artifactsAvailable": False,
+        "autoRetryCount": 0,
+        "queuedAt": _iso(item.get("queued_at")),
+        "triggerType": str(item.get("trigger") or "manual"),
+    }
+    if item.get("schedule_time"):
+        out["scheduleTime"] = str(item["schedule_time"])
+    return out
+
+
 def dag_file(o: Any) -> m.DagFile:
     """DAGFile from a service DagOverview (+ dagd's runningCount / queuedCount)."""
     dag: Dag | None = o.entry.dag
@@ -187,13 +265,37 @@ def dag_file(o: Any) -> m.DagFile:
     return out
 
 
-def run_details(doc: dict[str, Any]) -> m.RunDetails:
+def node_step(step: Any) -> m.StepRef:
+    """A node's step as Dagu's UI reads it: the edges of the run graph and what it runs."""
+    out: m.StepRef = {
+        "name": step.name,
+        "depends": list(step.depends),
+        "commands": [{"command": c} for c in step.commands],
+    }
+    if step.id:
+        out["id"] = step.id
+    if step.description:
+        out["description"] = step.description
+    if step.script:
+        out["script"] = step.script
+    if step.sub_dag is not None:
+        out["call"] = step.sub_dag.dag
+    return out
+
+
+def run_details(
+    doc: dict[str, Any], dag: Dag | None = None, children: list[dict[str, Any]] | None = None
+) -> m.RunDetails:
+    """DAGRunDetails. With the run's DAG each node carries its step (edges, commands, call);
+    with the run's children, a calling step's node lists the sub-runs of the DAG it calls."""
+    steps = {s.name: s for s in (*dag.steps, *dag.handlers.values())} if dag is not None else {}
     nodes = []
     handlers = {}
     for s in doc["steps"]:
         status = StepStatus(s["status"])
+        defined = steps.get(s["step"])
         node = {
-            "step": {"name": s["step"]},
+            "step": node_step(defined) if defined is not None else {"name": s["step"]},
             "stdout": s["stdout_path"] or "",
             "stderr": s["stderr_path"] or "",
             "startedAt": _iso(s["started_at"]),
@@ -211,6 +313,10 @@ def run_details(doc: dict[str, Any]) -> m.RunDetails:
         }
         if s["error"]:
             node["error"] = s["error"]
+        if defined is not None and defined.sub_dag is not None and children:
+            node["subRuns"] = [
+                {"dagRunId": c["id"], "dagName": c["dag"]} for c in children if c["dag"] == defined.sub_dag.dag
+            ]
         if s["handler"]:
             handlers[s["step"]] = node
         else:
@@ -286,10 +392,45 @@ def param_defs(dag: Dag) -> list[m.ParamDef]:
                 "type": p.type,
                 "required": p.required,
                 "description": p.description,
-                "enum": [str(e) for e in p.enum],
             }
         )
+        if p.enum:  # absent when there is none: Dagu's UI rejects every value against an empty enum
+            out[-1]["enum"] = [str(e) for e in p.enum]
     return out
+
+
+def grid(docs: list[dict[str, Any]]) -> list[m.GridItem]:
+    """Dagu's History grid: per step (in the order of the latest run), its status in each run,
+    oldest run first."""
+    names: list[str] = []
+    for doc in docs:
+        for s in doc["steps"]:
+            if not s["handler"] and s["step"] not in names:
+                names.append(s["step"])
+    ordered = list(reversed(docs))
+    out: list[m.GridItem] = []
+    for name in names:
+        history = []
+        for doc in ordered:
+            found = next((s for s in doc["steps"] if s["step"] == name), None)
+            history.append(StepStatus(found["status"]).code if found else StepStatus.NOT_STARTED.code)
+        out.append({"name": name, "history": history})
+    return out
+
+
+def reference_notices(dag: Dag) -> list[dict[str, str]]:
+    """Dagu's valueReferenceNotices: `${…}` left unresolved when the spec was read."""
+    from dagd.spec.errors import Severity
+    from dagd.spec.references import unresolved
+
+    return [
+        {
+            "message": d.message,
+            "fieldPath": d.key,
+            "class": "runtime_only" if d.severity is Severity.NOTICE else "defect",
+        }
+        for d in unresolved(dag)
+    ]
 
 
 def check_spec(text: str, name: str, folder: str, *, strict: bool = False) -> tuple[list[str], Dag | None]:

@@ -97,6 +97,10 @@ MIGRATIONS = [
     ALTER TABLE dag_runs ADD COLUMN cgroup TEXT;
     ALTER TABLE dag_step_results ADD COLUMN memory_source TEXT;
     """,
+    """
+    ALTER TABLE dag_runs ADD COLUMN queued_at REAL;
+    ALTER TABLE dag_runs ADD COLUMN schedule_time TEXT;
+    """,
 ]
 
 
@@ -283,6 +287,27 @@ class Store:
             db.execute("DELETE FROM dag_last_run WHERE dag = ? AND run_id NOT IN (SELECT id FROM dag_runs)", (dag,))
         return [d for r in rows for d in (r["log_dir"], r["work_dir"]) if d]
 
+    def delete_run(self, dag: str, run_id: str) -> list[str] | None:
+        """Forget one finished run (its steps too); its log/work dirs, or None when there is no
+        such run. A running or queued run is refused (ValueError)."""
+        with self.transaction() as db:
+            r = db.execute(
+                "SELECT status, log_dir, work_dir FROM dag_runs WHERE id = ? AND dag = ?", (run_id, dag)
+            ).fetchone()
+            if r is None:
+                return None
+            if r["status"] in ("running", "queued"):
+                raise ValueError(f"run {run_id} is {r['status']}: stop or dequeue it first")
+            db.execute("DELETE FROM dag_step_results WHERE run_id = ?", (run_id,))
+            db.execute("DELETE FROM dag_runs WHERE id = ?", (run_id,))
+            db.execute("DELETE FROM dag_last_run WHERE dag = ? AND run_id = ?", (dag, run_id))
+            db.execute(
+                "INSERT OR IGNORE INTO dag_last_run (dag, run_id) SELECT dag, id FROM dag_runs WHERE dag = ?"
+                " ORDER BY started_at DESC LIMIT 1",
+                (dag,),
+            )
+        return [d for d in (r["log_dir"], r["work_dir"]) if d]
+
     def last_runs(self) -> dict[str, dict[str, Any]]:
         """The latest run row of every DAG, in one query (listings of many DAGs)."""
         with self.lock:
@@ -449,9 +474,9 @@ class Store:
         names.run_id(run_id)
         with self.transaction() as db:
             db.execute(
-                "INSERT INTO dag_runs (id, dag, file, status, status_code, trigger, params, parent_run)"
-                " VALUES (?, ?, ?, 'queued', 5, ?, ?, ?)"
-                " ON CONFLICT (id) DO UPDATE SET status = 'queued', status_code = 5",
+                "INSERT INTO dag_runs (id, dag, file, status, status_code, trigger, params, parent_run, queued_at,"
+                " schedule_time) VALUES (?, ?, ?, 'queued', 5, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET status = 'queued', status_code = 5, queued_at = excluded.queued_at",
                 (
                     run_id,
                     dag,
@@ -459,6 +484,8 @@ class Store:
                     trigger,
                     json.dumps({"named": {}, "positional": [], "overrides": params}),
                     parent_run,
+                    time.time(),
+                    schedule_time,
                 ),
             )
             db.execute(

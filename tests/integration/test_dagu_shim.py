@@ -18,7 +18,7 @@ steps:
   - name: where
     command: sh -c 'command -v dagu'
 """
-CHILD = "params: WHO=nobody\nsteps:\n  - name: hello\n    command: echo \"child of $WHO\"\n"
+CHILD = 'params: WHO=nobody\nsteps:\n  - name: hello\n    command: echo "child of $WHO"\n'
 
 
 def test_dagu_start_in_a_step_runs_the_child_linked_to_its_parent(tmp_path: Path) -> None:
@@ -62,7 +62,9 @@ def test_through_the_daemon_start_enqueue_and_status(tmp_path: Path) -> None:
         "  - name: later\n    command: dagu enqueue -p WHO=queued child\n"
         "  - name: look\n    command: dagu status child\n"
     )
-    d = start_daemon(tmp_path, args=("--no-http", "--socket", str(tmp_path / "other.sock")), extra_env={"DAGD_SOCKET": None})
+    d = start_daemon(
+        tmp_path, args=("--no-http", "--socket", str(tmp_path / "other.sock")), extra_env={"DAGD_SOCKET": None}
+    )
     d.socket_path = tmp_path / "other.sock"
     try:
         r = d.ctl("run", "--json", "parent")

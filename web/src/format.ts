@@ -87,7 +87,7 @@ export type ParamDef = {
   type: string
   required: boolean
   description: string
-  enum: string[]
+  enum?: string[] // absent when the param declares none
 }
 
 /** The Run Now form's values → Dagu's `params` string: positional values first, in order, then

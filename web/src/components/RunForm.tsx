@@ -33,7 +33,7 @@ export function RunForm({ opened, onClose, defs, onRun }: Props) {
       <Stack>
         {defs.length === 0 && <Text c="dimmed">This DAG declares no params.</Text>}
         {defs.map((d) =>
-          d.enum.length > 0 ? (
+          d.enum && d.enum.length > 0 ? (
             <Select
               key={d.name}
               label={d.name}
