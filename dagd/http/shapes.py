@@ -218,18 +218,11 @@ def empty_queue(name: str, limit: int) -> m.Queue:
 
 def queued_summary(item: dict[str, Any]) -> m.RunSummary:
     """A queued run (a run_queue row) as DAGRunSummary."""
-    out: m.RunSummary = {
-        "dagRunId": str(item["run_id"]),
-        "name": str(item["dag"]),
-        "status": RunStatus.QUEUED.code,
-        "statusLabel": RunStatus.QUEUED.value,
-        "startedAt": "",
-        "finishedAt": "",
-        "artifactsAvailable": False,
-        "autoRetryCount": 0,
-        "queuedAt": _iso(item.get("queued_at")),
-        "triggerType": str(item.get("trigger") or "manual"),
-    }
+    out = no_run(str(item["dag"]))
+    out["dagRunId"] = str(item["run_id"])
+    out["status"], out["statusLabel"] = RunStatus.QUEUED.code, RunStatus.QUEUED.value
+    out["queuedAt"] = _iso(item.get("queued_at"))
+    out["triggerType"] = str(item.get("trigger") or "manual")
     if item.get("schedule_time"):
         out["scheduleTime"] = str(item["schedule_time"])
     return out
