@@ -188,7 +188,10 @@ async def status_line(svc: Service) -> str:
 
 def mask_left_logs(doc: dict[str, object]) -> None:
     """The step logs of a run a dead dagd left behind, with its DAG's secrets masked (the step
-    wrote them raw; masking happens when a step ends, which that dagd did not see)."""
+    wrote them raw; masking happens when a step ends, which that dagd did not see).
+
+    Every step log in the run's folder, not only those recorded: dagd can die after a step was
+    spawned and before its start was committed."""
     from dagd.engine.environment import mask_file, secret_values
     from dagd.spec import SpecError, load_file
 
@@ -196,12 +199,22 @@ def mask_left_logs(doc: dict[str, object]) -> None:
         secrets = secret_values(load_file(str(doc["file"])).dag)
     except (SpecError, OSError):
         return
-    for step in doc.get("steps") or []:  # type: ignore[attr-defined]
-        for key in ("stdout_path", "stderr_path"):
-            try:
-                mask_file(step.get(key), secrets)
-            except OSError as exc:
-                log.warning("run %s: cannot mask secrets in %s: %s", doc["id"], step.get(key), exc)
+    steps = doc.get("steps")
+    paths = {
+        str(step[key])
+        for step in (steps if isinstance(steps, list) else [])
+        for key in ("stdout_path", "stderr_path")
+        if step.get(key)
+    }
+    log_dir = doc.get("log_dir")
+    if isinstance(log_dir, str) and log_dir:
+        for top, _dirs, files in os.walk(log_dir):  # (does not follow links)
+            paths.update(os.path.join(top, f) for f in files if f.endswith((".out", ".err")))
+    for path in sorted(paths):
+        try:
+            mask_file(path, secrets)
+        except OSError as exc:
+            log.warning("run %s: cannot mask secrets in %s: %s", doc["id"], path, exc)
 
 
 def open_history(state_dir: str) -> Store:

@@ -272,6 +272,8 @@ class Run(RunEnvironment):
 
         async def on_start(result: stepmod.StepResult) -> None:
             status = result.status if result.status is StepStatus.RETRYING else StepStatus.RUNNING
+            if result.pgid and not handler:
+                faults.hit("step_unrecorded")  # spawned, its start not yet recorded
             await self._set(step, result, status, handler)
             result.status = StepStatus.RUNNING
             faults.hit("handler_running" if handler else "step_spawned")

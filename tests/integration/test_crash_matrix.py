@@ -22,6 +22,7 @@ OUTCOME = {
     "claimed": "failed",  # the slot's run never started: recorded failed (daemon restart), never re-fired
     "queued": "succeeded",  # the queue is persistent: the run starts under the new dagd
     "started": "failed",  # daemon restart
+    "step_unrecorded": "failed",  # spawned, not yet recorded: its run's cgroup is emptied
     "step_spawned": "failed",  # the orphaned step group is killed (identity checked)
     "step_finished": "failed",
     "handler_running": "failed",  # the handler's group is killed too

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.integration.test_daemon import Daemon, start_daemon
 from tests.integration.test_http_api import start_with_http
@@ -139,15 +140,21 @@ def test_no_read_path_shows_a_secret_while_the_step_runs_or_after(tmp_path: Path
             assert SECRET.encode() not in log.read_bytes(), log
 
 
-def test_logs_left_by_a_killed_dagd_are_masked_at_restart(tmp_path: Path) -> None:
+@pytest.mark.parametrize("killed", ["while_the_step_runs", "before_the_step_start_is_recorded"])
+def test_logs_left_by_a_killed_dagd_are_masked_at_restart(tmp_path: Path, killed: str) -> None:
     mark, go = tmp_path / "mark", tmp_path / "go"
     (tmp_path / "dags").mkdir()
     (tmp_path / "dags" / "vault.yaml").write_text(DAG.format(mark=mark, go=go))
     env: dict[str, str | None] = {"TEST_DB_PASSWORD": SECRET}
-    d = start_daemon(tmp_path, env)
-    d.ctl("enqueue", "vault")
-    _wait_for(mark)
-    d.proc.send_signal(signal.SIGKILL)
+    if killed == "while_the_step_runs":
+        d = start_daemon(tmp_path, env)
+        d.ctl("enqueue", "vault")
+        _wait_for(mark)
+        d.proc.send_signal(signal.SIGKILL)
+    else:  # the step's log is nowhere in the history: found in the run's log folder
+        d = start_daemon(tmp_path, {**env, "DAGD_FAULT": "kill:step_unrecorded"})
+        d.ctl("enqueue", "vault")
+        _wait_for(mark)
     d.proc.wait(timeout=10)
     d.notify.close()
     logs = [p for p in (tmp_path / "state" / "logs").rglob("*") if p.suffix in (".out", ".err")]
