@@ -202,8 +202,31 @@ class RunEnvironment:
         given = [*self.opts.params, *(t for t in [self.opts.param_string] if t)]
         return {k for text in given for k, _ in split_param_string(text) if k}
 
+    async def _classic_param_defaults(self, overridden: set[str]) -> None:
+        """Dagu 1.x ran backticks in a file's param defaults (`DAY=`date +%F``); one that fails
+        fails the run, as Dagu's loader refused the file. Values a caller passes are taken as
+        they are: running them would let anyone allowed to start a run execute commands."""
+        if self.dag.dialect is not Dialect.CLASSIC:
+            return
+        index = 0
+        for p in self.dag.params:
+            if p.name is None:
+                i, index = index, index + 1
+                text = p.default or ""
+                if i < len(self.positional) and self.positional[i] == text and "`" in text:
+                    self.positional[i] = await self._param_default(f"${i + 1}", text)
+            elif p.eval is None and p.default and "`" in p.default and p.name not in overridden:
+                self.named[p.name] = self.root_env[p.name] = await self._param_default(p.name, p.default)
+
+    async def _param_default(self, name: str, text: str) -> str:
+        try:
+            return await self._classic(text, self.root_env)
+        except stepmod.StepFailed as exc:
+            raise RunSetupError(f"params: {name}: {text}: {exc}") from None
+
     async def _eval_params(self) -> None:
         overridden = self._overridden()
+        await self._classic_param_defaults(overridden)
         for p in self.dag.params:
             if not p.name or p.eval is None or p.name in overridden:
                 continue
@@ -218,7 +241,7 @@ class RunEnvironment:
             self.root_env[p.name] = value
         self.params_json = json.dumps(self.named, separators=(",", ":")) if (self.named or self.dag.params) else None
         if self.params_json is not None:
-            self.root_env["DAG_PARAMS_JSON"] = self.root_env["DAGU_PARAMS_JSON"] = self.params_json
+            self.managed["DAG_PARAMS_JSON"] = self.managed["DAGU_PARAMS_JSON"] = self.params_json
         # root env, top to bottom; then dotenv; then the protected run variables again. The
         # `dagu_env` copy holds only what the DAG defines: action inputs never read the
         # inherited process environment.

@@ -98,7 +98,7 @@ def find_dag(run: Run, name: str) -> Dag:
 async def run_child(
     run: Run, step: Step, dag: Dag, overrides: list[str], param_string: str | None, salt: str
 ) -> dict[str, Any]:
-    from dagd.engine.environment import RunOptions
+    from dagd.engine.environment import RunOptions, RunSetupError
     from dagd.engine.run import Run as RunClass
 
     digest = hashlib.sha256(
@@ -114,7 +114,10 @@ async def run_child(
         param_string=param_string,
     )
     child = RunClass(dag, opts, run.emit, local_dags={**run.local_dags})
-    await child.prepare()
+    try:
+        await child.prepare()
+    except (RunSetupError, ValueError) as exc:
+        raise StepFailed(f"sub-DAG {dag.name} cannot start: {exc}") from None
     status = await child.execute()
     return {
         "name": dag.name,
@@ -152,13 +155,20 @@ async def run_sub_dag(run: Run, step: Step, r: StepResult, scope: Scope, dagu_en
         target = resolve(call.dag, item_scope)
         overrides, pstring = child_params(call.params, item, item_scope)
         calls.setdefault((target, tuple(overrides), pstring), item)  # identical calls coalesce
+    # every child DAG is found before any starts: a missing one fails the step, nothing half-run
+    dags = {target: find_dag(run, target) for target, _, _ in calls}
     results: list[dict[str, Any]] = [{} for _ in calls]
     limiter = trio.Semaphore(step.parallel.max_concurrent)
 
     async def one(i: int, key: tuple[str, tuple[str, ...], str | None]) -> None:
         async with limiter:
             target, overrides, pstring = key
-            results[i] = await run_child(run, step, find_dag(run, target), list(overrides), pstring, str(i))
+            try:
+                results[i] = await run_child(run, step, dags[target], list(overrides), pstring, str(i))
+            except StepFailed as exc:  # this child could not start; its siblings go on
+                params = pstring or " ".join(overrides)
+                results[i] = {"name": target, "dagRunId": None, "status": "failed", "params": params, "outputs": {}}
+                results[i]["error"] = str(exc)
 
     async with trio.open_nursery() as nursery:
         for i, key in enumerate(calls):
@@ -193,7 +203,7 @@ async def run_foreach(run: Run, step: Step, r: StepResult, scope: Scope, dagu_en
         seen.add(key)
         ctx["key"] = key
         slots.append(ctx)
-    from dagd.engine.environment import RunOptions
+    from dagd.engine.environment import RunOptions, RunSetupError
     from dagd.engine.run import Run as RunClass
 
     body = dataclasses.replace(
@@ -214,7 +224,12 @@ async def run_foreach(run: Run, step: Step, r: StepResult, scope: Scope, dagu_en
                 parent_run=run.opts.run_id,
             )
             child = RunClass(body, opts, run.emit, local_dags=run.local_dags, variables={"foreach": json.dumps(ctx)})
-            await child.prepare()
+            try:
+                await child.prepare()
+            except (RunSetupError, ValueError) as exc:  # this item cannot start; the others go on
+                outcomes[i] = {"index": ctx["index"], "key": ctx["key"], "status": "failed", "outputs": {}}
+                outcomes[i]["error"] = f"cannot start: {exc}"
+                return
             status = await child.execute()
             collected: dict[str, Any] = {}
             if status in (RunStatus.SUCCEEDED, RunStatus.PARTIALLY_SUCCEEDED):

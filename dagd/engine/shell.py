@@ -63,12 +63,17 @@ def command_argv(shell: ShellChoice, command: str, *, errexit: bool) -> list[str
     return [prog, *args_t, "-c", command]
 
 
-def script_argv(shell: ShellChoice, path: str, body: str, *, errexit: bool) -> list[str]:
-    """argv running a script file: its own shebang wins unless a step-level shell is set."""
+def script_argv(shell: ShellChoice, path: str, body: str, *, errexit: bool, classic: bool = False) -> list[str]:
+    """argv running a script file: its own shebang wins unless a step-level shell is set.
+
+    A shell given with -c cannot read a file: Dagu 1.x then passed the script as the command
+    (its own fixture `shell: bash -o pipefail -c`); Dagu 2 refuses, and so do current files."""
     first = body.split("\n", 1)[0]
     if first.startswith("#!") and not shell.explicit_step_shell:
         return [path]
     prog, *args = shell.argv
+    if "-c" in args and classic:
+        return command_argv(shell, body, errexit=errexit)
     if "-c" in args:
         raise CommandError(
             "script form cannot use -c: the script is passed to the shell as a file; drop -c from the shell arguments"

@@ -249,7 +249,9 @@ def _argv(
             text,
         )
         return (
-            [*list(step.interpreter), path] if step.interpreter else script_argv(shell, path, text, errexit=rt.errexit)
+            [*list(step.interpreter), path]
+            if step.interpreter
+            else script_argv(shell, path, text, errexit=rt.errexit, classic=rt.classic)
         )
     return command_argv(shell, text, errexit=rt.errexit)
 

@@ -264,6 +264,21 @@ def test_backticks_in_env_run_in_classic_files_only(tmp_path: Path) -> None:
     assert (tmp_path / "new.txt").read_text() == "`echo classic`\n"
 
 
+def test_backticks_in_classic_param_defaults_run_and_a_failing_one_fails_the_run(tmp_path: Path) -> None:
+    """Dagu 1.x ran backticks in a file's params (named and positional); a value the caller passes
+    is taken as it is (docs/compat.md)."""
+    step = "    command: sh -c 'echo \"$DAY $1 $DAG_PARAMS_JSON\" > out.txt'\n"
+    write(tmp_path, "p.yaml", f"params: DAY=`echo mon` `echo pos`\nsteps:\n  - name: a\n{step}")
+    assert run_dagctl(["run", "p.yaml"], tmp_path).code == 0
+    assert (tmp_path / "out.txt").read_text() == 'mon pos {"DAY":"mon"}\n'
+    assert run_dagctl(["run", "p.yaml", "--", "DAY=`echo tue`"], tmp_path).code == 0
+    assert (tmp_path / "out.txt").read_text() == '`echo tue` pos {"DAY":"`echo tue`"}\n'
+    write(tmp_path, "bad.yaml", "params: DAY=`exit 7`\nsteps:\n  - name: a\n    command: touch ran.txt\n")
+    r = run_dagctl(["run", "bad.yaml"], tmp_path)
+    assert r.code == 1 and "params: DAY: `exit 7`: eval failed: exit 7" in r.stderr, r.stderr
+    assert not (tmp_path / "ran.txt").exists()
+
+
 def test_classic_run_name_calls_the_sub_dag_and_records_a_child_run(tmp_path: Path) -> None:
     write(
         tmp_path,
@@ -279,6 +294,55 @@ def test_classic_run_name_calls_the_sub_dag_and_records_a_child_run(tmp_path: Pa
     assert result["status"] == "succeeded" and result["name"] == "child"
     child = status_doc(tmp_path, "child")
     assert child["parent_run"] == parent["id"] and child["trigger"] == "subdag"
+
+
+def test_a_multi_line_command_runs_through_a_shell_given_with_dash_c(tmp_path: Path) -> None:
+    """Dagu's own fixture (1.17 integration/shellopts): `shell: bash -o … -c` on a multi-line
+    command; the shell's options hold (xtrace on stderr, pipefail fails the step)."""
+    write(
+        tmp_path,
+        "opts.yaml",
+        "steps:\n  - name: a\n    command: |\n      echo one\n      echo two\n"
+        "    shell: bash -o errexit -o xtrace -o pipefail -c\n    output: OUT\n"
+        "  - name: b\n    command: |\n      false | cat\n      echo not reached\n"
+        "    shell: bash -o pipefail -o errexit -c\n",
+    )
+    r = run_dagctl(["run", "opts.yaml"], tmp_path)
+    assert r.code == 1, r.stderr
+    a, b = status_doc(tmp_path, "opts")["steps"]
+    assert a["status"] == "succeeded" and a["output_value"] == "one\ntwo"
+    assert "+ echo one" in Path(a["stderr_path"]).read_text()
+    assert b["status"] == "failed" and Path(b["stdout_path"]).read_text() == ""
+
+
+def test_a_sub_dag_that_is_missing_or_cannot_start_fails_its_step_cleanly(tmp_path: Path) -> None:
+    """Found by the differential test against Dagu 1.30: a parallel call of a missing DAG was an
+    internal error and its continueOn was lost. Now: the step fails saying which DAG, no child
+    starts, and the run goes on as the step's continueOn says."""
+    write(tmp_path, "strict.yaml", "params: [{name: N, required: true}]\nsteps:\n  - name: c\n    command: 'true'\n")
+    after = "  - name: next\n    command: touch next.txt\n    depends: fan\n"
+    write(
+        tmp_path,
+        "missing.yaml",
+        "steps:\n  - name: fan\n    run: nowhere\n    parallel:\n      items: [a, b]\n"
+        f"    continueOn:\n      failure: true\n{after}",
+    )
+    r = run_dagctl(["run", "missing.yaml"], tmp_path)
+    assert r.code == 1 and 'failed to find DAG "nowhere"' in r.stderr and "internal error" not in r.stderr, r.stderr
+    assert (tmp_path / "next.txt").exists()  # continueOn: failure held
+    write(
+        tmp_path,
+        "badparams.yaml",
+        "steps:\n  - name: fan\n    run: strict\n    parallel:\n      items: [x, y]\n"
+        "  - name: solo\n    run: strict\n    params: M=1\n    depends: []\n",
+    )
+    r = run_dagctl(["run", "badparams.yaml"], tmp_path)
+    assert r.code == 1 and "internal error" not in r.stderr, r.stderr
+    assert 'sub-DAG strict cannot start: unknown parameter(s): "M"' in r.stderr, r.stderr
+    assert "parallel: 2 of 2 child runs did not succeed" in r.stderr, r.stderr
+    fan = next(s for s in status_doc(tmp_path, "badparams")["steps"] if s["step"] == "fan")
+    results = json.loads(Path(fan["stdout_path"]).read_text())["results"]
+    assert [x["error"] for x in results] == ["sub-DAG strict cannot start: missing required parameter(s): N"] * 2
 
 
 def test_repeat_policy_repeats_until_the_condition_matches(tmp_path: Path) -> None:
