@@ -396,7 +396,7 @@ class RunEnvironment:
         if step.working_dir:
             wd = resolve(step.working_dir, scope)
             wd = os.path.expanduser(wd)
-            cwd = wd if os.path.isabs(wd) else os.path.join(self.default_cwd, wd)
+            cwd = os.path.normpath(wd if os.path.isabs(wd) else os.path.join(self.default_cwd, wd))
         env["PWD"] = cwd
         env["DAG_RUN_STEP_NAME"] = step.name
         dagu_env = {**self.dagu_env, **scope.variables, "PWD": cwd, "DAG_RUN_STEP_NAME": step.name}

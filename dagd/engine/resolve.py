@@ -197,8 +197,7 @@ def resolve(text: str, scope: Scope, *, shell_owned: bool = False) -> str:
     quoted = False
     for m in _REF.finditer(text):
         between = text[pos : m.start()]
-        if not shell_owned:
-            quoted ^= between.count("'") % 2 == 1
+        quoted ^= between.count("'") % 2 == 1
         out.append(between)
         pos = m.end()
         slashes, inner, bare, positional = m.groups()
@@ -206,7 +205,9 @@ def resolve(text: str, scope: Scope, *, shell_owned: bool = False) -> str:
             out.append(slashes[:-1] + m.group(0)[len(slashes) :])
             continue
         value: str | None = None
-        if positional is not None:
+        if positional is not None and quoted:  # '$1' stays as written (Dagu 1.17's own test)
+            value = None
+        elif positional is not None:
             i = int(positional) - 1
             value = scope.positional[i] if i < len(scope.positional) else None
         elif bare is not None:

@@ -43,6 +43,7 @@ class StepResult:
     outputs: dict[str, str] = field(default_factory=dict)  # declared outputs
     published: dict[str, str] = field(default_factory=dict)  # stdout.outputs, sub-DAG outputs
     output_value: str | None = None  # legacy `output: VAR`
+    output_from: int = 0  # where in the stdout log the last attempt (retry, repeat) began
     continued: bool = False  # failed, but continue_on lets dependents run
     pgid: int | None = None
     pgid_identity: str | None = None  # boot id + leader start time (procfs.identity)
@@ -315,6 +316,8 @@ async def run_commands(
     while True:
         result.attempts += 1
         open(output_file, "wb").close()  # a fresh output file per attempt
+        with contextlib.suppress(OSError):  # `output: VAR` is what the last attempt printed
+            result.output_from = os.path.getsize(result.stdout_path)
         timed_out = False
         try:
             with trio.fail_after(step.timeout_sec) if step.timeout_sec else _no_timeout():
@@ -357,6 +360,7 @@ async def run_commands(
             continue
         break
     if result.exit_code != 0:
+        _failed_output(step, rt, result)
         if result.oom_killed:
             raise StepFailed(
                 f"exit status {result.exit_code}: the kernel's OOM killer ended it (the run's memory limit was reached)",
@@ -404,6 +408,18 @@ async def _repeat_again(
     return met if repeat.mode == "while" else not met
 
 
+def _failed_output(step: Step, rt: StepRuntime, result: StepResult) -> None:
+    """A failed step's `output: VAR` holds what it printed, as in Dagu: a step continuing on
+    failure can read it."""
+    if not step.output:
+        return
+    with contextlib.suppress(OSError), open(result.stdout_path, "rb") as fh:
+        fh.seek(result.output_from)
+        data = fh.read(rt.max_output_size + 1)
+        if len(data) <= rt.max_output_size:
+            result.output_value = data.decode("utf-8", errors="replace").strip()
+
+
 def collect_outputs(step: Step, rt: StepRuntime, env: dict[str, str], result: StepResult) -> None:
     path = env["DAGU_OUTPUT_FILE"]
     try:
@@ -424,6 +440,7 @@ def collect_outputs(step: Step, rt: StepRuntime, env: dict[str, str], result: St
             raise StepFailed(str(exc)) from None
     if step.output:
         with open(result.stdout_path, "rb") as fh:
+            fh.seek(result.output_from)
             data = fh.read(rt.max_output_size + 1)
         if len(data) > rt.max_output_size:
             raise StepFailed(f"output exceeded maximum size limit of {rt.max_output_size} bytes")

@@ -523,8 +523,9 @@ def _wire(
                     )
                 elif not explicit.get(s.name):
                     s = replace(s, depends=implicit)
-                elif s.depends and rule is ChainRule.ADDITIVE:
-                    s = replace(s, depends=tuple(dict.fromkeys(implicit + s.depends)))
+                elif s.depends and rule is ChainRule.ADDITIVE:  # (a step named by its name or its id: once)
+                    extra = tuple(p.id or p.name for p in previous if p.name not in s.depends and p.id not in s.depends)
+                    s = replace(s, depends=tuple(dict.fromkeys(extra + s.depends)))
             out.append(s)
         if group:
             previous = out[-len(group) :]

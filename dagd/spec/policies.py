@@ -214,6 +214,16 @@ def parse_repeat(ctx: Ctx, node: Node, key: str) -> RepeatPolicy | None:
             mode = "while" if r.value else ""
             if not r.value:
                 return None
+            if condition is not None or codes:  # Dagu 1.17's own repeat-limit-condition fixture runs to its limit
+                given = ", ".join(k for k in ("condition", "expected", "exit_code") if k in m)
+                ctx.warn(
+                    r,
+                    f"{key}.repeat",
+                    f"repeat: true repeats while the step succeeds; {given} has no effect with it"
+                    " (use repeat: while or until to repeat on a condition)",
+                )
+                condition = expected = None
+                codes = ()
         elif r.kind == "scalar" and r.value in ("while", "until"):
             mode = r.value
             if condition is None and not codes:

@@ -45,7 +45,7 @@ def test_dagu_117s_own_example_reads_as_dagu_117_built_it() -> None:
         ["download-a", "download-b"],
         ["process-both"],
     ]
-    assert depends(path, ChainRule.ADDITIVE)[3] == ["download-b", "download-a"]
+    assert depends(path, ChainRule.ADDITIVE)[3] == ["download-a", "download-b"]  # (the previous step is there already)
     override = LEGACY / "v1.17.0__examples__chain_with_override.yaml"  # "override chain to depend on …"
     assert depends(override, ChainRule.REPLACE)[3] == ["install-deps"]
 
@@ -56,6 +56,12 @@ def test_depends_empty_opts_out_and_plain_steps_chain_under_both_rules(rule: Cha
     dag = load_text(text, "/tmp/x/d.yaml", chain=rule).dag
     assert [list(s.depends) for s in dag.steps] == [[], [], ["b"]]
     assert dag.chain_rule is rule
+
+
+def test_under_the_122_rule_a_step_named_by_name_and_by_id_is_waited_for_once() -> None:
+    # Dagu 1.17's example step_with_id.yaml: the previous step has an id, depends names it
+    path = LEGACY / "v1.17.0__examples__step_with_id.yaml"
+    assert depends(path, ChainRule.ADDITIVE) == [[], ["fetch-data"], ["validate-data"], ["process-data"]]
 
 
 def test_a_file_using_dagu_122_syntax_reads_with_the_122_rule() -> None:

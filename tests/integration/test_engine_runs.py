@@ -267,7 +267,7 @@ def test_backticks_in_env_run_in_classic_files_only(tmp_path: Path) -> None:
 def test_backticks_in_classic_param_defaults_run_and_a_failing_one_fails_the_run(tmp_path: Path) -> None:
     """Dagu 1.x ran backticks in a file's params (named and positional); a value the caller passes
     is taken as it is (docs/compat.md)."""
-    step = "    command: sh -c 'echo \"$DAY $1 $DAG_PARAMS_JSON\" > out.txt'\n"
+    step = '    command: echo "$DAY $1 $DAG_PARAMS_JSON" > out.txt\n'
     write(tmp_path, "p.yaml", f"params: DAY=`echo mon` `echo pos`\nsteps:\n  - name: a\n{step}")
     assert run_dagctl(["run", "p.yaml"], tmp_path).code == 0
     assert (tmp_path / "out.txt").read_text() == 'mon pos {"DAY":"mon"}\n'
@@ -315,6 +315,23 @@ def test_a_multi_line_command_runs_through_a_shell_given_with_dash_c(tmp_path: P
     assert b["status"] == "failed" and Path(b["stdout_path"]).read_text() == ""
 
 
+def test_a_failed_steps_output_is_kept_for_the_steps_after_it(tmp_path: Path) -> None:
+    """As Dagu does (1.30 side by side): `output: VAR` of a failed step holds what it printed."""
+    write(
+        tmp_path,
+        "f.yaml",
+        "steps:\n  - name: a\n    command: sh -c 'echo partial; exit 3'\n    output: A\n"
+        "    continueOn:\n      failure: true\n"
+        "  - name: b\n    command: sh -c 'echo \"got $A\" > got.txt'\n    dir: ./sub/../\n    output: B\n"
+        "  - name: c\n    command: sh -c 'echo \"$PWD\" > pwd.txt'\n    dir: ./sub/../\n",
+    )
+    assert run_dagctl(["run", "f.yaml"], tmp_path).code == 1
+    assert (tmp_path / "got.txt").read_text() == "got partial\n"
+    a = status_doc(tmp_path, "f")["steps"][0]
+    assert a["status"] == "failed" and a["output_value"] == "partial"
+    assert (tmp_path / "pwd.txt").read_text() == f"{tmp_path}\n"  # (a clean path, as Dagu's)
+
+
 def test_a_sub_dag_that_is_missing_or_cannot_start_fails_its_step_cleanly(tmp_path: Path) -> None:
     """Found by the differential test against Dagu 1.30: a parallel call of a missing DAG was an
     internal error and its continueOn was lost. Now: the step fails saying which DAG, no child
@@ -343,6 +360,24 @@ def test_a_sub_dag_that_is_missing_or_cannot_start_fails_its_step_cleanly(tmp_pa
     fan = next(s for s in status_doc(tmp_path, "badparams")["steps"] if s["step"] == "fan")
     results = json.loads(Path(fan["stdout_path"]).read_text())["results"]
     assert [x["error"] for x in results] == ["sub-DAG strict cannot start: missing required parameter(s): N"] * 2
+
+
+def test_repeat_true_repeats_to_its_limit_and_output_is_the_last_executions(tmp_path: Path) -> None:
+    """Dagu 1.17's own fixture and test (repeat-limit-condition): `repeat: true` with a condition
+    that never matches runs to its limit; `output:` holds what the last execution printed."""
+    write(
+        tmp_path,
+        "r.yaml",
+        "steps:\n  - name: count\n    command: sh -c 'echo x >> n.txt; wc -l < n.txt | tr -d \" \"'\n"
+        "    output: N\n    repeatPolicy:\n      repeat: true\n      limit: 4\n      intervalSec: 0\n"
+        "      condition: '`cat n.txt`'\n      expected: never\n",
+    )
+    v = run_dagctl(["validate", "r.yaml"], tmp_path)
+    assert "repeat: true repeats while the step succeeds; condition, expected has no effect" in v.stderr, v.stderr
+    assert run_dagctl(["run", "r.yaml"], tmp_path).code == 0
+    step = status_doc(tmp_path, "r")["steps"][0]
+    assert (tmp_path / "n.txt").read_text() == "x\n" * 4
+    assert step["output_value"] == "4" and Path(step["stdout_path"]).read_text() == "1\n2\n3\n4\n"
 
 
 def test_repeat_policy_repeats_until_the_condition_matches(tmp_path: Path) -> None:

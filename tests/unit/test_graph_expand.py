@@ -33,6 +33,14 @@ def test_substitute_resolves_dagu_references_and_keeps_the_rest() -> None:
     assert out == "C P one e $HOME ${missing.y} ${params.p}"
 
 
+def test_single_quoted_positional_params_stay_as_written() -> None:
+    """Dagu 1.17's own fixture (integration/positional-params): echo '$1' is $1 → "$1 is foo"."""
+    scope = Scope(positional=["foo", "bar"])
+    for shell_owned in (True, False):
+        out = resolve("echo '$1' is $1, '$2' is $2 \"$1\"", scope, shell_owned=shell_owned)
+        assert out == "echo '$1' is foo, '$2' is bar \"foo\""
+
+
 def test_param_overrides_follow_dagu_rules() -> None:
     dag = load_text(
         "params:\n  - name: a\n    default: x\n  - name: b\n    default: y\nsteps: [{run: echo a b}]\n", "p.yaml"
