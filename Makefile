@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 
-.PHONY: run test test-deps lint typecheck conformance web web-test deb rpm bench clean
+.PHONY: run test test-deps dagu-oracle lint typecheck conformance web web-test deb rpm bench clean
 
 # dagd._spawn (setup.py: vfork + join the step's cgroup before exec) is built with gcc and the
 # Python headers; without them dagd still installs and uses a sh trampoline (one exec more a step).
@@ -66,9 +66,14 @@ test-deps:
 	@missing=""; for pair in $(APT_TEST_PACKAGES); do [ -x /usr/bin/$${pair%%:*} ] || missing="$$missing $${pair##*:}"; done; \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 
+# Dagu 1.30.2 as published on the npm registry (GPL-3.0: the differential tests run it; it is
+# never shipped), cached in /var/cache/dagd-bench; npm checks the tarball's integrity.
+dagu-oracle: $(VENV_STAMP)
+	$(PY) -c "from tests.dagu_oracle import dagu_binary; dagu_binary()"
+
 # The package tests install the .deb on this machine and own the system paths while they run:
 # they go after the rest of the suite, alone.
-test: lint typecheck test-deps web web-test
+test: lint typecheck test-deps dagu-oracle web web-test
 	$(PY) -m pytest -n 2 -p no:cacheprovider tests --ignore=tests/packaging
 	$(PY) -m pytest -p no:cacheprovider tests/packaging
 

@@ -234,22 +234,9 @@ def containment(d: Daemon) -> str:
 
 # ---- 1b. side by side with Dagu ------------------------------------------------------------
 
-DAGU_CACHE = Path("/var/cache/dagd-bench")
-DAGU_VERSION = "1.30.2"
-
-
-def dagu_binary() -> Path:
-    """Dagu 1.x as published on the npm registry (GPL-3.0: run here, never shipped), cached."""
-    binary = DAGU_CACHE / DAGU_VERSION / "package" / "bin" / "dagu"
-    if not binary.exists():
-        folder = binary.parents[2]
-        folder.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            ["npm", "pack", f"@dagu-org/dagu-linux-x64@{DAGU_VERSION}", "--silent"], cwd=folder, check=True,
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        subprocess.run(["tar", "xzf", f"dagu-org-dagu-linux-x64-{DAGU_VERSION}.tgz"], cwd=folder, check=True)
-    return binary
+# Dagu 1.x as published on the npm registry, cached: the same oracle the differential tests run
+sys.path.insert(0, str(ROOT))
+from tests.dagu_oracle import DAGU_VERSION, dagu_binary  # noqa: E402
 
 
 def chain_yaml(n: int) -> str:
