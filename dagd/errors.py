@@ -29,3 +29,5 @@ NOT_FOUND = -32004
 CONFLICT = -32009
 INVALID = -32602
 STORAGE_FULL = -32010  # the history cannot be written: no space left
+UNAUTHORIZED = -32011  # a webhook's token or signature is missing or wrong
+FORBIDDEN = -32012  # a webhook that is disabled, or asks for what dagd does not have

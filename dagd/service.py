@@ -15,13 +15,13 @@ import shutil
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import trio
 
-from dagd import cgroups, faults, names, scheduler
+from dagd import cgroups, faults, names, scheduler, webhooks
 from dagd.access import Rule
 from dagd.catalog import Catalog, Entry
 from dagd.engine.environment import RunOptions, RunSetupError
@@ -30,7 +30,7 @@ from dagd.engine.local import new_run_id, resume_from
 from dagd.engine.process import end_run_group
 from dagd.engine.run import Run
 from dagd.engine.status import RunStatus
-from dagd.errors import CONFLICT, INVALID, NOT_FOUND, STORAGE_FULL, ServiceError, checked
+from dagd.errors import CONFLICT, FORBIDDEN, INVALID, NOT_FOUND, STORAGE_FULL, UNAUTHORIZED, ServiceError, checked
 from dagd.reads import PARSING, Reads
 from dagd.slots import Slots
 from dagd.spec import Dag, SpecError, load_file
@@ -419,6 +419,122 @@ class Service(Reads, Slots):
         await self._remove_run_folders(name, dirs)
         self.changed.set()
 
+    # ---- webhooks ----------------------------------------------------------------------------
+
+    async def webhook(self, name: str) -> dict[str, Any]:
+        dag = self.dag(name)
+        row = await self._store_call(self.store.webhook, dag.name)
+        if row is None:
+            raise ServiceError(NOT_FOUND, f"{dag.name} has no webhook")
+        return dict(row)
+
+    async def webhooks(self) -> list[dict[str, Any]]:
+        return list(await self._store_call(self.store.webhooks))
+
+    async def add_webhook(self, name: str, by: str) -> tuple[dict[str, Any], str]:
+        """A new webhook for the DAG and its token (the only time it is shown)."""
+        import uuid
+
+        dag = self.dag(name)
+        token = webhooks.new_token()
+        added = await self._store_call(
+            self.store.add_webhook,
+            dag.name,
+            str(uuid.uuid4()),
+            webhooks.digest(token),
+            webhooks.shown_prefix(token),
+            by,
+        )
+        if not added:
+            raise ServiceError(CONFLICT, f"{dag.name} has a webhook already (regenerate its token instead)")
+        return await self.webhook(dag.name), token
+
+    async def delete_webhook(self, name: str) -> None:
+        dag = self.dag(name)
+        if not await self._store_call(self.store.delete_webhook, dag.name):
+            raise ServiceError(NOT_FOUND, f"{dag.name} has no webhook")
+
+    async def change_webhook(self, name: str, **fields: Any) -> dict[str, Any]:
+        dag = self.dag(name)
+        if not await self._store_call(lambda: self.store.update_webhook(dag.name, **fields)):
+            raise ServiceError(NOT_FOUND, f"{dag.name} has no webhook")
+        return await self.webhook(dag.name)
+
+    async def regenerate_webhook(self, name: str) -> tuple[dict[str, Any], str]:
+        token = webhooks.new_token()
+        row = await self.change_webhook(
+            name, token_digest=webhooks.digest(token), token_prefix=webhooks.shown_prefix(token)
+        )
+        return row, token
+
+    async def set_webhook_hmac(
+        self, name: str, mode: str, enforcement: str | None, *, new_secret: bool
+    ) -> dict[str, Any]:
+        """token_and_hmac or hmac_only; a new secret when asked (or when there is none)."""
+        if mode not in ("token_and_hmac", "hmac_only"):
+            raise ServiceError(INVALID, "authMode must be token_and_hmac or hmac_only")
+        if enforcement is not None and enforcement not in webhooks.HMAC_MODES:
+            raise ServiceError(INVALID, "enforcementMode must be strict or observe")
+        if mode == "hmac_only" and enforcement == "observe":
+            raise ServiceError(INVALID, "hmac_only is always strict: with observe anyone could trigger the DAG")
+        row = await self.webhook(name)
+        fields: dict[str, Any] = {"auth_mode": mode, "hmac_mode": enforcement or row["hmac_mode"] or "strict"}
+        if mode == "hmac_only":
+            fields["hmac_mode"] = "strict"
+        if new_secret or not row["hmac_secret"]:
+            fields.update(hmac_secret=webhooks.new_hmac_secret(), hmac_updated_at=time.time())
+        return await self.change_webhook(name, **fields)
+
+    async def trigger_webhook(
+        self,
+        name: str,
+        *,
+        authorization: str | None,
+        signature: str | None,
+        profile: str | None,
+        raw: bytes,
+        body: dict[str, Any],
+        headers: dict[str, str],
+    ) -> tuple[str, str]:
+        """Check a webhook call and queue its run: (DAG name, run id). No DAG and a DAG without a
+        webhook get the same answer: an anonymous caller learns nothing about the DAGs."""
+        nothing = ServiceError(NOT_FOUND, f"no webhook for {name}")
+        entry = self.catalog.find(name)
+        dag = entry.usable if entry is not None else None
+        if dag is None:
+            raise nothing
+        row = await self._store_call(self.store.webhook, dag.name)
+        if row is None:
+            raise nothing
+        verdict = webhooks.check(row, authorization, signature, raw)
+        if isinstance(verdict, webhooks.Refusal):
+            raise ServiceError(UNAUTHORIZED if verdict.status == 401 else FORBIDDEN, verdict.message)
+        if verdict is not None:
+            log.warning("%s: %s", dag.name, verdict)
+        if profile:
+            raise ServiceError(FORBIDDEN, "dagd has no runtime profiles: X-Dagu-Profile cannot select one")
+        payload = body.get("payload")
+        if payload is not None and not isinstance(payload, dict):
+            raise ServiceError(INVALID, "payload must be a JSON object")
+        rid = body.get("dagRunId")
+        rid = checked(names.run_id, rid) if rid is not None else new_run_id()
+        spec = dag.extra.get("webhook")
+        forward = spec.get("forward_headers") if isinstance(spec, Mapping) else None
+        env = webhooks.payload_env(body, headers, [str(h) for h in forward or []])
+        declared = {p.name for p in dag.params if p.name}
+        params = [f"{k}={v}" for k, v in env.items() if k in declared]  # a declared name is a normal param
+        env = {k: v for k, v in env.items() if k not in declared}
+        try:
+            await self._store_call(
+                lambda: self.store.enqueue(rid, dag.name, dag.file, params, "webhook", None, env=env, new_only=True)
+            )
+        except sqlite3.IntegrityError:
+            raise ServiceError(CONFLICT, f"a run with id {rid} exists already") from None
+        await self._store_call(self.store.webhook_used, dag.name)
+        self.wakeup.set()
+        self.changed.set()
+        return dag.name, rid
+
     async def _record_finish(self, run_id: str, dag: str, reason: str) -> None:
         """Record a run failed; when the store cannot take it now (a full disk), keep it and
         write it as soon as it can — the run is never left `running` while dagd lives."""
@@ -475,6 +591,7 @@ class Service(Reads, Slots):
                     item["schedule_time"],
                     self.default_shell,
                     parent_run=item["parent_run"],
+                    env=item["env"],
                 ),
             )
 

@@ -59,6 +59,7 @@ class RunOptions:
     default_shell: str | None = None
     parent_run: str | None = None
     param_string: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)  # trigger context: a webhook's WEBHOOK_PAYLOAD, …
 
 
 class RunEnvironment:
@@ -181,6 +182,7 @@ class RunEnvironment:
         if self.params_json is not None:
             self.managed["DAG_PARAMS_JSON"] = self.params_json
             self.managed["DAGU_PARAMS_JSON"] = self.params_json
+        env.update(self.opts.env)
         env.update(named)
         env.update(self.managed)
         self.context = {
@@ -245,7 +247,7 @@ class RunEnvironment:
         # root env, top to bottom; then dotenv; then the protected run variables again. The
         # `dagu_env` copy holds only what the DAG defines: action inputs never read the
         # inherited process environment.
-        dagu_env = {**self.named, **self.managed}
+        dagu_env = {**self.opts.env, **self.named, **self.managed}
         for k, v in self.dag.env:
             value = resolve(v, self._scope(self.root_env))
             try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import re
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,8 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 
 from dagd import __version__, access, peers
 from dagd.access import Principal, Rule
-from dagd.errors import NOT_FOUND, STORAGE_FULL, ServiceError
-from dagd.http import dags, files, runs
+from dagd.errors import FORBIDDEN, NOT_FOUND, STORAGE_FULL, UNAUTHORIZED, ServiceError
+from dagd.http import dags, files, runs, webhooks
 from dagd.http.auth import Auth, FailureLimit
 from dagd.http.common import error, error_body
 from dagd.service import Service
@@ -81,6 +82,9 @@ class Guard(ASGIMiddleware):
             return
         client = tuple(scope.get("client") or ("", 0))
         server = tuple(scope.get("server") or ("", 0))
+        if method == "POST" and WEBHOOK_PATH.fullmatch(path):
+            await self._webhook(scope, receive, send, next_app, str(client[0]), path)
+            return
         who: Principal | None = None
         uid: int | None = None
         authorization = headers.get("authorization")
@@ -123,6 +127,7 @@ class Guard(ASGIMiddleware):
                 )
             await self._unauthorized(send, "authentication required", headers)
             return
+        scope.setdefault("state", {})["who"] = who  # (a webhook's created_by)
         if method not in SAFE_METHODS and who.kind != "token":
             origin = headers.get("origin")
             site = headers.get("sec-fetch-site")
@@ -135,19 +140,36 @@ class Guard(ASGIMiddleware):
             await next_app(scope, receive, send)
             return
         status = [0]
-
-        async def watch(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
         try:
-            await next_app(scope, receive, watch)
+            await _forward(next_app, scope, receive, send, status)
         finally:
             dag, run_id = _targets(path)
             access.audit(
                 who, f"{method} {path} -> {status[0] or 'no answer'}", f"HTTP from {client[0]}", dag=dag, run_id=run_id
             )
+
+    async def _webhook(
+        self, scope: Any, receive: Receive, send: Any, next_app: ASGIApp, client: str, path: str
+    ) -> None:
+        """POST /api/v1/webhooks/{fileName}: no login; the route checks the webhook's own token or
+        signature (dagd.webhooks). Wrong ones count as failed logins of the address, and every
+        call is audited."""
+        wait = self.failures.blocked(client)
+        if wait:
+            await _refuse(
+                send, 429, "too_many_requests", "too many failed attempts: try again later",
+                [(b"retry-after", str(int(wait) + 1).encode())],
+            )  # fmt: skip
+            return
+        status = [0]
+        try:
+            await _forward(next_app, scope, receive, send, status)
+        finally:
+            if status[0] == 401:
+                self.failures.failed(client)
+            dag = urllib.parse.unquote(path.rsplit("/", 1)[1])
+            who = Principal("webhook", dag)
+            access.audit(who, f"POST {path} -> {status[0] or 'no answer'}", f"HTTP from {client}", dag=dag)
 
     async def _unauthorized(self, send: Any, why: str, headers: dict[str, str]) -> None:
         extra = [(b"www-authenticate", b'Basic realm="dagd", charset="UTF-8"')] if self.auth.users else []
@@ -191,6 +213,20 @@ class Guard(ASGIMiddleware):
         await send({"type": "http.response.body", "body": b""})
 
 
+WEBHOOK_PATH = re.compile(r"/api/v1/webhooks/[^/]+")
+
+
+async def _forward(next_app: ASGIApp, scope: Any, receive: Receive, send: Any, status: list[int]) -> None:
+    """The request on to the app, its response status noted in status[0] (for the audit line)."""
+
+    async def watch(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            status[0] = message["status"]
+        await send(message)
+
+    await next_app(scope, receive, watch)
+
+
 def _cookie(header: str, name: str) -> str | None:
     for part in header.split(";"):
         key, _, value = part.strip().partition("=")
@@ -220,7 +256,7 @@ async def _refuse(
 
 def _error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     if isinstance(exc, ServiceError):
-        status = {NOT_FOUND: 404, -32009: 409, STORAGE_FULL: 507}.get(exc.code, 400)
+        status = {NOT_FOUND: 404, -32009: 409, STORAGE_FULL: 507, UNAUTHORIZED: 401, FORBIDDEN: 403}.get(exc.code, 400)
         return error(status, exc.message)
     if isinstance(exc, HTTPException):
         return error(exc.status_code, str(exc.detail))
@@ -239,7 +275,7 @@ def create_app(svc: Service, hosts: set[str], auth: Auth | None = None, sessions
         return await trio.to_thread.run_sync(files.ui_file, ui, path.lstrip("/"))
 
     return Litestar(
-        route_handlers=[*dags.routes(svc), *runs.routes(svc), web_ui],
+        route_handlers=[*dags.routes(svc), *runs.routes(svc), *webhooks.routes(svc), web_ui],
         middleware=[Guard(hosts, auth or Auth(), svc.rule, sessions or Sessions())],
         exception_handlers={Exception: _error_handler},
         openapi_config=OpenAPIConfig(

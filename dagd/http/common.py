@@ -64,20 +64,25 @@ _large_bodies = trio.Semaphore(1)
 
 
 async def read_json(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    return (await read_json_raw(request))[1]
+
+
+async def read_json_raw(request: Request[Any, Any, Any]) -> tuple[bytes, dict[str, Any]]:
+    """The body as sent (a webhook's signature covers those bytes) and as a JSON object."""
     try:
         declared = int(request.headers.get("content-length") or 0)
     except ValueError:
         declared = 0
     if declared < LARGE_BODY:
         raw = await request.body()
-        return _object(_decode(raw)) if raw else {}
+        return raw, (_object(_decode(raw)) if raw else {})
     async with _large_bodies:
         with trio.move_on_after(60) as late:  # a sender this slow may not hold the others back
             raw = await request.body()
         if late.cancelled_caught:
             raise HTTPException(status_code=408, detail="the request body took more than 60 s to arrive")
         # checked and decoded in a worker thread: megabytes of JSON take the loop tens of ms
-        return _object(await trio.to_thread.run_sync(_decode, raw, limiter=PARSING))
+        return raw, _object(await trio.to_thread.run_sync(_decode, raw, limiter=PARSING))
 
 
 def _object(data: Any) -> dict[str, Any]:

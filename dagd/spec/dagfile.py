@@ -203,6 +203,8 @@ def build_dag(ctx: Ctx, doc: Node, index: int, run_is_sub_dag: Callable[[str], b
         f["retry_policy"] = _dag_retry(ctx, m["retry_policy"])
     if "resources" in m:
         f["resources"] = _resources(ctx, m["resources"])
+    if "webhook" in m:
+        _webhook(ctx, m["webhook"])
     extra = {k: m[k].plain() for k in _EXTRA_KEYS if k in m}
     if extra:
         f["extra"] = frozen(extra)
@@ -500,6 +502,22 @@ def _steps(
             rule = None
     _check_graph(ctx, steps)
     return tuple(steps), rule
+
+
+def _webhook(ctx: Ctx, node: Node) -> None:
+    """`webhook: {forward_headers: [...]}`: request headers a webhook-triggered run sees in
+    WEBHOOK_HEADERS (dagd.webhooks); never one that carries credentials."""
+    from dagd.webhooks import NEVER_FORWARDED
+
+    m = ctx.mapping(node, "webhook", ("forward_headers",), what="webhook")
+    if not m or "forward_headers" not in m:
+        return
+    for i, name in enumerate(ctx.string_list(m["forward_headers"], "webhook.forward_headers") or []):
+        where = m["forward_headers"].value[i] if m["forward_headers"].kind == "seq" else m["forward_headers"]
+        if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
+            ctx.error(where, f"webhook.forward_headers[{i}]", f"{name!r} is not an HTTP header name")
+        elif name.lower() in NEVER_FORWARDED:
+            ctx.error(where, f"webhook.forward_headers[{i}]", f"{name} is never forwarded: it carries credentials")
 
 
 def _wire(

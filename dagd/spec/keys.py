@@ -419,7 +419,6 @@ NO_EFFECT_ROOT: dict[str, str] = {
     "step_types": "dagd runs no custom step types; steps that use them fail",
     "functions": "Dagu 1.x functions are not supported; steps that call them fail",
     "run_config": "dagd's UI and API do not restrict editing params or run ids",
-    "webhook": "dagd does not pass webhook request headers to runs (WEBHOOK_HEADERS)",
     "log_output": "dagd keeps each step's stdout and stderr in separate files (.out, .err)",
 }
 NO_EFFECT_STEP: dict[str, str] = {

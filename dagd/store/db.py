@@ -101,7 +101,34 @@ MIGRATIONS = [
     ALTER TABLE dag_runs ADD COLUMN queued_at REAL;
     ALTER TABLE dag_runs ADD COLUMN schedule_time TEXT;
     """,
+    """
+    ALTER TABLE run_queue ADD COLUMN env TEXT;
+    CREATE TABLE webhooks (
+        dag TEXT PRIMARY KEY,
+        id TEXT NOT NULL,
+        token_digest TEXT NOT NULL,
+        token_prefix TEXT NOT NULL,
+        enabled INTEGER NOT NULL DEFAULT 1,
+        auth_mode TEXT NOT NULL DEFAULT 'token_only',
+        hmac_secret TEXT,
+        hmac_mode TEXT,
+        hmac_updated_at REAL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        created_by TEXT,
+        last_used_at REAL
+    );
+    """,
 ]
+WEBHOOK_FIELDS = {
+    "token_digest",
+    "token_prefix",
+    "enabled",
+    "auth_mode",
+    "hmac_secret",
+    "hmac_mode",
+    "hmac_updated_at",
+}
 
 
 class Store:
@@ -470,13 +497,21 @@ class Store:
         schedule_time: str | None,
         *,
         parent_run: str | None = None,
+        env: dict[str, str] | None = None,
+        new_only: bool = False,
     ) -> None:
+        """Queue a run. `env`: variables the run gets beside its params (a webhook's payload);
+        `new_only`: a run id already in the history is a sqlite3.IntegrityError, not a re-queue."""
         names.run_id(run_id)
+        upsert = (
+            ""
+            if new_only
+            else " ON CONFLICT (id) DO UPDATE SET status = 'queued', status_code = 5, queued_at = excluded.queued_at"
+        )
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO dag_runs (id, dag, file, status, status_code, trigger, params, parent_run, queued_at,"
-                " schedule_time) VALUES (?, ?, ?, 'queued', 5, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (id) DO UPDATE SET status = 'queued', status_code = 5, queued_at = excluded.queued_at",
+                " schedule_time) VALUES (?, ?, ?, 'queued', 5, ?, ?, ?, ?, ?)" + upsert,
                 (
                     run_id,
                     dag,
@@ -489,8 +524,18 @@ class Store:
                 ),
             )
             db.execute(
-                "INSERT OR REPLACE INTO run_queue (run_id, dag, file, params, trigger, schedule_time, queued_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (run_id, dag, file, json.dumps(params), trigger, schedule_time, time.time()),
+                "INSERT OR REPLACE INTO run_queue (run_id, dag, file, params, trigger, schedule_time, queued_at, env)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    dag,
+                    file,
+                    json.dumps(params),
+                    trigger,
+                    schedule_time,
+                    time.time(),
+                    json.dumps(env) if env else None,
+                ),
             )
 
     def queued(self, dag: str | None = None) -> list[dict[str, Any]]:
@@ -501,7 +546,48 @@ class Store:
                 rows = self.db.execute(f"{select} ORDER BY q.queued_at, q.rowid").fetchall()
             else:
                 rows = self.db.execute(f"{select} WHERE q.dag = ? ORDER BY q.queued_at, q.rowid", (dag,)).fetchall()
-        return [dict(r) | {"params": json.loads(r["params"])} for r in rows]
+        return [dict(r) | {"params": json.loads(r["params"]), "env": json.loads(r["env"] or "{}")} for r in rows]
+
+    # ---- webhooks (one per DAG; the token is kept as its SHA-256 only) --------------------------
+
+    def webhook(self, dag: str) -> dict[str, Any] | None:
+        with self.lock:
+            row = self.db.execute("SELECT * FROM webhooks WHERE dag = ?", (dag,)).fetchone()
+        return dict(row) if row is not None else None
+
+    def webhooks(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(r) for r in self.db.execute("SELECT * FROM webhooks ORDER BY dag").fetchall()]
+
+    def add_webhook(self, dag: str, webhook_id: str, token_digest: str, token_prefix: str, by: str) -> bool:
+        """False when the DAG has one already."""
+        now = time.time()
+        with self.transaction() as db:
+            cur = db.execute(
+                "INSERT INTO webhooks (dag, id, token_digest, token_prefix, created_at, updated_at, created_by)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dag) DO NOTHING",
+                (dag, webhook_id, token_digest, token_prefix, now, now, by),
+            )
+            return cur.rowcount == 1
+
+    def update_webhook(self, dag: str, **fields: Any) -> bool:
+        """Set the named fields (WEBHOOK_FIELDS); False when the DAG has no webhook."""
+        assert fields and set(fields) <= WEBHOOK_FIELDS, fields
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        with self.transaction() as db:
+            cur = db.execute(
+                f"UPDATE webhooks SET {sets}, updated_at = ? WHERE dag = ?",
+                (*fields.values(), time.time(), dag),
+            )
+            return cur.rowcount == 1
+
+    def webhook_used(self, dag: str) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE webhooks SET last_used_at = ? WHERE dag = ?", (time.time(), dag))
+
+    def delete_webhook(self, dag: str) -> bool:
+        with self.transaction() as db:
+            return db.execute("DELETE FROM webhooks WHERE dag = ?", (dag,)).rowcount == 1
 
     def dequeue(self, run_id: str, *, cancelled: bool = False) -> bool:
         with self.transaction() as db:
