@@ -23,7 +23,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 from dagd import __version__, access, peers
 from dagd.access import Principal, Rule
 from dagd.errors import FORBIDDEN, NOT_FOUND, STORAGE_FULL, UNAUTHORIZED, ServiceError
-from dagd.http import dags, files, runs, webhooks
+from dagd.http import dags, files, runs, stream, webhooks
 from dagd.http.auth import Auth, FailureLimit
 from dagd.http.common import error, error_body
 from dagd.service import Service
@@ -65,7 +65,9 @@ class Guard(ASGIMiddleware):
         await self._handle(scope, receive, send, next_app)
 
     async def _handle(self, scope: Any, receive: Receive, send: Any, next_app: ASGIApp) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope.get(stream.INTERNAL) is not None:
+            # (an in-process read of the live-update stream: its principal passed here already;
+            # no server ever puts this key in a request's scope)
             await next_app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
@@ -136,7 +138,7 @@ class Guard(ASGIMiddleware):
                 access.audit(who, f"{method} {path} -> 403 (cross-site, refused)", f"HTTP from {client[0]}")
                 await _refuse(send, 403, "forbidden", "cross-site request refused (CSRF protection)")
                 return
-        if method in SAFE_METHODS:
+        if method in SAFE_METHODS or path == "/api/v1/events/stream/topics":  # (a view changes, not dagd)
             await next_app(scope, receive, send)
             return
         status = [0]
@@ -274,8 +276,15 @@ def create_app(svc: Service, hosts: set[str], auth: Auth | None = None, sessions
             raise ServiceError(NOT_FOUND, f"no API route {path}")
         return await trio.to_thread.run_sync(files.ui_file, ui, path.lstrip("/"))
 
-    return Litestar(
-        route_handlers=[*dags.routes(svc), *runs.routes(svc), *webhooks.routes(svc), web_ui],
+    made: list[Litestar] = []
+    app = Litestar(
+        route_handlers=[
+            *dags.routes(svc),
+            *runs.routes(svc),
+            *webhooks.routes(svc),
+            *stream.routes(svc, lambda: made[0]),
+            web_ui,
+        ],
         middleware=[Guard(hosts, auth or Auth(), svc.rule, sessions or Sessions())],
         exception_handlers={Exception: _error_handler},
         openapi_config=OpenAPIConfig(
@@ -288,3 +297,5 @@ def create_app(svc: Service, hosts: set[str], auth: Auth | None = None, sessions
         debug=False,
         logging_config=None,  # dagd's own logging (journald priorities) stays in charge
     )
+    made.append(app)
+    return app
