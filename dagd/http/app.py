@@ -96,7 +96,7 @@ class Guard(ASGIMiddleware):
                 await _refuse(
                     send,
                     429,
-                    "too_many_requests",
+                    "rate_limited",
                     "too many failed logins: try again later",
                     [(b"retry-after", str(int(wait) + 1).encode())],
                 )
@@ -159,7 +159,7 @@ class Guard(ASGIMiddleware):
         wait = self.failures.blocked(client)
         if wait:
             await _refuse(
-                send, 429, "too_many_requests", "too many failed attempts: try again later",
+                send, 429, "rate_limited", "too many failed attempts: try again later",
                 [(b"retry-after", str(int(wait) + 1).encode())],
             )  # fmt: skip
             return

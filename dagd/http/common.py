@@ -23,6 +23,7 @@ HTTP_CODES = {
     408: "timeout",
     409: "conflict",
     413: "payload_too_large",
+    429: "rate_limited",
 }
 
 

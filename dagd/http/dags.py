@@ -180,7 +180,7 @@ def routes(svc: Service) -> list[Any]:
         body = await read_json(request)
         name = checked_name(file_name)
         if body.get("singleton") and await busy(name):
-            return error(409, f"{name} is already running or queued (singleton)", "already_running")
+            return error(409, f"{name} is already running or queued (singleton)", "already_exists")
         rid = await svc.enqueue(name, shapes.overrides(body.get("params")), run_id=run_id_of(body))
         return Response({"dagRunId": rid}, status_code=200)
 
@@ -197,7 +197,7 @@ def routes(svc: Service) -> list[Any]:
             raise HTTPException(status_code=400, detail="timeout (seconds, 1-86400) is required")
         name = checked_name(file_name)
         if body.get("singleton") and await busy(name):
-            return error(409, f"{name} is already running or queued (singleton)", "already_running")
+            return error(409, f"{name} is already running or queued (singleton)", "already_exists")
         rid = await svc.enqueue(name, shapes.overrides(body.get("params")), run_id=run_id_of(body))
         doc = await svc.wait_finished(name, rid, float(timeout))
         if doc is None:
@@ -214,6 +214,7 @@ def routes(svc: Service) -> list[Any]:
 
     @post("/api/v1/dags/{file_name:str}/stop-all", status_code=200)
     async def stop_all(file_name: str) -> m.Errors:
+        entry_of(file_name)  # (no such DAG: 404)
         with contextlib.suppress(ServiceError):  # nothing running is not an error here
             await svc.stop(checked_name(file_name), None)
         return {"errors": []}

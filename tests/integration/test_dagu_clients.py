@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.integration.test_daemon import Daemon, wait_until
-from tests.integration.test_http_api import check, start_with_http
+from tests.integration.test_http_api import check, serving
 
 DAGS = {
     "hello.yaml": "labels: [team=ops, nightly]\nsteps:\n  - {id: a, run: echo hello}\n  - {id: b, depends: a, run: echo b}\n",
@@ -26,14 +26,8 @@ DAGS = {
 
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[tuple[Daemon, str]]:
-    (tmp_path / "dags").mkdir()
-    for name, text in DAGS.items():
-        (tmp_path / "dags" / name).write_text(text.replace("{gate}", str(tmp_path / "gate")))
-    d, base = start_with_http(tmp_path)
-    yield d, base
-    (tmp_path / "gate").touch()
-    d.proc.terminate()
-    d.proc.wait(timeout=30)
+    with serving(tmp_path, DAGS) as running:
+        yield running
 
 
 def finished(base: str, name: str, rid: str) -> dict | None:  # type: ignore[type-arg]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -31,6 +32,22 @@ def start_with_http(root: Path, extra_env: dict[str, str | None] | None = None) 
     base = f"http://127.0.0.1:{port}"
     wait_until(lambda: http_answers(base))
     return d, base
+
+
+@contextlib.contextmanager
+def serving(root: Path, dags: dict[str, str]) -> Iterator[tuple[Daemon, str]]:
+    """dagd over HTTP with these DAG files, stopped after. `{gate}` in a file names a path that,
+    once the test creates it, lets a waiting step end (it is created at the end too)."""
+    (root / "dags").mkdir()
+    for name, text in dags.items():
+        (root / "dags" / name).write_text(text.replace("{gate}", str(root / "gate")))
+    d, base = start_with_http(root)
+    try:
+        yield d, base
+    finally:
+        (root / "gate").touch()
+        d.proc.terminate()
+        d.proc.wait(timeout=30)
 
 
 def hash_password(secret: str) -> str:

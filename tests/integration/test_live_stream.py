@@ -17,21 +17,17 @@ import pytest
 
 from tests import strangers
 from tests.integration.test_daemon import Daemon, wait_until
-from tests.integration.test_http_api import start_with_http
+from tests.integration.test_http_api import serving
 
 
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[tuple[Daemon, str, Path]]:
-    (tmp_path / "dags").mkdir()
-    (tmp_path / "dags" / "hello.yaml").write_text("steps:\n  - {id: a, run: echo hi}\n")
-    (tmp_path / "dags" / "gate.yaml").write_text(
-        f"steps:\n  - id: wait\n    run: while [ ! -e {tmp_path / 'open'} ]; do sleep 0.02; done\n"
-    )
-    d, base = start_with_http(tmp_path)
-    yield d, base, tmp_path
-    (tmp_path / "open").touch()
-    d.proc.terminate()
-    d.proc.wait(timeout=30)
+    dags = {
+        "hello.yaml": "steps:\n  - {id: a, run: echo hi}\n",
+        "gate.yaml": "steps:\n  - id: wait\n    run: while [ ! -e {gate} ]; do sleep 0.02; done\n",
+    }
+    with serving(tmp_path, dags) as (d, base):
+        yield d, base, tmp_path
 
 
 class Stream:
@@ -96,7 +92,7 @@ def test_topics_carry_their_rest_payloads_and_follow_changes(api: tuple[Daemon, 
         assert added.json() == {"subscribed": ["dagrun:gate/g1", "queues:"], "errors": []}
         running = s.next(topic="dagrun:gate/g1")["payload"]["dagRunDetails"]
         assert running["status"] == 1 and running["nodes"][0]["status"] == 1
-        (root / "open").touch()
+        (root / "gate").touch()
         done = s.next(topic="dagrun:gate/g1")["payload"]
         assert done["dagRunDetails"]["status"] == 4  # pushed by the run's events, no poll by us
         assert done == httpx.get(f"{base}/api/v1/dag-runs/gate/g1").json()
