@@ -335,7 +335,7 @@ async def main(opts: Options) -> None:
         log.info("dagd %s ready: %d DAGs from %s, socket %s", __version__, len(catalog.entries), opts.dags_dir, where)
         # the handlers are in place before READY=1: a stop that follows at once is a clean stop
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-            notifier.ready(await status_line(svc))
+            await notifier.say("READY=1", f"STATUS={await status_line(svc)}")
             # what start-up built (modules, the app, the catalog) lives as long as dagd: out of the
             # collector's way, so a full collection costs what the running work holds, not all of it
             gc.collect()
@@ -349,7 +349,7 @@ async def main(opts: Options) -> None:
                     result = await svc.reload()  # announces RELOADING=1 … READY=1
                     log.info("reloaded: %d DAGs, %d changed", result["dags"], len(result["changed"]))
                     continue
-                notifier.stopping()
+                await notifier.say("STOPPING=1", within=1.0)
                 if svc.active and opts.stop_grace_sec:
                     log.info("stopping: waiting up to %gs for %d running runs", opts.stop_grace_sec, len(svc.active))
                     with trio.move_on_after(opts.stop_grace_sec):

@@ -6,10 +6,11 @@ datagram socket directly (abstract `@` names included) and kept ASCII.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import time
+
+import trio
 
 
 class Notifier:
@@ -24,12 +25,27 @@ class Notifier:
     def enabled(self) -> bool:
         return bool(self.addr)
 
-    def send(self, *lines: str) -> None:
+    def send(self, *lines: str) -> bool:
+        """One datagram to systemd; whether it went. Never blocks: when the notify socket's
+        queue is full (systemd busy, or nobody reading) a blocking send would hold dagd's whole
+        loop, so the message is dropped — status lines and watchdog pings come again later."""
         if not self.addr:
-            return
+            return False
         text = "\n".join(lines).encode("ascii", "replace")
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s, contextlib.suppress(OSError):
-            s.sendto(text, self.addr)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.setblocking(False)
+            try:
+                s.sendto(text, self.addr)
+            except OSError:
+                return False
+        return True
+
+    async def say(self, *lines: str, within: float = 5.0) -> None:
+        """send(), tried again (without holding the loop) while the queue is full: for what
+        systemd must hear — READY=1 (it stops a Type=notify service that never says it), STOPPING=1."""
+        deadline = trio.current_time() + within
+        while self.addr and not self.send(*lines) and trio.current_time() < deadline:
+            await trio.sleep(0.05)
 
     def ready(self, status: str | None = None) -> None:
         self.send("READY=1", *([f"STATUS={status}"] if status else []))
@@ -39,9 +55,6 @@ class Notifier:
 
     def reloading(self) -> None:
         self.send("RELOADING=1", f"MONOTONIC_USEC={int(time.monotonic() * 1e6)}")
-
-    def stopping(self) -> None:
-        self.send("STOPPING=1")
 
     def watchdog(self) -> None:
         self.send("WATCHDOG=1")

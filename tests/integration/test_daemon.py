@@ -172,6 +172,24 @@ def test_ready_status_then_stopping_and_exit_0(daemon: Daemon) -> None:
     assert not (daemon.root / "dagd.sock").exists()
 
 
+def test_a_notify_socket_nobody_reads_never_holds_dagd(daemon: Daemon) -> None:
+    """systemd busy, or a notify reader gone: its queue fills (net.unix.max_dgram_qlen) and a
+    blocking send would freeze dagd's whole loop. Status lines are dropped instead; dagd serves,
+    runs and stops on time."""
+    addr = str(daemon.notify.getsockname())
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as filler:
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            while True:  # until the kernel says the queue is full
+                filler.sendto(b"X=1", addr)
+    for _ in range(3):  # status changes, each a STATUS= line that cannot be queued
+        r = daemon.ctl("run", "hello")
+        assert r.code == 0, r.stderr
+    assert daemon.ctl("list").code == 0
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert daemon.proc.wait(timeout=10) == 0
+
+
 def test_watchdog_pings_at_half_the_interval(tmp_path: Path) -> None:
     d = start_daemon(tmp_path, {"WATCHDOG_USEC": "400000"})
     try:
