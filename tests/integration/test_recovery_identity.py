@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from dagd import procfs
-from tests.integration.test_daemon import start_daemon
+from tests.integration.test_daemon import start_daemon, wait_until
 
 
 def _left_running(tmp_path: Path) -> tuple[str, int]:
@@ -28,10 +28,17 @@ def _left_running(tmp_path: Path) -> tuple[str, int]:
         assert time.monotonic() < deadline
         time.sleep(0.02)
     db = sqlite3.connect(tmp_path / "state" / "dagd.db")
-    (pgid, identity) = db.execute(
-        "SELECT pgid, pgid_identity FROM dag_step_results WHERE run_id = ?", (run_id,)
-    ).fetchone()
+
+    def recorded() -> tuple[int, str] | None:  # (the step may touch the mark before its start is committed)
+        row = db.execute(
+            "SELECT pgid, pgid_identity FROM dag_step_results WHERE run_id = ? AND pgid IS NOT NULL", (run_id,)
+        ).fetchone()
+        return (int(row[0]), str(row[1])) if row else None
+
+    found = wait_until(recorded)
     db.close()
+    assert isinstance(found, tuple)
+    pgid, identity = found
     assert identity == procfs.identity(pgid)  # recorded at spawn: this boot, the leader's start time
     d.proc.send_signal(signal.SIGKILL)
     d.proc.wait(timeout=10)
