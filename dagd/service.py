@@ -564,6 +564,64 @@ class Service(Reads, Slots):
             self.degraded = None
             self.changed.set()
 
+    def _is_inline(self, file: str) -> bool:
+        return file.startswith(os.path.join(self.state_dir, "logs") + os.sep) and f"{os.sep}inline{os.sep}" in file
+
+    async def _inline_dag(self, item: dict[str, Any]) -> Dag | None:
+        """The DAG of a queued inline run, from the spec kept in its log folder; a spec that no
+        longer loads (removed, or dagd's rules changed) ends the run failed, saying why."""
+        try:
+            return (await trio.to_thread.run_sync(load_file, item["file"], limiter=PARSING)).dag
+        except (SpecError, OSError) as exc:
+            await self._store_call(self.store.dequeue, item["run_id"])
+            await self._record_finish(item["run_id"], item["dag"], f"its inline spec cannot be loaded: {exc}")
+            return None
+
+    async def run_inline(
+        self, spec: str, name: str | None, params: list[str], *, run_id: str | None, singleton: bool
+    ) -> str:
+        """Queue a run of a DAG sent as YAML text (Dagu's POST /dag-runs): the spec is checked as
+        a DAG file would be and kept in the run's log folder (it goes with the run)."""
+        from dagd.spec import load_text
+
+        fname = checked(names.dag_name, name) if name else "inline"
+        rid = checked(names.run_id, run_id) if run_id is not None else new_run_id()
+        try:
+            dag = (
+                await trio.to_thread.run_sync(
+                    lambda: load_text(spec, os.path.join(self.state_dir, "inline", f"{fname}.yaml")), limiter=PARSING
+                )
+            ).dag
+        except SpecError as exc:
+            raise ServiceError(INVALID, "; ".join(d.render() for d in exc.diagnostics)) from None
+        if singleton and (any(a.dag == dag.name for a in self.active.values()) or await self.queue(dag.name)):
+            raise ServiceError(CONFLICT, f"{dag.name} is already running or queued (singleton)")
+        if await self._store_call(self.store.run_by_id, rid) is not None:
+            raise ServiceError(CONFLICT, f"a run with id {rid} exists already")
+        folder = os.path.join(self.state_dir, "logs", dag.name, rid, "inline")
+        path = os.path.join(folder, f"{fname}.yaml")
+
+        def keep() -> None:
+            os.makedirs(folder, exist_ok=True)
+            with open(path, "x", encoding="utf-8") as fh:
+                fh.write(spec)
+
+        try:
+            await trio.to_thread.run_sync(keep)
+        except OSError as exc:
+            raise ServiceError(
+                STORAGE_FULL if exc.errno == errno.ENOSPC else CONFLICT, f"cannot keep the spec: {exc}"
+            ) from None
+        try:
+            await self._store_call(
+                lambda: self.store.enqueue(rid, dag.name, path, params, "manual", None, new_only=True)
+            )
+        except sqlite3.IntegrityError:
+            raise ServiceError(CONFLICT, f"a run with id {rid} exists already") from None
+        self.wakeup.set()
+        self.changed.set()
+        return rid
+
     async def dispatch(self) -> None:
         """Start queued runs, oldest first, as admission allows."""
         running: dict[str, int] = {}
@@ -572,8 +630,11 @@ class Service(Reads, Slots):
         for item in await self._store_call(self.store.queued):
             if len(self.active) >= self.max_concurrent_runs:
                 return
-            entry = self.catalog.find(item["dag"])
-            dag = entry.usable if entry else None
+            if self._is_inline(item["file"]):  # a spec sent with the run (POST /dag-runs): its own file
+                dag = await self._inline_dag(item)
+            else:
+                entry = self.catalog.find(item["dag"])
+                dag = entry.usable if entry else None
             if dag is None:
                 continue
             if running.get(dag.name, 0) >= max(1, dag.max_active_runs):

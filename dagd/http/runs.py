@@ -13,7 +13,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import trio
-from litestar import MediaType, Response, delete, get, post, route
+from litestar import MediaType, Request, Response, delete, get, post, route
+from litestar.exceptions import HTTPException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
@@ -24,7 +25,7 @@ from dagd.errors import NOT_FOUND, ServiceError
 from dagd.http import files, shapes
 from dagd.http import metrics as prometheus
 from dagd.http import models as m
-from dagd.http.common import checked_name, concrete_run_id, dag_of, run_with_children
+from dagd.http.common import checked_name, concrete_run_id, dag_of, read_json, run_id_of, run_with_children
 from dagd.service import Service
 
 
@@ -108,6 +109,28 @@ def routes(svc: Service) -> list[Any]:
     async def stop(name: str, run_id: str) -> m.Empty:
         await svc.stop(checked_name(name), await concrete_run_id(svc, name, run_id))
         return {}
+
+    @post(["/api/v1/dag-runs", "/api/v1/dag-runs/enqueue"], status_code=200)
+    async def run_from_spec(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        """A run of a DAG sent as YAML (Dagu's executeDAGRunFromSpec / enqueueDAGRunFromSpec)."""
+        body = await read_json(request)
+        spec, name = body.get("spec"), body.get("name")
+        if not isinstance(spec, str) or not spec.strip():
+            raise HTTPException(status_code=400, detail="spec (the DAG's YAML text) is required")
+        if name is not None and not isinstance(name, str):
+            raise HTTPException(status_code=400, detail="name must be a string")
+        if body.get("labels") and body.get("tags"):
+            raise HTTPException(status_code=400, detail="labels and tags cannot both be set")
+        if body.get("profile"):
+            raise HTTPException(status_code=400, detail="dagd has no runtime profiles")
+        rid = await svc.run_inline(
+            spec,
+            name or None,
+            shapes.overrides(body.get("params")),
+            run_id=run_id_of(body),
+            singleton=body.get("singleton") is True,
+        )
+        return {"dagRunId": rid}
 
     @post("/api/v1/dag-runs/{name:str}/{run_id:str}/retry", status_code=200)
     async def retry(name: str, run_id: str) -> m.Empty:
@@ -262,6 +285,7 @@ def routes(svc: Service) -> list[Any]:
 
     return [
         health,
+        run_from_spec,
         all_runs,
         runs_of_dag,
         run_details,

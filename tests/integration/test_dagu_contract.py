@@ -167,6 +167,28 @@ def test_every_served_operation_answers_as_dagu_documents_it(
     c.call("DELETE", "/api/v1/dag-runs/{n}/{r}", 204, n="gate", r="q1")
     c.call("DELETE", "/api/v1/dag-runs/{n}/{r}", 404, n="gate", r="q1")
 
+    # a run of a spec sent with it (kept in the run's log folder; no DAG file appears)
+    inline = "steps:\n  - {id: s, run: echo inline $1}\n"
+    c.call("POST", "/api/v1/dag-runs", 200, {"spec": inline, "name": "adhoc", "dagRunId": "i1", "params": "one"})
+    finished = wait_until(
+        lambda: (
+            (d := httpx.get(f"{base}/api/v1/dag-runs/adhoc/i1").json()).get("dagRunDetails", {}).get("status") == 4
+            and d
+        )
+    )
+    assert finished
+    assert c.call("GET", "/api/v1/dag-runs/{n}/{r}/spec", 200, n="adhoc", r="i1")["spec"] == inline
+    assert (
+        "inline one"
+        in c.call("GET", "/api/v1/dag-runs/{n}/{r}/steps/{s}/log", 200, n="adhoc", r="i1", s="s")["content"]
+    )
+    c.call("POST", "/api/v1/dag-runs", 409, {"spec": inline, "name": "adhoc", "dagRunId": "i1"})
+    c.call("POST", "/api/v1/dag-runs", 400, {"spec": "steps: 3", "name": "adhoc"})
+    c.call("POST", "/api/v1/dag-runs", 400, {"name": "adhoc"})
+    c.call("POST", "/api/v1/dag-runs/enqueue", 200, {"spec": inline, "name": "adhoc2", "dagRunId": "i2"})
+    c.call("POST", "/api/v1/dag-runs/enqueue", 400, {"spec": inline, "name": "../x"})
+    assert httpx.get(f"{base}/api/v1/dags/adhoc").status_code == 404
+
     c.call("POST", "/api/v1/dags", 201, {"name": "made", "spec": SPEC})
     c.call("POST", "/api/v1/dags", 409, {"name": "made", "spec": SPEC})
     c.call("POST", "/api/v1/dags", 400, {"name": "bad", "spec": "steps: 3"})
