@@ -45,6 +45,7 @@ ROUTES: dict[str, tuple[int, str]] = {
     "steplog": (3, "/dag-runs/{0}/{1}/steps/{2}/log"),
     "queues": (0, "/queues"),
     "queueitems": (1, "/queues/{0}/items"),
+    "dagrunlogs": (2, "/dag-runs/{0}/{1}/log"),  # + the run's nodes: Dagu's run-logs view (run_logs)
 }
 INTERNAL = "dagd.internal"  # scope key of an in-process read: the principal it reads as
 
@@ -57,13 +58,37 @@ def topic_path(topic: str) -> str:
     if not sep or kind not in ROUTES:
         raise ValueError(f"unknown topic type {kind!r}: dagd serves {', '.join(ROUTES)}")
     parts, template = ROUTES[kind]
+    ident, _, query = ident.partition("?") if parts else ("", "", ident)
+    query = urllib.parse.urlencode(urllib.parse.parse_qsl(query, keep_blank_values=True))
     if parts == 0:
-        query = urllib.parse.urlencode(urllib.parse.parse_qsl(ident, keep_blank_values=True))
         return "/api/v1" + template + (f"?{query}" if query else "")
+    if query and kind != "dagrunlogs":
+        raise ValueError(f"a {kind} topic takes no query")
     segments = ident.split("/")
     if len(segments) != parts or not all(segments) or any(s in (".", "..") for s in segments):
         raise ValueError(f"a {kind} topic is {kind}:" + "/".join(["…"] * parts))
-    return "/api/v1" + template.format(*(urllib.parse.quote(s, safe="") for s in segments))
+    path = "/api/v1" + template.format(*(urllib.parse.quote(s, safe="") for s in segments))
+    return path + (f"?{query}" if query else "")
+
+
+def run_logs(log: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+    """Dagu's DAG-run logs payload: the run's own log and, per step, its status and streams."""
+    nodes = run.get("dagRunDetails", {}).get("nodes") or []
+    return {
+        "schedulerLog": {k: log[k] for k in ("content", "lineCount", "totalLines", "hasMore")},
+        "stepLogs": [
+            {
+                "stepName": n["step"]["name"],
+                "status": n["status"],
+                "statusLabel": n["statusLabel"],
+                "startedAt": n.get("startedAt") or "",
+                "finishedAt": n.get("finishedAt") or "",
+                "hasStdout": bool(n.get("stdout")),
+                "hasStderr": bool(n.get("stderr")),
+            }
+            for n in nodes
+        ],
+    }
 
 
 @dataclass
@@ -148,6 +173,9 @@ def routes(svc: Service, app: Callable[[], ASGIApp]) -> list[Any]:
                 while True:
                     for topic, path in list(session.topics.items()):
                         payload = await fetch(scope, who, path)
+                        if payload is not None and topic.startswith("dagrunlogs:"):
+                            run = await fetch(scope, who, path.split("?")[0].removesuffix("/log"))
+                            payload = run_logs(payload, run) if run is not None else None
                         if payload is None:
                             continue
                         text = json.dumps({"topic": topic, "payload": payload}, separators=(",", ":"))

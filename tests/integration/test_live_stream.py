@@ -125,3 +125,19 @@ def test_a_stranger_gets_no_stream_and_cannot_steer_one(api: tuple[Daemon, str, 
         assert code == 401, text
     finally:
         s.close()
+
+
+def test_the_run_logs_topic_gives_dagus_run_logs_view(api: tuple[Daemon, str, Path]) -> None:
+    _, base, _ = api
+    assert httpx.post(f"{base}/api/v1/dags/hello/start-sync", json={"timeout": 60, "dagRunId": "l1"}).status_code == 200
+    s = Stream(f"{base}/api/v1/events/stream?topic=dagrunlogs:hello/l1?tail=5")
+    try:
+        assert s.next("control")["subscribed"] == ["dagrunlogs:hello/l1?tail=5"]
+        payload = s.next(topic="dagrunlogs:hello/l1?tail=5")["payload"]
+        log = httpx.get(f"{base}/api/v1/dag-runs/hello/l1/log?tail=5").json()
+        assert payload["schedulerLog"] == {k: log[k] for k in ("content", "lineCount", "totalLines", "hasMore")}
+        (step,) = payload["stepLogs"]
+        assert step["stepName"] == "a" and step["status"] == 4 and step["statusLabel"] == "succeeded"
+        assert step["hasStdout"] and step["startedAt"] and step["finishedAt"]
+    finally:
+        s.close()
