@@ -16,7 +16,7 @@ from collections.abc import Mapping
 import trio
 
 from dagd import cgroups, faults
-from dagd.engine import actions, fanout, published
+from dagd.engine import actions, containers, fanout, published
 from dagd.engine import step as stepmod
 from dagd.engine.environment import RunEnvironment
 from dagd.engine.events import RunFinished, RunStarted, StepChanged
@@ -309,6 +309,16 @@ class Run(RunEnvironment):
                     raise stepmod.StepFailed("exec needs with.command (the program to run)")
                 direct = [str(cfg["command"]), *(str(a) for a in cfg.get("args") or [])]
                 await stepmod.run_commands(step, rt, env, cwd, scope, r, direct)
+            elif step.kind is StepKind.ACTION and step.action in containers.ACTIONS:
+                cfg = resolve_data(thaw(step.config), dataclasses.replace(scope, env=env))
+                name = containers.container_name(self.opts.run_id, step.name, r.attempts + 1)
+                plan = containers.plan(cfg, step.commands, cwd, name)
+                await containers.pull_if_possible(plan)
+                try:
+                    await stepmod.run_commands(step, rt, env, cwd, scope, r, plan.argv)
+                finally:
+                    with trio.CancelScope(shield=True):  # a stop or a timeout ends the container too
+                        await containers.finish(plan)
             elif step.kind is StepKind.ACTION and step.action in actions.SUPPORTED:
                 await self._run_action(step, r, rt, env, cwd, scope)
             elif step.extra.get("shell_packages"):

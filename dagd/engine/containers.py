@@ -1,0 +1,163 @@
+"""`docker.run` / `container.run` (and Dagu 1.x `executor: docker`): the step's command in a new
+container from an image, through the podman or docker CLI — whichever this host has, podman first
+(`DAGD_CONTAINER_CLI` names another). The CLI process is the step's process: its group, logs,
+timeout, retries and exit code are the step's. Each attempt's container has a name of its own
+(`dagd-<run>-<step>-<attempt>`), so a stop or a timeout ends the container's processes too
+(`rm -f` by name), whatever became of the CLI; the container is removed when the step ends unless
+`auto_remove: false` keeps it.
+
+`with:` as Dagu reads it (Docker's API field names in any case, 1.x camelCase included): image,
+command (a string is split like a shell would, a list is argv), pull (always | never | missing |
+fallback, or true/false), auto_remove, working_dir, volumes, platform, and Docker's
+`container` (Env, User, WorkingDir, Entrypoint) and `host` (Binds) objects."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from dagd.engine.step import StepFailed
+
+ACTIONS = frozenset({"docker.run", "container.run"})
+PULL = {
+    "always": "always",
+    "never": "never",
+    "missing": "missing",
+    "fallback": "fallback",
+    True: "always",
+    False: "never",
+}
+
+
+def cli() -> str:
+    """The container CLI: DAGD_CONTAINER_CLI, else podman, else docker."""
+    named = os.environ.get("DAGD_CONTAINER_CLI")
+    found = shutil.which(named) if named else shutil.which("podman") or shutil.which("docker")
+    if not found:
+        raise StepFailed(
+            "a container step needs podman or docker on this host"
+            + (f" (DAGD_CONTAINER_CLI={named} is not found)" if named else " (apt install podman)")
+        )
+    return found
+
+
+def _get(cfg: Mapping[str, Any], name: str) -> Any:
+    """A `with:` field by Dagu's name, in any case, with or without underscores (autoRemove, Env)."""
+    want = name.replace("_", "").lower()
+    for key, value in cfg.items():
+        if str(key).replace("_", "").lower() == want:
+            return value
+    return None
+
+
+def _strings(value: Any, what: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise StepFailed(f"with.{what} must be a list")
+    return [str(v) for v in value]
+
+
+@dataclass(frozen=True)
+class Plan:
+    cli: str
+    name: str
+    argv: list[str]  # `podman run …`: the step's process
+    keep: bool  # auto_remove: false
+    pull_first: str | None  # an image to try to pull before the run (pull: fallback)
+
+
+def plan(cfg: Mapping[str, Any], commands: tuple[str, ...], cwd: str, name: str) -> Plan:
+    """What to run, from the resolved `with:` and the step's own command (a 1.x step's `command:`)."""
+    image = _get(cfg, "image")
+    if _get(cfg, "container_name") is not None:
+        raise StepFailed("with.container_name (exec into a running container) is not supported by dagd yet")
+    if not isinstance(image, str) or not image:
+        raise StepFailed("with.image is required (the image to run the step in)")
+    command = _get(cfg, "command")
+    if isinstance(command, str):
+        argv = shlex.split(command)
+    elif isinstance(command, (list, tuple)):
+        argv = [str(a) for a in command]
+    elif command is None and commands:
+        if len(commands) > 1:
+            raise StepFailed('action "docker.run" supports only one command')
+        argv = shlex.split(commands[0])
+    elif command is None:
+        argv = []  # the image's own command
+    else:
+        raise StepFailed("with.command must be a string or a list")
+    pull = _get(cfg, "pull")
+    pull = "missing" if pull is None else PULL.get(pull if isinstance(pull, bool) else str(pull).lower())
+    if pull is None:
+        raise StepFailed("with.pull must be always, never, missing, fallback, true or false")
+    container = _get(cfg, "container") or {}
+    host = _get(cfg, "host") or {}
+    if not isinstance(container, Mapping) or not isinstance(host, Mapping):
+        raise StepFailed("with.container and with.host are objects (Docker's container and host configuration)")
+    tool = cli()
+    auto_remove = _get(cfg, "auto_remove")
+    keep = auto_remove is False or str(auto_remove).lower() == "false"
+    run = [tool, "run", "--name", name, "-i", f"--pull={'never' if pull == 'fallback' else pull}"]
+    # each attempt (retry, repeat) runs under the same name: gone at its end, or replaced (podman)
+    run += ["--replace"] if keep and os.path.basename(tool) == "podman" else [] if keep else ["--rm"]
+    for item in _strings(_get(container, "env"), "container.env"):
+        if not re.match(r"[A-Za-z_][A-Za-z0-9_]*=", item):
+            raise StepFailed(f"with.container.env entries are NAME=value, got {item!r}")
+        run += ["--env", item]
+    user = _get(container, "user")
+    if user:
+        run += ["--user", str(user)]
+    workdir = _get(cfg, "working_dir") or _get(container, "working_dir")
+    if workdir:
+        run += ["--workdir", str(workdir)]
+    entrypoint = _get(container, "entrypoint")
+    if entrypoint:
+        parts = _strings(entrypoint, "container.entrypoint") if not isinstance(entrypoint, str) else [entrypoint]
+        run += ["--entrypoint", parts[0]]
+        argv = parts[1:] + argv
+    for volume in _strings(_get(cfg, "volumes"), "volumes") + _strings(_get(host, "binds"), "host.binds"):
+        source, sep, rest = volume.partition(":")
+        if not sep or not source or not rest:
+            raise StepFailed(f"a volume is host_path:container_path[:ro|rw], got {volume!r}")
+        if source.startswith("."):  # relative to the step's working directory, as in Dagu
+            source = os.path.normpath(os.path.join(cwd, source))
+        run += ["--volume", f"{source}:{rest}"]
+    platform = _get(cfg, "platform")
+    if platform:
+        run += ["--platform", str(platform)]
+    return Plan(tool, name, [*run, image, *argv], keep, image if pull == "fallback" else None)
+
+
+async def pull_if_possible(p: Plan) -> None:
+    """`pull: fallback`: a pull is tried; when it fails the local image is used."""
+    if p.pull_first:
+        with trio.move_on_after(300):
+            await trio.run_process([p.cli, "pull", p.pull_first], check=False, capture_stdout=True, capture_stderr=True)
+
+
+async def finish(p: Plan) -> None:
+    """The container's processes end with the step (a stop, a timeout, a killed CLI), and the
+    container goes unless it is kept."""
+    with trio.move_on_after(60):
+        if p.keep:
+            await trio.run_process(
+                [p.cli, "kill", p.name], check=False, capture_stdout=True, capture_stderr=True
+            )  # a stopped step's container does not go on; its files stay
+        else:
+            now = ["--time", "0"] if os.path.basename(p.cli) == "podman" else []  # (docker rm -f kills at once)
+            await trio.run_process(
+                [p.cli, "rm", "--force", *now, p.name], check=False, capture_stdout=True, capture_stderr=True
+            )
+
+
+def container_name(run_id: str, step: str, attempt: int) -> str:
+    slug = re.sub(r"[^A-Za-z0-9_.-]", "_", step)[:60]
+    return f"dagd-{run_id}-{slug}-{attempt}"

@@ -1,0 +1,175 @@
+"""docker.run / container.run and Dagu 1.x `executor: docker`, run for real through podman (from
+Debian's packages; `make test` installs it) with an image built here: no registry is reachable, so
+the image is a root filesystem of Debian's busybox-static, `podman import`ed.
+
+This machine's quirks are the test's, not dagd's: its cgroups are hybrid (crun refuses them, runc
+does not) and raising a container's rlimits to the host's is refused, so the tests hand podman a
+containers.conf (CONTAINERS_CONF) that picks runc and lower limits."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_dagctl
+from tests.integration.test_daemon import wait_until
+
+IMAGE = "localhost/dagd-test-busybox:1"
+
+
+@pytest.fixture(scope="session")
+def podman(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The environment a dagctl needs to reach podman, with the image present."""
+    assert shutil.which("podman"), "podman is missing: `make test` installs it (apt install podman runc busybox-static)"
+    root = tmp_path_factory.mktemp("podman")
+    conf = root / "containers.conf"
+    conf.write_text(
+        '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\n[engine]\nruntime = "runc"\n'
+    )
+    env = {"CONTAINERS_CONF": str(conf)}
+    full = {**os.environ, **env}
+    if subprocess.run(["podman", "image", "exists", IMAGE], env=full).returncode != 0:
+        busybox = shutil.which("busybox")
+        assert busybox, "busybox-static is missing"
+        tar = root / "rootfs.tar"
+        with tarfile.open(tar, "w") as t:
+            for d in ("bin", "tmp", "etc", "data"):
+                info = tarfile.TarInfo(d)
+                info.type, info.mode = tarfile.DIRTYPE, 0o1777 if d == "tmp" else 0o755
+                t.addfile(info)
+            t.add(busybox, "bin/busybox")
+            for tool in ("sh", "echo", "cat", "sleep", "id", "pwd", "env", "printf"):
+                link = tarfile.TarInfo(f"bin/{tool}")
+                link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+                t.addfile(link)
+            passwd = b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n"
+            entry = tarfile.TarInfo("etc/passwd")
+            entry.size = len(passwd)
+            import io
+
+            t.addfile(entry, io.BytesIO(passwd))
+        subprocess.run(["podman", "import", str(tar), IMAGE], env=full, check=True, capture_output=True)
+    return env
+
+
+def _containers(env: dict[str, str], prefix: str) -> list[str]:
+    out = subprocess.run(
+        ["podman", "ps", "--all", "--format", "{{.Names}}"], env={**os.environ, **env}, capture_output=True, text=True
+    ).stdout.split()
+    return [n for n in out if n.startswith(prefix)]
+
+
+def _doc(tmp_path: Path, env: dict[str, str], name: str) -> dict:  # type: ignore[type-arg]
+    r = run_dagctl(["history", name, "--json"], tmp_path, env)
+    run_id = json.loads(r.stdout)[0]["id"]
+    return dict(json.loads(run_dagctl(["status", name, run_id, "--json"], tmp_path, env).stdout))
+
+
+def test_steps_run_in_containers_with_env_workdir_volumes_and_exit_codes(
+    tmp_path: Path, podman: dict[str, str]
+) -> None:
+    (tmp_path / "vol").mkdir()
+    (tmp_path / "vol" / "x").write_text("from the host\n")
+    (tmp_path / "c.yaml").write_text(
+        f"""working_dir: .
+steps:
+  - name: legacy
+    executor:
+      type: docker
+      config:
+        image: {IMAGE}
+        pull: never
+        autoRemove: true
+        container:
+          env: ["GREETING=hello"]
+          workingDir: /tmp
+          user: nobody
+    command: sh -c "echo $GREETING from $(pwd) as $(id -u)"
+    output: SAID
+  - id: current
+    action: docker.run
+    with:
+      image: {IMAGE}
+      pull: missing
+      command: [sh, -c, "cat /data/x; echo ${{SAID}}; exit 3"]
+      volumes: ["./vol:/data:ro"]
+    depends: [legacy]
+    continue_on: failed
+"""
+    )
+    r = run_dagctl(["run", "c.yaml"], tmp_path, podman)
+    assert r.code == 1, r.stderr
+    legacy, current = _doc(tmp_path, podman, "c")["steps"]
+    assert legacy["status"] == "succeeded" and legacy["output_value"] == "hello from /tmp as 65534", legacy
+    assert current["status"] == "failed" and current["exit_code"] == 3
+    assert Path(current["stdout_path"]).read_text() == "from the host\nhello from /tmp as 65534\n"
+    assert _containers(podman, "dagd-") == []  # each removed when its step ended
+
+
+def test_a_timed_out_step_ends_its_containers_processes(tmp_path: Path, podman: dict[str, str]) -> None:
+    marker = f"dagd-ctr-{uuid.uuid4().hex[:8]}"
+    (tmp_path / "t.yaml").write_text(
+        f"steps:\n  - id: slow\n    action: docker.run\n    timeout_sec: 2\n"
+        f"    with:\n      image: {IMAGE}\n      pull: never\n      command: [sh, -c, 'sleep 300 # {marker}']\n"
+    )
+    r = run_dagctl(["run", "t.yaml"], tmp_path, podman)
+    assert r.code == 1 and "timed out" in r.stderr, r.stderr
+    assert _containers(podman, "dagd-") == []
+    alive = [p for p in os.listdir("/proc") if p.isdigit() and _cmdline_has(p, marker)]
+    assert alive == []  # the container's sleep went with it, not only the podman client
+
+
+def test_ctrl_c_on_dagctl_run_ends_the_containers_processes(tmp_path: Path, podman: dict[str, str]) -> None:
+    marker = f"dagd-ctr-{uuid.uuid4().hex[:8]}"
+    (tmp_path / "s.yaml").write_text(
+        f"steps:\n  - id: slow\n    action: docker.run\n"
+        f"    with:\n      image: {IMAGE}\n      pull: never\n      command: [sh, -c, 'sleep 300 # {marker}']\n"
+    )
+    env = {**os.environ, **podman, "DAGD_STATE_DIR": str(tmp_path / ".dagd-state"), "NO_COLOR": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "dagctl", "run", "s.yaml"], cwd=tmp_path, env=env)
+    try:
+        wait_until(lambda: any(p.isdigit() and _cmdline_has(p, marker) for p in os.listdir("/proc")), timeout=60)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) != 0
+    finally:
+        proc.kill()
+    assert _containers(podman, "dagd-") == []
+    assert [p for p in os.listdir("/proc") if p.isdigit() and _cmdline_has(p, marker)] == []
+    assert _doc(tmp_path, podman, "s")["status"] == "aborted"
+
+
+def _cmdline_has(pid: str, marker: str) -> bool:
+    try:
+        return marker.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def test_auto_remove_false_keeps_the_container_and_bad_settings_say_why(tmp_path: Path, podman: dict[str, str]) -> None:
+    (tmp_path / "k.yaml").write_text(
+        f"steps:\n  - id: kept\n    action: container.run\n    with:\n      image: {IMAGE}\n      pull: never\n"
+        "      auto_remove: false\n      command: echo kept\n"
+    )
+    assert run_dagctl(["run", "k.yaml"], tmp_path, podman).code == 0
+    run_id = _doc(tmp_path, podman, "k")["id"]
+    kept = _containers(podman, f"dagd-{run_id}-")
+    assert kept == [f"dagd-{run_id}-kept-1"]
+    subprocess.run(["podman", "rm", "--force", *kept], env={**os.environ, **podman}, capture_output=True)
+    for with_, why in (
+        ("command: echo no image", "bad.yaml:2:5: steps[0]: action docker.run needs an image"),  # at load
+        (f"image: {IMAGE}\n      pull: sometimes", "with.pull must be always, never, missing, fallback"),
+        (f"image: {IMAGE}\n      volumes: [/nowhere]", "a volume is host_path:container_path"),
+        (f"image: {IMAGE}\n      container_name: web", "exec into a running container) is not supported by dagd yet"),
+    ):
+        (tmp_path / "bad.yaml").write_text(f"steps:\n  - id: bad\n    action: docker.run\n    with:\n      {with_}\n")
+        r = run_dagctl(["run", "bad.yaml"], tmp_path, podman)
+        assert r.code == 1 and why in r.stderr, (with_, r.stderr)
