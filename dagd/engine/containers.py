@@ -26,6 +26,7 @@ import trio
 from dagd.engine.step import StepFailed
 
 ACTIONS = frozenset({"docker.run", "container.run"})
+USED = {"image", "command", "pull", "autoremove", "workingdir", "volumes", "platform", "container", "host"}
 PULL = {
     "always": "always",
     "never": "never",
@@ -102,6 +103,15 @@ def plan(cfg: Mapping[str, Any], commands: tuple[str, ...], cwd: str, name: str)
     host = _get(cfg, "host") or {}
     if not isinstance(container, Mapping) or not isinstance(host, Mapping):
         raise StepFailed("with.container and with.host are objects (Docker's container and host configuration)")
+    # what dagd does not act on refuses the step: never a setting silently dropped
+    for what, given, known in (
+        ("with", cfg, USED),
+        ("with.container", container, {"env", "user", "workingdir", "entrypoint"}),
+        ("with.host", host, {"binds"}),
+    ):
+        extra = sorted(str(k) for k in given if str(k).replace("_", "").lower() not in known)
+        if extra:
+            raise StepFailed(f"{what}: {', '.join(extra)} is not supported by dagd yet")
     tool = cli()
     auto_remove = _get(cfg, "auto_remove")
     keep = auto_remove is False or str(auto_remove).lower() == "false"

@@ -14,6 +14,10 @@ from dagd.spec.fields import Ctx
 from dagd.spec.model import Location
 
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"})
+DOCKER_KEYS = frozenset(
+    {"image", "command", "pull", "autoremove", "workingdir", "volumes", "platform", "container", "host"}
+    | {"network", "containername", "exec"}
+)
 
 
 def check_action(
@@ -53,9 +57,13 @@ def check_action(
         missing = [k for k in ("to", "from", "subject") if not config.get(k)]
         if missing:
             need(f"needs {', '.join(missing)} in with/config")
-    elif (
-        action in ("docker.run", "container.run")
-        and config
-        and not any(config.get(k) for k in ("image", "container_name", "containerName", "name", "exec"))
-    ):
-        need("needs an image (or the name of a running container) in with/config")
+    elif action in ("docker.run", "container.run"):
+        if config and not any(config.get(k) for k in ("image", "container_name", "containerName", "name", "exec")):
+            need("needs an image (or the name of a running container) in with/config")
+        # Dagu's schema for it (dockerExecutorConfig) allows no other key; 1.x spelt them in camelCase
+        unknown = sorted(str(k) for k in config if str(k).replace("_", "").lower() not in DOCKER_KEYS)
+        if unknown:
+            need(
+                f"does not take {', '.join(unknown)} (allowed: "
+                "image, command, pull, auto_remove, working_dir, volumes, platform, container, host, network, container_name, exec)"
+            )

@@ -169,6 +169,9 @@ def test_auto_remove_false_keeps_the_container_and_bad_settings_say_why(tmp_path
         (f"image: {IMAGE}\n      pull: sometimes", "with.pull must be always, never, missing, fallback"),
         (f"image: {IMAGE}\n      volumes: [/nowhere]", "a volume is host_path:container_path"),
         (f"image: {IMAGE}\n      container_name: web", "exec into a running container) is not supported by dagd yet"),
+        (f"image: {IMAGE}\n      network: {{Mode: host}}", "with: network is not supported by dagd yet"),
+        (f"image: {IMAGE}\n      host: {{Privileged: true}}", "with.host: Privileged is not supported by dagd yet"),
+        (f"image: {IMAGE}\n      pulll: never", "action docker.run does not take pulll (allowed: image, command"),
     ):
         (tmp_path / "bad.yaml").write_text(f"steps:\n  - id: bad\n    action: docker.run\n    with:\n      {with_}\n")
         r = run_dagctl(["run", "bad.yaml"], tmp_path, podman)
