@@ -171,3 +171,120 @@ async def finish(p: Plan) -> None:
 def container_name(run_id: str, step: str, attempt: int) -> str:
     slug = re.sub(r"[^A-Za-z0-9_.-]", "_", step)[:60]
     return f"dagd-{run_id}-{slug}-{attempt}"
+
+
+# ---- a DAG-level `container:`: one container for the whole run, every shell step exec'd in it ----
+
+SHARED_USED = {"image", "name", "pullpolicy", "env", "volumes", "user", "workingdir", "platform", "keepcontainer"}
+SHARED_USED |= {"shell", "exec", "startup"}
+
+
+@dataclass(frozen=True)
+class Shared:
+    cli: str
+    name: str
+    start: list[str] | None  # `podman run -d …` for a new container; None: exec into a running one
+    exec_prefix: list[str]  # `podman exec -i [--user] [--workdir] NAME`
+    shell: list[str]
+    keep: bool
+
+
+def _env_items(value: Any, what: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, (Mapping, list, tuple)):
+        raise StepFailed(f"{what} must be a list or a mapping")
+    items: list[str] = []
+    for entry in [value] if isinstance(value, Mapping) else list(value):
+        if isinstance(entry, Mapping):
+            items += [f"{k}={v}" for k, v in entry.items()]
+        else:
+            items.append(str(entry))
+    for item in items:
+        if not re.match(r"[A-Za-z_][A-Za-z0-9_]*=", item):
+            raise StepFailed(f"{what} entries are NAME=value, got {item!r}")
+    return items
+
+
+def shared(spec: Any, cwd: str, run_id: str) -> Shared:
+    """The run's container from a DAG's `container:` (a running container's name, or an object)."""
+    tool = cli()
+    if isinstance(spec, str):
+        spec = {"exec": spec}
+    if not isinstance(spec, Mapping):
+        raise StepFailed("container: is the name of a running container or an object with image or exec")
+    extra = sorted(str(k) for k in spec if str(k).replace("_", "").lower() not in SHARED_USED)
+    if extra:
+        raise StepFailed(f"container: {', '.join(extra)} is not supported by dagd yet")
+    startup = _get(spec, "startup")
+    if startup not in (None, "keepalive"):
+        raise StepFailed(f"container.startup: {startup} is not supported by dagd yet (keepalive is)")
+    shell = _get(spec, "shell") or ["sh", "-c"]
+    shell = shlex.split(shell) if isinstance(shell, str) else [str(s) for s in shell]
+    if shell[-1] != "-c":
+        shell.append("-c")
+    user, workdir = _get(spec, "user"), _get(spec, "working_dir")
+    prefix = [tool, "exec", "-i"]
+    prefix += ["--user", str(user)] if user else []
+    prefix += ["--workdir", str(workdir)] if workdir else []
+    running = _get(spec, "exec")
+    if running:
+        return Shared(tool, str(running), None, [*prefix, str(running)], shell, keep=True)
+    image = _get(spec, "image")
+    if not isinstance(image, str) or not image:
+        raise StepFailed("container: needs image (or exec: the name of a running container)")
+    name = str(_get(spec, "name") or f"dagd-{run_id}")
+    pull = _get(spec, "pull_policy")
+    pull = "missing" if pull is None else PULL.get(pull if isinstance(pull, bool) else str(pull).lower())
+    if pull is None:
+        raise StepFailed("container.pull_policy must be always, never, missing, fallback, true or false")
+    pull = "missing" if pull == "fallback" else pull  # (a local image when the registry cannot be reached)
+    start = [tool, "run", "--detach", "--name", name, f"--pull={pull}"]
+    for item in _env_items(_get(spec, "env"), "container.env"):
+        start += ["--env", item]
+    for volume in _strings(_get(spec, "volumes"), "container.volumes"):
+        source, sep, rest = volume.partition(":")
+        if not sep or not source or not rest:
+            raise StepFailed(f"a volume is host_path:container_path[:ro|rw], got {volume!r}")
+        if source.startswith("."):
+            source = os.path.normpath(os.path.join(cwd, source))
+        start += ["--volume", f"{source}:{rest}"]
+    start += ["--user", str(user)] if user else []
+    start += ["--workdir", str(workdir)] if workdir else []
+    platform = _get(spec, "platform")
+    start += ["--platform", str(platform)] if platform else []
+    # keepalive: the container idles until the run ends; its steps are exec'd into it
+    start += ["--entrypoint", "sleep", image, "2147483647"]
+    keep = _get(spec, "keep_container") is True
+    return Shared(tool, name, start, [*prefix, name], shell, keep)
+
+
+async def start_shared(s: Shared) -> None:
+    """Create the run's container (or check the running one is there); StepFailed saying why not."""
+    argv = s.start or [s.cli, "container", "inspect", "--format", "{{.State.Running}}", s.name]
+    with trio.move_on_after(300) as late:
+        done = await trio.run_process(argv, check=False, capture_stdout=True, capture_stderr=True)
+    if late.cancelled_caught:
+        raise StepFailed(f"the run's container {s.name} did not start within 300 s")
+    if done.returncode != 0 or (s.start is None and done.stdout.strip() != b"true"):
+        why = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["not running"]
+        raise StepFailed(f"the run's container {s.name} cannot be used: {why[0]}")
+
+
+async def end_shared(s: Shared) -> None:
+    """The run's container goes with the run (and every process in it), unless keep_container."""
+    if s.keep:
+        return
+    with trio.move_on_after(60):
+        now = ["--time", "0"] if os.path.basename(s.cli) == "podman" else []
+        await trio.run_process(
+            [s.cli, "rm", "--force", *now, s.name], check=False, capture_stdout=True, capture_stderr=True
+        )
+
+
+def exec_argv(s: Shared, texts: list[str], env: Mapping[str, str]) -> list[str]:
+    """A shell step's commands, run by the container's shell, with what the DAG defines in its env
+    (params, env:, DAG_* variables) — never the host's own environment."""
+    flags = [f for k, v in env.items() if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k) for f in ("--env", f"{k}={v}")]
+    text = texts[0] if len(texts) == 1 else "set -e\n" + "\n".join(texts)
+    return [*s.exec_prefix[:-1], *flags, s.exec_prefix[-1], *s.shell, text]

@@ -38,6 +38,7 @@ class Run(RunEnvironment):
         started = stepmod.now()
         self.status = RunStatus.RUNNING
         self.cgroup = self._contain()
+        self.shared: containers.Shared | None = None  # a DAG-level container: set when the run starts
         ended = False
         try:
             status = await self._execute(started)
@@ -107,9 +108,18 @@ class Run(RunEnvironment):
             )
         )
         faults.hit("started")
+        if "container" in self.dag.extra:  # one container for the run: its shell steps are exec'd in it
+            try:
+                spec = resolve_data(thaw(self.dag.extra["container"]), self._scope(self.root_env))
+                self.shared = containers.shared(spec, self.default_cwd, self.opts.run_id)
+                await containers.start_shared(self.shared)
+            except stepmod.StepFailed as exc:
+                self.error = str(exc)
+                self.status = RunStatus.FAILED
         try:
-            with trio.fail_after(self.dag.timeout_sec) if self.dag.timeout_sec else stepmod._no_timeout():
-                await self._main()
+            if self.status is not RunStatus.FAILED:
+                with trio.fail_after(self.dag.timeout_sec) if self.dag.timeout_sec else stepmod._no_timeout():
+                    await self._main()
         except trio.TooSlowError:
             self.error = "context deadline exceeded (timeout_sec)"
             for name, r in self.results.items():
@@ -122,7 +132,12 @@ class Run(RunEnvironment):
             self.status = RunStatus.FAILED
         if self.status is RunStatus.RUNNING:
             self.status = self._final_status()
-        await self._handlers_after()
+        try:
+            await self._handlers_after()
+        finally:
+            if self.shared is not None:
+                with trio.CancelScope(shield=True):  # the container (every process in it) ends with the run
+                    await containers.end_shared(self.shared)
         await self.emit(RunFinished(self.opts.run_id, self.dag.name, self.status, stepmod.now(), self.error))
         faults.hit("finished")
         return self.status
@@ -321,6 +336,12 @@ class Run(RunEnvironment):
                         await containers.finish(plan)
             elif step.kind is StepKind.ACTION and step.action in actions.SUPPORTED:
                 await self._run_action(step, r, rt, env, cwd, scope)
+            elif self.shared is not None and step.kind in (StepKind.COMMAND, StepKind.SCRIPT):
+                if step.interpreter:
+                    raise stepmod.StepFailed("a script with its own interpreter cannot run in the DAG's container yet")
+                dagu_env = self.step_dagu_env.get(step.name, self.dagu_env)
+                direct = containers.exec_argv(self.shared, stepmod.step_texts(step, scope), dagu_env)
+                await stepmod.run_commands(step, rt, env, cwd, scope, r, direct)
             elif step.extra.get("shell_packages"):
                 raise stepmod.StepFailed(
                     "shell_packages needs nix-shell, which dagd does not run; install the packages on the host and drop shell_packages"

@@ -33,7 +33,7 @@ DAG_NAME = re.compile(r"^[a-zA-Z0-9_.-]+$")
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 # DAG-level keys that make Dagu run the steps somewhere else (its executor default): without that
 # executor dagd refuses the run — never runs them on the host instead
-HOST_REFUSED = {"container": "container", "ssh": "ssh", "redis": "redis"}
+HOST_REFUSED = {"ssh": "ssh", "redis": "redis"}  # (a DAG-level `container:` dagd runs: dagd.engine.containers)
 _EXTRA_KEYS = [
     "smtp",
     "error_mail",

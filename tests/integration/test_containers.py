@@ -176,3 +176,48 @@ def test_auto_remove_false_keeps_the_container_and_bad_settings_say_why(tmp_path
         (tmp_path / "bad.yaml").write_text(f"steps:\n  - id: bad\n    action: docker.run\n    with:\n      {with_}\n")
         r = run_dagctl(["run", "bad.yaml"], tmp_path, podman)
         assert r.code == 1 and why in r.stderr, (with_, r.stderr)
+
+
+def test_a_dag_level_container_runs_every_shell_step_in_one_container(tmp_path: Path, podman: dict[str, str]) -> None:
+    (tmp_path / "vol").mkdir()
+    (tmp_path / "d.yaml").write_text(
+        f"""working_dir: .
+params: WHO=operator
+env:
+  - GREETING: hello
+container:
+  image: {IMAGE}
+  pull_policy: never
+  volumes: ["./vol:/data"]
+  working_dir: /data
+  env: ["INSIDE=${{GREETING}}-yes"]
+steps:
+  - name: write
+    command: sh -c 'echo "$GREETING $WHO $INSIDE $(cat /etc/hostname 2>/dev/null || hostname)" > /data/out.txt; touch host-was-touched'
+  - name: read
+    command: cat /data/out.txt
+    output: OUT
+    depends: [write]
+  - name: script
+    depends: [read]
+    script: |
+      test -e /data/host-was-touched
+      echo "$PWD"
+"""
+    )
+    r = run_dagctl(["run", "d.yaml"], tmp_path, podman)
+    assert r.code == 0, r.stderr
+    steps = {s["step"]: s for s in _doc(tmp_path, podman, "d")["steps"]}
+    read, script = steps["read"], steps["script"]
+    host = (tmp_path / "vol" / "out.txt").read_text().split()
+    assert host[:3] == ["hello", "operator", "hello-yes"] and read["output_value"].split()[:3] == host[:3]
+    assert host[3] == read["output_value"].split()[3]  # one container: the same host name for both steps
+    assert not (tmp_path / "host-was-touched").exists()  # the steps never ran on this host
+    assert Path(script["stdout_path"]).read_text() == "/data\n"
+    assert _containers(podman, "dagd-") == []  # it went with the run
+    (tmp_path / "bad.yaml").write_text(
+        "container:\n  image: localhost/nowhere:1\n  pull_policy: never\nsteps:\n  - command: touch host-was-touched\n"
+    )
+    r = run_dagctl(["run", "bad.yaml"], tmp_path, podman)
+    assert r.code == 1 and "the run's container" in r.stderr and "cannot be used" in r.stderr, r.stderr
+    assert not (tmp_path / "host-was-touched").exists()

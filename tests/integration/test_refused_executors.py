@@ -1,4 +1,4 @@
-"""A DAG whose `container:`, `ssh:` or `redis:` sends its steps to a Dagu executor dagd does not
+"""A DAG whose `ssh:` or `redis:` sends its steps to a Dagu executor dagd does not
 have is refused — its steps never run on the host instead (issue 14: one file meant
 `docker system prune -a --volumes -f` for a Docker-in-Docker daemon). validate warns, `dagctl
 run` exits 1 saying why, and a daemon run is recorded failed with the reason."""
@@ -14,7 +14,6 @@ from tests.conftest import run_dagctl
 from tests.integration.test_daemon import run_ended, start_daemon, wait_until
 
 KEYS = {
-    "container": "container:\n  image: docker:dind\n",
     "ssh": "ssh:\n  user: deploy\n  host: build.example.org\n",
     "redis": "redis:\n  url: redis://127.0.0.1:6379\n",
 }
@@ -37,7 +36,7 @@ def test_validate_warns_and_run_refuses(tmp_path: Path, key: str) -> None:
 
 def test_the_daemon_records_the_refusal_and_goes_on(tmp_path: Path) -> None:
     (tmp_path / "dags").mkdir()
-    (tmp_path / "dags" / "dind.yaml").write_text(f"working_dir: {tmp_path}\n{_dag('container')}")
+    (tmp_path / "dags" / "dind.yaml").write_text(f"working_dir: {tmp_path}\n{_dag('ssh')}")
     (tmp_path / "dags" / "fine.yaml").write_text("steps:\n  - run: echo fine\n")
     d = start_daemon(tmp_path)
     try:
