@@ -70,17 +70,22 @@ def _strings(value: Any, what: str) -> list[str]:
 class Plan:
     cli: str
     name: str
-    argv: list[str]  # `podman run …`: the step's process
+    argv: list[str]  # `podman run …` (or `exec …`): the step's process
     keep: bool  # auto_remove: false
     pull_first: str | None  # an image to try to pull before the run (pull: fallback)
+    running: bool = False  # a container dagd did not start: never killed or removed by dagd
 
 
 def plan(cfg: Mapping[str, Any], commands: tuple[str, ...], cwd: str, name: str) -> Plan:
     """What to run, from the resolved `with:` and the step's own command (a 1.x step's `command:`)."""
     image = _get(cfg, "image")
-    if _get(cfg, "container_name") is not None:
-        raise StepFailed("with.container_name (exec into a running container) is not supported by dagd yet")
+    running = _get(cfg, "container_name")
+    if running is not None and image is not None:
+        raise StepFailed("with.image and with.container_name exclude each other (a new container, or a running one)")
     if not isinstance(image, str) or not image:
+        if isinstance(running, str) and running:
+            return _exec_plan(cfg, commands, running)
+
         raise StepFailed("with.image is required (the image to run the step in)")
     command = _get(cfg, "command")
     if isinstance(command, str):
@@ -156,6 +161,8 @@ async def pull_if_possible(p: Plan) -> None:
 async def finish(p: Plan) -> None:
     """The container's processes end with the step (a stop, a timeout, a killed CLI), and the
     container goes unless it is kept."""
+    if p.running:
+        return
     with trio.move_on_after(60):
         if p.keep:
             await trio.run_process(
@@ -166,6 +173,46 @@ async def finish(p: Plan) -> None:
             await trio.run_process(
                 [p.cli, "rm", "--force", *now, p.name], check=False, capture_stdout=True, capture_stderr=True
             )
+
+
+def _exec_plan(cfg: Mapping[str, Any], commands: tuple[str, ...], running: str) -> Plan:
+    """`container_name`: the command exec'd in a running container dagd did not start (it stays;
+    a stop ends the exec client — what it started in there is that container's)."""
+    extra = sorted(str(k) for k in cfg if str(k).replace("_", "").lower() not in {"containername", "command", "exec"})
+    if extra:
+        raise StepFailed(f"with: {', '.join(extra)} cannot apply to a running container (container_name)")
+    command = _get(cfg, "command")
+    if isinstance(command, (list, tuple)):
+        argv = [str(a) for a in command]
+    elif isinstance(command, str) or commands:
+        text = command if isinstance(command, str) else commands[0]
+        argv = shlex.split(text)
+    else:
+        raise StepFailed("a command is needed to exec in a running container")
+    options = _get(cfg, "exec") or {}
+    if not isinstance(options, Mapping):
+        raise StepFailed("with.exec is an object (Docker's exec options: User, WorkingDir, Env)")
+    tool = cli()
+    run = [tool, "exec", "-i"]
+    run += ["--user", str(_get(options, "user"))] if _get(options, "user") else []
+    run += ["--workdir", str(_get(options, "working_dir"))] if _get(options, "working_dir") else []
+    for item in _env_items(_get(options, "env"), "with.exec.env"):
+        run += ["--env", item]
+    return Plan(tool, running, [*run, running, *argv], True, None, running=True)
+
+
+def for_step(spec: Any, texts: list[str], cwd: str, name: str, env: Mapping[str, str]) -> Plan:
+    """A step's own `container:` (Dagu: the step in a container of its own, or exec'd in a running
+    one): its commands run by the container's shell, with what the DAG defines in their env."""
+    s = shared(spec, cwd, "", default_name=name)
+    flags = [f for k, v in env.items() if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k) for f in ("--env", f"{k}={v}")]
+    text = texts[0] if len(texts) == 1 else "set -e\n" + "\n".join(texts)
+    if s.start is None:  # a running container
+        return Plan(s.cli, s.name, [*s.exec_prefix[:-1], *flags, s.name, *s.shell, text], True, None, running=True)
+    run = [a for a in s.start if a != "--detach"]
+    at = run.index("--entrypoint")
+    run = [*run[:at], "-i", *([] if s.keep else ["--rm"]), *flags, run[at + 2], *s.shell, text]
+    return Plan(s.cli, s.name, run, s.keep, None)
 
 
 def container_name(run_id: str, step: str, attempt: int) -> str:
@@ -206,7 +253,7 @@ def _env_items(value: Any, what: str) -> list[str]:
     return items
 
 
-def shared(spec: Any, cwd: str, run_id: str) -> Shared:
+def shared(spec: Any, cwd: str, run_id: str, *, default_name: str | None = None) -> Shared:
     """The run's container from a DAG's `container:` (a running container's name, or an object)."""
     tool = cli()
     if isinstance(spec, str):
@@ -233,7 +280,7 @@ def shared(spec: Any, cwd: str, run_id: str) -> Shared:
     image = _get(spec, "image")
     if not isinstance(image, str) or not image:
         raise StepFailed("container: needs image (or exec: the name of a running container)")
-    name = str(_get(spec, "name") or f"dagd-{run_id}")
+    name = str(_get(spec, "name") or default_name or f"dagd-{run_id}")
     pull = _get(spec, "pull_policy")
     pull = "missing" if pull is None else PULL.get(pull if isinstance(pull, bool) else str(pull).lower())
     if pull is None:

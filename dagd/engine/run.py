@@ -336,6 +336,18 @@ class Run(RunEnvironment):
                         await containers.finish(plan)
             elif step.kind is StepKind.ACTION and step.action in actions.SUPPORTED:
                 await self._run_action(step, r, rt, env, cwd, scope)
+            elif "container" in step.extra and step.kind in (StepKind.COMMAND, StepKind.SCRIPT):
+                if step.interpreter:
+                    raise stepmod.StepFailed("a script with its own interpreter cannot run in a container yet")
+                spec = resolve_data(thaw(step.extra["container"]), dataclasses.replace(scope, env=env))
+                name = containers.container_name(self.opts.run_id, step.name, r.attempts + 1)
+                dagu_env = self.step_dagu_env.get(step.name, self.dagu_env)
+                plan = containers.for_step(spec, stepmod.step_texts(step, scope), cwd, name, dagu_env)
+                try:
+                    await stepmod.run_commands(step, rt, env, cwd, scope, r, plan.argv)
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await containers.finish(plan)
             elif self.shared is not None and step.kind in (StepKind.COMMAND, StepKind.SCRIPT):
                 if step.interpreter:
                     raise stepmod.StepFailed("a script with its own interpreter cannot run in the DAG's container yet")

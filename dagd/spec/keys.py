@@ -431,6 +431,5 @@ NO_EFFECT_STEP: dict[str, str] = {
 }
 # Step keys whose absence of effect would be dangerous: a run of a DAG with such a step is refused.
 REFUSED_STEP: dict[str, str] = {
-    "container": "runs the step in a container through Dagu's container executor, which dagd does not have",
     "approval": "makes the step wait for a person's approval, which dagd does not have",
 }

@@ -168,7 +168,8 @@ def test_auto_remove_false_keeps_the_container_and_bad_settings_say_why(tmp_path
         ("command: echo no image", "bad.yaml:2:5: steps[0]: action docker.run needs an image"),  # at load
         (f"image: {IMAGE}\n      pull: sometimes", "with.pull must be always, never, missing, fallback"),
         (f"image: {IMAGE}\n      volumes: [/nowhere]", "a volume is host_path:container_path"),
-        (f"image: {IMAGE}\n      container_name: web", "exec into a running container) is not supported by dagd yet"),
+        (f"image: {IMAGE}\n      container_name: web", "with.image and with.container_name exclude each other"),
+        ("container_name: web\n      pull: never", "with: pull cannot apply to a running container"),
         (f"image: {IMAGE}\n      network: {{Mode: host}}", "with: network is not supported by dagd yet"),
         (f"image: {IMAGE}\n      host: {{Privileged: true}}", "with.host: Privileged is not supported by dagd yet"),
         (f"image: {IMAGE}\n      pulll: never", "action docker.run does not take pulll (allowed: image, command"),
@@ -221,3 +222,52 @@ steps:
     r = run_dagctl(["run", "bad.yaml"], tmp_path, podman)
     assert r.code == 1 and "the run's container" in r.stderr and "cannot be used" in r.stderr, r.stderr
     assert not (tmp_path / "host-was-touched").exists()
+
+
+def test_a_steps_own_container_and_exec_into_a_running_one(tmp_path: Path, podman: dict[str, str]) -> None:
+    full = {**os.environ, **podman}
+    target = f"dagdtest-target-{uuid.uuid4().hex[:6]}"
+    subprocess.run(
+        ["podman", "run", "--detach", "--name", target, "--pull=never", "--entrypoint", "sleep", IMAGE, "600"],
+        env=full,
+        check=True,
+        capture_output=True,
+    )
+    try:
+        subprocess.run(["podman", "exec", target, "sh", "-c", "echo mark > /tmp/target"], env=full, check=True)
+        (tmp_path / "s.yaml").write_text(
+            f"""working_dir: .
+env:
+  - WHO: step
+steps:
+  - id: own
+    run: echo "own $WHO $X $(pwd)"; touch host-was-touched
+    container:
+      image: {IMAGE}
+      pull_policy: never
+      env: ["X=1"]
+      working_dir: /tmp
+  - id: into
+    depends: [own]
+    container: {target}
+    run: cat /tmp/target; echo "$WHO"
+  - id: exec
+    depends: [into]
+    action: docker.run
+    with:
+      container_name: {target}
+      command: [cat, /tmp/target]
+      exec: {{User: nobody, WorkingDir: /tmp}}
+"""
+        )
+        r = run_dagctl(["run", "s.yaml"], tmp_path, podman)
+        assert r.code == 0, r.stderr
+        steps = {s["step"]: s for s in _doc(tmp_path, podman, "s")["steps"]}
+        assert Path(steps["own"]["stdout_path"]).read_text() == "own step 1 /tmp\n"
+        assert Path(steps["into"]["stdout_path"]).read_text() == "mark\nstep\n"
+        assert Path(steps["exec"]["stdout_path"]).read_text() == "mark\n"
+        assert not (tmp_path / "host-was-touched").exists()
+        assert _containers(podman, "dagd-") == []
+        assert _containers(podman, target) == [target]  # not dagd's: left running
+    finally:
+        subprocess.run(["podman", "rm", "--force", "--time", "0", target], env=full, capture_output=True)

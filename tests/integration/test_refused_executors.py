@@ -55,14 +55,14 @@ def test_the_daemon_records_the_refusal_and_goes_on(tmp_path: Path) -> None:
 
 
 STEP_REFUSED = {
-    "container": "    container:\n      image: alpine\n",
     "approval": "    approval:\n      prompt: deploy to production?\n",
 }
 
 
 @pytest.mark.parametrize("key", sorted(STEP_REFUSED))
-def test_a_step_container_or_approval_refuses_the_run(tmp_path: Path, key: str) -> None:
-    # without them the step would run on the host, or without the approval that guards it
+def test_a_step_approval_refuses_the_run(tmp_path: Path, key: str) -> None:
+    # without it the step would run without the approval that guards it (a step's `container:`
+    # runs in a container now: tests/integration/test_containers.py)
     (tmp_path / "d.yaml").write_text(
         f"steps:\n  - name: first\n    run: touch first-ran\n  - name: deploy\n{STEP_REFUSED[key]}    run: touch deployed\n"
     )
