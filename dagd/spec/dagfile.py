@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from dagd.graph import find_cycle
+from dagd.spec.executors import check_container
 from dagd.spec.fields import Ctx, frozen, scalar_text, type_name
 from dagd.spec.keys import (
     CLASSIC_ROOT_KEYS,
@@ -205,6 +206,8 @@ def build_dag(ctx: Ctx, doc: Node, index: int, run_is_sub_dag: Callable[[str], b
         f["resources"] = _resources(ctx, m["resources"])
     if "webhook" in m:
         _webhook(ctx, m["webhook"])
+    if "container" in m:
+        check_container(ctx, m["container"], "container")
     extra = {k: m[k].plain() for k in _EXTRA_KEYS if k in m}
     if extra:
         f["extra"] = frozen(extra)

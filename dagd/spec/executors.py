@@ -67,3 +67,43 @@ def check_action(
                 f"does not take {', '.join(unknown)} (allowed: "
                 "image, command, pull, auto_remove, working_dir, volumes, platform, container, host, network, container_name, exec)"
             )
+
+
+# Dagu's containerConfig (dag.schema.json); dagd acts on the first set and refuses the second at run
+CONTAINER_KEYS = frozenset(
+    {"exec", "name", "image", "pull_policy", "env", "volumes", "user", "working_dir", "platform"}
+    | {"keep_container", "shell", "startup"}
+)
+CONTAINER_NOT_YET = frozenset(
+    {"ports", "network", "command", "wait_for", "log_pattern", "restart_policy", "healthcheck"}
+)
+
+
+def check_container(ctx: Ctx, node: Any, path: str) -> None:
+    """A `container:` (DAG or step): a running container's name, or Dagu's containerConfig object —
+    unknown keys are errors, keys dagd does not act on yet are warnings (the run refuses them)."""
+    if node.kind == "scalar" and isinstance(node.value, str) and node.value:
+        return
+    if node.kind != "map":
+        ctx.error(node, path, "container is the name of a running container or an object with image or exec")
+        return
+    keys = {str(k): v for k, v in node.value.items()}
+    plain = {k.replace("_", "").lower(): k for k in keys}  # (1.x camelCase: keepContainer, workingDir)
+    unknown = sorted(
+        k for norm, k in plain.items() if norm not in {c.replace("_", "") for c in CONTAINER_KEYS | CONTAINER_NOT_YET}
+    )
+    for key in unknown:
+        ctx.error(
+            keys[key],
+            f"{path}.{key}",
+            f"unknown container key; allowed: {', '.join(sorted(CONTAINER_KEYS | CONTAINER_NOT_YET))}",
+        )
+    for norm, key in plain.items():
+        if norm in {c.replace("_", "") for c in CONTAINER_NOT_YET}:
+            ctx.warn(
+                keys[key],
+                f"{path}.{key}",
+                f"container {key} is not supported by dagd yet: runs of this DAG fail saying so",
+            )
+    if ("image" in plain) == ("exec" in plain):
+        ctx.error(node, path, "container needs exactly one of image (a new container) or exec (a running one)")

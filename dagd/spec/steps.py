@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from dagd.spec.executors import check_action
+from dagd.spec.executors import check_action, check_container
 from dagd.spec.fields import Ctx, frozen, scalar_text, type_name
 from dagd.spec.keys import (
     BUILTIN_ACTIONS,
@@ -217,6 +217,8 @@ def build_step(ctx: Ctx, node: Node, path: str, auto_index: int, scope: StepScop
                     f"{path}.dependencies",
                     f'dependencies must be non-empty literal paths or globs, got "{d}"',
                 )
+    if "container" in m:
+        check_container(ctx, m["container"], f"{path}.container")
     if kind is StepKind.ACTION and fields.get("action"):
         check_action(
             ctx, loc, path, fields["action"], fields["config"], fields.get("commands", ()), fields.get("script")

@@ -112,7 +112,7 @@ steps:
     assert legacy["status"] == "succeeded" and legacy["output_value"] == "hello from /tmp as 65534", legacy
     assert current["status"] == "failed" and current["exit_code"] == 3
     assert Path(current["stdout_path"]).read_text() == "from the host\nhello from /tmp as 65534\n"
-    assert _containers(podman, "dagd-") == []  # each removed when its step ended
+    assert _containers(podman, f"dagd-{_doc(tmp_path, podman, 'c')['id']}-") == []  # each removed when its step ended
 
 
 def test_a_timed_out_step_ends_its_containers_processes(tmp_path: Path, podman: dict[str, str]) -> None:
@@ -123,7 +123,7 @@ def test_a_timed_out_step_ends_its_containers_processes(tmp_path: Path, podman: 
     )
     r = run_dagctl(["run", "t.yaml"], tmp_path, podman)
     assert r.code == 1 and "timed out" in r.stderr, r.stderr
-    assert _containers(podman, "dagd-") == []
+    assert _containers(podman, f"dagd-{_doc(tmp_path, podman, 't')['id']}-") == []
     alive = [p for p in os.listdir("/proc") if p.isdigit() and _cmdline_has(p, marker)]
     assert alive == []  # the container's sleep went with it, not only the podman client
 
@@ -142,7 +142,7 @@ def test_ctrl_c_on_dagctl_run_ends_the_containers_processes(tmp_path: Path, podm
         assert proc.wait(timeout=60) != 0
     finally:
         proc.kill()
-    assert _containers(podman, "dagd-") == []
+    assert _containers(podman, f"dagd-{_doc(tmp_path, podman, 's')['id']}-") == []
     assert [p for p in os.listdir("/proc") if p.isdigit() and _cmdline_has(p, marker)] == []
     assert _doc(tmp_path, podman, "s")["status"] == "aborted"
 
@@ -215,7 +215,7 @@ steps:
     assert host[3] == read["output_value"].split()[3]  # one container: the same host name for both steps
     assert not (tmp_path / "host-was-touched").exists()  # the steps never ran on this host
     assert Path(script["stdout_path"]).read_text() == "/data\n"
-    assert _containers(podman, "dagd-") == []  # it went with the run
+    assert _containers(podman, f"dagd-{_doc(tmp_path, podman, 'd')['id']}") == []  # it went with the run
     (tmp_path / "bad.yaml").write_text(
         "container:\n  image: localhost/nowhere:1\n  pull_policy: never\nsteps:\n  - command: touch host-was-touched\n"
     )
@@ -267,7 +267,7 @@ steps:
         assert Path(steps["into"]["stdout_path"]).read_text() == "mark\nstep\n"
         assert Path(steps["exec"]["stdout_path"]).read_text() == "mark\n"
         assert not (tmp_path / "host-was-touched").exists()
-        assert _containers(podman, "dagd-") == []
+        assert _containers(podman, f"dagd-{_doc(tmp_path, podman, 's')['id']}-") == []
         assert _containers(podman, target) == [target]  # not dagd's: left running
     finally:
         subprocess.run(["podman", "rm", "--force", "--time", "0", target], env=full, capture_output=True)
