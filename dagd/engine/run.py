@@ -16,12 +16,12 @@ from collections.abc import Mapping
 import trio
 
 from dagd import cgroups, faults
-from dagd.engine import actions, containers, fanout, published
+from dagd.engine import actions, containers, fanout, httpstep, published
 from dagd.engine import step as stepmod
 from dagd.engine.environment import RunEnvironment
 from dagd.engine.events import RunFinished, RunStarted, StepChanged
 from dagd.engine.process import end_run_group
-from dagd.engine.resolve import Scope, resolve_data
+from dagd.engine.resolve import Scope, resolve, resolve_data
 from dagd.engine.status import RunStatus, StepStatus
 from dagd.spec.fields import thaw
 from dagd.spec.model import Dialect, Step, StepKind
@@ -334,6 +334,24 @@ class Run(RunEnvironment):
                 finally:
                     with trio.CancelScope(shield=True):  # a stop or a timeout ends the container too
                         await containers.finish(plan)
+            elif step.kind is StepKind.ACTION and step.action == "http.request":
+                with_scope = dataclasses.replace(scope, env=self.step_dagu_env.get(step.name, self.dagu_env))
+                cfg = httpstep.request_config(
+                    resolve_data(thaw(step.config), with_scope),
+                    tuple(stepmod.step_texts(step, scope)) if step.commands else (),
+                    resolve(step.script, with_scope) if step.script else None,
+                )
+                r.attempts = 1
+                await rt.on_start(r)
+                with open(r.stdout_path, "ab") as out, open(r.stderr_path, "ab") as err:
+                    try:
+                        with trio.fail_after(step.timeout_sec) if step.timeout_sec else stepmod._no_timeout():
+                            await httpstep.run(cfg, cwd, out, err)
+                    except trio.TooSlowError:
+                        raise stepmod.StepFailed(f"step timed out after {step.timeout_sec:g}s", 124) from None
+                r.exit_code = 0
+                open(env["DAGU_OUTPUT_FILE"], "ab").close()
+                stepmod.collect_outputs(step, rt, env, r)
             elif step.kind is StepKind.ACTION and step.action in actions.SUPPORTED:
                 await self._run_action(step, r, rt, env, cwd, scope)
             elif "container" in step.extra and step.kind in (StepKind.COMMAND, StepKind.SCRIPT):

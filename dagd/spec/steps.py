@@ -396,7 +396,9 @@ def _selector(
     script_node = m.get("script")
     if script_node is not None:
         script = ctx.string(script_node, f"{path}.script")
-        if ctx.classic and commands:  # v1: `command: python` + `script:` = the interpreter
+        if action and commands:  # v1 executors: `command:` says what (POST URL, a jq filter), `script:` with what
+            f["commands"] = tuple(commands)
+        elif ctx.classic and commands:  # v1: `command: python` + `script:` = the interpreter
             f["interpreter"] = tuple(shlex.split(" ".join(commands)))
         f["script"] = (script or "").strip("\n")
         return (StepKind.ACTION if action else StepKind.SCRIPT), (action or "script").split(".")[0]
