@@ -59,10 +59,11 @@ typecheck: $(VENV_STAMP)
 # never downloads one), curl (HTTP requests made as other local users), lintian, rpm and rpmlint
 # (the package checks), systemd-analyze (the unit's security score), mmdebstrap and
 # systemd-nspawn (a Debian 12 root booted under a real systemd for the installed package), podman,
-# runc and busybox-static (container steps, in an image built from busybox: no registry is reachable).
+# runc and busybox-static (container steps, in an image built from busybox: no registry is reachable),
+# jq (jq.filter steps run Debian's jq).
 APT_TEST_PACKAGES := tmux:tmux chromium:chromium curl:curl lintian:lintian rpm:rpm rpmlint:rpmlint \
 	systemd-analyze:systemd mmdebstrap:mmdebstrap systemd-nspawn:systemd-container \
-	podman:podman runc:runc busybox:busybox-static
+	podman:podman runc:runc busybox:busybox-static jq:jq
 
 test-deps:
 	@missing=""; for pair in $(APT_TEST_PACKAGES); do [ -x /usr/bin/$${pair%%:*} ] || missing="$$missing $${pair##*:}"; done; \

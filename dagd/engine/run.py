@@ -16,7 +16,7 @@ from collections.abc import Mapping
 import trio
 
 from dagd import cgroups, faults
-from dagd.engine import actions, containers, fanout, httpstep, published
+from dagd.engine import actions, containers, fanout, httpstep, jqstep, published
 from dagd.engine import step as stepmod
 from dagd.engine.environment import RunEnvironment
 from dagd.engine.events import RunFinished, RunStarted, StepChanged
@@ -334,6 +334,17 @@ class Run(RunEnvironment):
                 finally:
                     with trio.CancelScope(shield=True):  # a stop or a timeout ends the container too
                         await containers.finish(plan)
+            elif step.kind is StepKind.ACTION and step.action == "jq.filter":
+                with_scope = dataclasses.replace(scope, env=self.step_dagu_env.get(step.name, self.dagu_env))
+                scratch = os.path.join(self.log_dir, f"{os.path.basename(r.stdout_path)[:-4]}.jq-input.json")
+                direct = jqstep.argv(
+                    resolve_data(thaw(step.config), with_scope),
+                    tuple(stepmod.step_texts(step, scope)) if step.commands else (),
+                    resolve(step.script, with_scope) if step.script else None,
+                    cwd,
+                    scratch,
+                )
+                await stepmod.run_commands(step, rt, env, cwd, scope, r, direct)
             elif step.kind is StepKind.ACTION and step.action == "http.request":
                 with_scope = dataclasses.replace(scope, env=self.step_dagu_env.get(step.name, self.dagu_env))
                 cfg = httpstep.request_config(

@@ -44,8 +44,6 @@ DIFFERENT = {
     "v1.16.0__internal__digraph__testdata__valid_command_in_list.yaml": "exit code",
     "v1.17.0__internal__testdata__digraph__valid_command_in_array.yaml": "exit code",
     "v1.17.0__internal__testdata__digraph__valid_command_in_list.yaml": "exit code",
-    "v1.12.0__examples__execute_jq_command.yaml": "exit code",  # executor: jq (not in dagd yet)
-    "v1.17.0__internal__testdata__integration__jq.yaml": "exit code",
     "v1.16.0__internal__digraph__testdata__preconditions.yaml": "run status",  # no steps, unmet precondition
 }
 # Compared in full except `output:` values, which are each tool's own paths and ids, or the empty
