@@ -90,6 +90,7 @@ class Service(Reads, Slots):
         self.changed = trio.Event()  # poked when running or queued counts may have changed
         self.degraded: str | None = None  # why dagd cannot do all it should right now
         self.unrecorded: list[RunFinished] = []  # run ends the store could not take yet
+        self.inline_dags: dict[str, Dag] = {}  # queued inline runs' DAGs, by spec file: parsed once
         self.lock = trio.Lock()  # one store writer at a time from the daemon
         self.subscribers: list[trio.MemorySendChannel[dict[str, Any]]] = []
         self.started_at = time.time()
@@ -570,8 +571,13 @@ class Service(Reads, Slots):
     async def _inline_dag(self, item: dict[str, Any]) -> Dag | None:
         """The DAG of a queued inline run, from the spec kept in its log folder; a spec that no
         longer loads (removed, or dagd's rules changed) ends the run failed, saying why."""
+        cached = self.inline_dags.get(item["file"])
+        if cached is not None:  # (waiting for a slot: not parsed again at every dispatch)
+            return cached
         try:
-            return (await trio.to_thread.run_sync(load_file, item["file"], limiter=PARSING)).dag
+            dag = (await trio.to_thread.run_sync(load_file, item["file"], limiter=PARSING)).dag
+            self.inline_dags[item["file"]] = dag
+            return dag
         except (SpecError, OSError) as exc:
             await self._store_call(self.store.dequeue, item["run_id"])
             await self._record_finish(item["run_id"], item["dag"], f"its inline spec cannot be loaded: {exc}")
@@ -640,6 +646,7 @@ class Service(Reads, Slots):
             if running.get(dag.name, 0) >= max(1, dag.max_active_runs):
                 continue
             running[dag.name] = running.get(dag.name, 0) + 1
+            self.inline_dags.pop(item["file"], None)
             await self._store_call(self.store.dequeue, item["run_id"])
             params = item["params"]
             self._spawn(

@@ -205,8 +205,7 @@ def for_step(spec: Any, texts: list[str], cwd: str, name: str, env: Mapping[str,
     """A step's own `container:` (Dagu: the step in a container of its own, or exec'd in a running
     one): its commands run by the container's shell, with what the DAG defines in their env."""
     s = shared(spec, cwd, "", default_name=name)
-    flags = [f for k, v in env.items() if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k) for f in ("--env", f"{k}={v}")]
-    text = texts[0] if len(texts) == 1 else "set -e\n" + "\n".join(texts)
+    flags, text = _env_flags(env), _shell_text(texts)
     if s.start is None:  # a running container
         return Plan(s.cli, s.name, [*s.exec_prefix[:-1], *flags, s.name, *s.shell, text], True, None, running=True)
     run = [a for a in s.start if a != "--detach"]
@@ -251,6 +250,16 @@ def _env_items(value: Any, what: str) -> list[str]:
         if not re.match(r"[A-Za-z_][A-Za-z0-9_]*=", item):
             raise StepFailed(f"{what} entries are NAME=value, got {item!r}")
     return items
+
+
+def _env_flags(env: Mapping[str, str]) -> list[str]:
+    """`--env K=V` for what the DAG defines (params, env:, DAG_*): never the host's environment."""
+    return [f for k, v in env.items() if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k) for f in ("--env", f"{k}={v}")]
+
+
+def _shell_text(texts: list[str]) -> str:
+    """A step's commands for one `sh -c`: several stop at the first that fails."""
+    return texts[0] if len(texts) == 1 else "set -e\n" + "\n".join(texts)
 
 
 def shared(spec: Any, cwd: str, run_id: str, *, default_name: str | None = None) -> Shared:
@@ -332,6 +341,5 @@ async def end_shared(s: Shared) -> None:
 def exec_argv(s: Shared, texts: list[str], env: Mapping[str, str]) -> list[str]:
     """A shell step's commands, run by the container's shell, with what the DAG defines in its env
     (params, env:, DAG_* variables) — never the host's own environment."""
-    flags = [f for k, v in env.items() if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k) for f in ("--env", f"{k}={v}")]
-    text = texts[0] if len(texts) == 1 else "set -e\n" + "\n".join(texts)
+    flags, text = _env_flags(env), _shell_text(texts)
     return [*s.exec_prefix[:-1], *flags, s.exec_prefix[-1], *s.shell, text]

@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import os
 from collections.abc import Mapping
+from typing import Any
 
 import trio
 
@@ -329,29 +330,13 @@ class Run(RunEnvironment):
                 name = containers.container_name(self.opts.run_id, step.name, r.attempts + 1)
                 plan = containers.plan(cfg, step.commands, cwd, name)
                 await containers.pull_if_possible(plan)
-                try:
-                    await stepmod.run_commands(step, rt, env, cwd, scope, r, plan.argv)
-                finally:
-                    with trio.CancelScope(shield=True):  # a stop or a timeout ends the container too
-                        await containers.finish(plan)
+                await self._in_container(plan, step, r, rt, env, cwd, scope)
             elif step.kind is StepKind.ACTION and step.action == "jq.filter":
-                with_scope = dataclasses.replace(scope, env=self.step_dagu_env.get(step.name, self.dagu_env))
                 scratch = os.path.join(self.log_dir, f"{os.path.basename(r.stdout_path)[:-4]}.jq-input.json")
-                direct = jqstep.argv(
-                    resolve_data(thaw(step.config), with_scope),
-                    tuple(stepmod.step_texts(step, scope)) if step.commands else (),
-                    resolve(step.script, with_scope) if step.script else None,
-                    cwd,
-                    scratch,
-                )
+                direct = jqstep.argv(*self._action_inputs(step, scope), cwd, scratch)
                 await stepmod.run_commands(step, rt, env, cwd, scope, r, direct)
             elif step.kind is StepKind.ACTION and step.action == "http.request":
-                with_scope = dataclasses.replace(scope, env=self.step_dagu_env.get(step.name, self.dagu_env))
-                cfg = httpstep.request_config(
-                    resolve_data(thaw(step.config), with_scope),
-                    tuple(stepmod.step_texts(step, scope)) if step.commands else (),
-                    resolve(step.script, with_scope) if step.script else None,
-                )
+                cfg = httpstep.request_config(*self._action_inputs(step, scope))
                 r.attempts = 1
                 await rt.on_start(r)
                 with open(r.stdout_path, "ab") as out, open(r.stderr_path, "ab") as err:
@@ -372,11 +357,7 @@ class Run(RunEnvironment):
                 name = containers.container_name(self.opts.run_id, step.name, r.attempts + 1)
                 dagu_env = self.step_dagu_env.get(step.name, self.dagu_env)
                 plan = containers.for_step(spec, stepmod.step_texts(step, scope), cwd, name, dagu_env)
-                try:
-                    await stepmod.run_commands(step, rt, env, cwd, scope, r, plan.argv)
-                finally:
-                    with trio.CancelScope(shield=True):
-                        await containers.finish(plan)
+                await self._in_container(plan, step, r, rt, env, cwd, scope)
             elif self.shared is not None and step.kind in (StepKind.COMMAND, StepKind.SCRIPT):
                 if step.interpreter:
                     raise stepmod.StepFailed("a script with its own interpreter cannot run in the DAG's container yet")
@@ -423,6 +404,32 @@ class Run(RunEnvironment):
             raise
         r.finished_at = stepmod.now()
         await self._set(step, r, status, handler)
+
+    def _action_inputs(self, step: Step, scope: Scope) -> tuple[Any, tuple[str, ...], str | None]:
+        """An action step's `with:`, command and script, resolved as Dagu resolves them: against
+        what the DAG defines (never the host's environment)."""
+        with_scope = dataclasses.replace(scope, env=self.step_dagu_env.get(step.name, self.dagu_env))
+        commands = tuple(stepmod.step_texts(step, scope)) if step.commands else ()
+        script = resolve(step.script, with_scope) if step.script else None
+        return resolve_data(thaw(step.config), with_scope), commands, script
+
+    async def _in_container(
+        self,
+        plan: containers.Plan,
+        step: Step,
+        r: stepmod.StepResult,
+        rt: stepmod.StepRuntime,
+        env: dict[str, str],
+        cwd: str,
+        scope: Scope,
+    ) -> None:
+        """The container's CLI as the step's process; its container ends with the step (a stop or
+        a timeout included)."""
+        try:
+            await stepmod.run_commands(step, rt, env, cwd, scope, r, plan.argv)
+        finally:
+            with trio.CancelScope(shield=True):
+                await containers.finish(plan)
 
     async def _run_action(
         self, step: Step, r: stepmod.StepResult, rt: stepmod.StepRuntime, env: dict[str, str], cwd: str, scope: Scope
