@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,13 @@ def _run(argv: list[str], cwd: Path, env: dict[str, str], timeout: float) -> sub
                 os.killpg(p.pid, signal.SIGKILL)
             p.communicate()
             return None
-        with contextlib.suppress(ProcessLookupError):  # what a step left behind goes too
+        # Dagu's agent may still be writing the run's last status record after its parent exits:
+        # the rest of the group gets a few seconds to end by itself, then what a step left goes
+        deadline = time.monotonic() + 10
+        with contextlib.suppress(ProcessLookupError):
+            while time.monotonic() < deadline:
+                os.killpg(p.pid, 0)  # (ProcessLookupError: the group is gone)
+                time.sleep(0.05)
             os.killpg(p.pid, signal.SIGKILL)
         return subprocess.CompletedProcess(argv, p.returncode, out, err)
 
