@@ -60,13 +60,14 @@ typecheck: $(VENV_STAMP)
 # (the package checks), systemd-analyze (the unit's security score), mmdebstrap and
 # systemd-nspawn (a Debian 12 root booted under a real systemd for the installed package), podman,
 # runc and busybox-static (container steps, in an image built from busybox: no registry is reachable),
-# jq (jq.filter steps run Debian's jq).
+# jq (jq.filter steps run Debian's jq), openssh-server (ssh.run and sftp steps against a real sshd).
 APT_TEST_PACKAGES := tmux:tmux chromium:chromium curl:curl lintian:lintian rpm:rpm rpmlint:rpmlint \
 	systemd-analyze:systemd mmdebstrap:mmdebstrap systemd-nspawn:systemd-container \
-	podman:podman runc:runc busybox:busybox-static jq:jq
+	podman:podman runc:runc busybox:busybox-static jq:jq \
+	sshd:openssh-server
 
 test-deps:
-	@missing=""; for pair in $(APT_TEST_PACKAGES); do [ -x /usr/bin/$${pair%%:*} ] || missing="$$missing $${pair##*:}"; done; \
+	@missing=""; for pair in $(APT_TEST_PACKAGES); do [ -x /usr/bin/$${pair%%:*} ] || [ -x /usr/sbin/$${pair%%:*} ] || missing="$$missing $${pair##*:}"; done; \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 
 # Dagu 1.30.2 as published on the npm registry (GPL-3.0: the differential tests run it; it is

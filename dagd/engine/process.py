@@ -71,7 +71,13 @@ _devnull: int | None = None
 
 
 def _spawn(
-    argv: list[str], env: dict[str, str], cwd: str, stdout: int, stderr: int, group: StepGroup | None
+    argv: list[str],
+    env: dict[str, str],
+    cwd: str,
+    stdout: int,
+    stderr: int,
+    group: StepGroup | None,
+    stdin: int | None = None,
 ) -> tuple[int, subprocess.Popen[bytes] | None]:
     """Start argv in a new session in `cwd` (and in the step's cgroup); the caller reaps it with
     os.wait4. Nothing of this process is copied (vfork), and the child itself changes directory,
@@ -86,7 +92,7 @@ def _spawn(
         try:
             envp = [f"{k}={v}" for k, v in env.items()]
             return cgroups.native_spawn.spawn(
-                _program(argv[0], env), argv, envp, cwd, _devnull, stdout, stderr, procs
+                _program(argv[0], env), argv, envp, cwd, _devnull if stdin is None else stdin, stdout, stderr, procs
             ), None
         finally:
             for fd in procs:
@@ -98,7 +104,7 @@ def _spawn(
         argv,
         env=env,
         cwd=cwd,
-        stdin=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL if stdin is None else stdin,
         stdout=stdout,
         stderr=stderr,
         start_new_session=True,
@@ -119,6 +125,7 @@ class StepProcess:
         stdout: int,
         stderr: int,
         group: StepGroup | None = None,
+        stdin: int | None = None,  # /dev/null unless given (an ssh step's held pipe)
     ) -> None:
         self.spawn_error: str | None = None  # why the program could not be started
         self.result: Exit | None = None
@@ -127,7 +134,7 @@ class StepProcess:
         self.popen: subprocess.Popen[bytes] | None = None  # kept only so that it does not reap our child
         try:
             faults.hit("spawn", env.get("DAG_NAME"), env.get("DAG_RUN_STEP_NAME"))
-            self.pid, self.popen = _spawn(argv, env, cwd, stdout, stderr, group)
+            self.pid, self.popen = _spawn(argv, env, cwd, stdout, stderr, group, stdin)
         except OSError as exc:  # no such program or directory: what a shell would say, exit 127/126
             self.spawn_error = f"cannot run {argv[0]} in {cwd}: {exc.strerror or exc}"
             with contextlib.suppress(OSError):  # a full disk must not turn this into a crash

@@ -17,7 +17,7 @@ from typing import Any
 import trio
 
 from dagd import cgroups, faults
-from dagd.engine import actions, containers, fanout, httpstep, jqstep, published
+from dagd.engine import actions, containers, fanout, httpstep, jqstep, published, sshstep
 from dagd.engine import step as stepmod
 from dagd.engine.environment import RunEnvironment
 from dagd.engine.events import RunFinished, RunStarted, StepChanged
@@ -282,6 +282,13 @@ class Run(RunEnvironment):
             r.error = f"env: {exc}"
             await self._set(step, r, StepStatus.FAILED, handler)
             return
+        remote_dir: str | None = None
+        if self._over_ssh(step):  # its working_dir is the remote host's; the client runs here
+            if step.working_dir:
+                remote_dir = resolve(step.working_dir, scope)
+            elif self.dag.working_dir:
+                remote_dir = self.default_cwd
+            cwd = env["PWD"] = self.default_cwd
         r.stdout_path, r.stderr_path = stepmod.log_paths(self.log_dir, step)
         r.started_at = stepmod.now()
         rt = self._runtime()
@@ -331,6 +338,16 @@ class Run(RunEnvironment):
                 plan = containers.plan(cfg, step.commands, cwd, name)
                 await containers.pull_if_possible(plan)
                 await self._in_container(plan, step, r, rt, env, cwd, scope)
+            elif self._over_ssh(step):
+                await self._run_ssh(step, r, rt, env, scope, remote_dir)
+            elif step.kind is StepKind.ACTION and step.action in sshstep.SFTP_ACTIONS:
+                assert step.action is not None
+                cfg, _, _ = self._action_inputs(step, scope)
+                conn = sshstep.settings(self.dag.extra.get("ssh"), cfg, step.action)
+                batch = os.path.join(self.log_dir, f"{os.path.basename(r.stdout_path)[:-4]}.sftp-batch")
+                direct = sshstep.sftp_plan(conn, step.action, cfg, cwd, batch)
+                env = {**env, **sshstep.askpass_env(conn, self.log_dir)}
+                await stepmod.run_commands(step, rt, env, cwd, scope, r, direct)
             elif step.kind is StepKind.ACTION and step.action == "jq.filter":
                 scratch = os.path.join(self.log_dir, f"{os.path.basename(r.stdout_path)[:-4]}.jq-input.json")
                 direct = jqstep.argv(*self._action_inputs(step, scope), cwd, scratch)
@@ -404,6 +421,52 @@ class Run(RunEnvironment):
             raise
         r.finished_at = stepmod.now()
         await self._set(step, r, status, handler)
+
+    def _over_ssh(self, step: Step) -> bool:
+        """ssh.run, or a shell step of a DAG with `ssh:` (and no container: Dagu's order)."""
+        if step.kind is StepKind.ACTION:
+            return step.action == "ssh.run"
+        return (
+            step.kind in (StepKind.COMMAND, StepKind.SCRIPT)
+            and "ssh" in self.dag.extra
+            and "container" not in step.extra
+            and "container" not in self.dag.extra
+        )
+
+    async def _run_ssh(
+        self,
+        step: Step,
+        r: stepmod.StepResult,
+        rt: stepmod.StepRuntime,
+        env: dict[str, str],
+        scope: Scope,
+        remote: str | None,
+    ) -> None:
+        """The step's command on the remote host (dagd.engine.sshstep). As Dagu: references to what
+        the DAG defines are resolved here, the rest ($HOME, $USER …) is left to the remote shell;
+        with an explicit `shell`, a `\\$` stays escaped for it."""
+        raw_cfg = dict(thaw(step.config))
+        command = raw_cfg.pop("command", None)
+        if step.kind is StepKind.ACTION and command:
+            raw = [str(command)] if isinstance(command, str) else [str(c) for c in command]
+        elif step.commands:
+            raw = list(step.commands)
+        elif step.script:
+            raw = [step.script]
+        else:
+            raise stepmod.StepFailed("ssh.run needs a command to run on the remote host")
+        if step.interpreter:
+            raise stepmod.StepFailed("a script with its own interpreter cannot run over ssh; put it in shell:")
+        with_scope = dataclasses.replace(scope, env=self.step_dagu_env.get(step.name, self.dagu_env))
+        conn = sshstep.settings(self.dag.extra.get("ssh"), resolve_data(raw_cfg, with_scope), "ssh.run")
+        if conn.shell:
+            texts = [resolve(t.replace("\\$", "\x00"), with_scope).replace("\x00", "\\$") for t in raw]
+        else:
+            texts = [resolve(t, with_scope) for t in raw]
+        direct = sshstep.ssh_argv(conn, sshstep.remote_line(conn, texts, remote))
+        rt.hold_stdin = True
+        env = {**env, **sshstep.askpass_env(conn, self.log_dir)}
+        await stepmod.run_commands(step, rt, env, self.default_cwd, scope, r, direct)
 
     def _action_inputs(self, step: Step, scope: Scope) -> tuple[Any, tuple[str, ...], str | None]:
         """An action step's `with:`, command and script, resolved as Dagu resolves them: against

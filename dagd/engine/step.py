@@ -63,6 +63,7 @@ class StepRuntime:
     on_start: Callable[[StepResult], Awaitable[None]]
     classic: bool = False
     cgroup: RunGroup | None = None  # the run's cgroup: every attempt runs in a child of it
+    hold_stdin: bool = False  # stdin a pipe dagd keeps open while the process runs (ssh: see sshstep)
 
 
 class StepFailed(Exception):
@@ -216,13 +217,22 @@ async def run_attempt(
             for i, text in enumerate(texts):
                 argv = _argv(step, rt, shell, text, result, direct)
                 floor = rusage_floor_kb()
-                proc = StepProcess(argv, env, cwd, out.fileno(), err.fileno(), group)
-                result.pgid, result.pgid_identity = proc.pgid, proc.identity
-                result.spawn_error = proc.spawn_error
-                if i == 0:  # `running` is committed while the step runs, not before it may end
-                    last = await _wait_while(proc, rt.grace, sig, rt.on_start, result)
-                else:
-                    last = await _wait_killing(proc, rt.grace, sig)
+                held = os.pipe2(os.O_CLOEXEC) if rt.hold_stdin else None
+                try:
+                    try:
+                        proc = StepProcess(argv, env, cwd, out.fileno(), err.fileno(), group, held and held[0])
+                    finally:
+                        if held:
+                            os.close(held[0])  # the child has its copy; dagd keeps the write end
+                    result.pgid, result.pgid_identity = proc.pgid, proc.identity
+                    result.spawn_error = proc.spawn_error
+                    if i == 0:  # `running` is committed while the step runs, not before it may end
+                        last = await _wait_while(proc, rt.grace, sig, rt.on_start, result)
+                    else:
+                        last = await _wait_killing(proc, rt.grace, sig)
+                finally:
+                    if held:
+                        os.close(held[1])  # the process's stdin ends only now: it has ended
                 cpu_user += last.cpu_user
                 cpu_sys += last.cpu_sys
                 if last.max_rss_kb > floor:  # at or under dagd's own size it says nothing (rusage_floor_kb)

@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from dagd.graph import find_cycle
-from dagd.spec.executors import check_container
+from dagd.spec.executors import check_container, check_ssh
 from dagd.spec.fields import Ctx, frozen, scalar_text, type_name
 from dagd.spec.keys import (
     CLASSIC_ROOT_KEYS,
@@ -34,7 +34,7 @@ DAG_NAME = re.compile(r"^[a-zA-Z0-9_.-]+$")
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 # DAG-level keys that make Dagu run the steps somewhere else (its executor default): without that
 # executor dagd refuses the run — never runs them on the host instead
-HOST_REFUSED = {"ssh": "ssh", "redis": "redis"}  # (a DAG-level `container:` dagd runs: dagd.engine.containers)
+HOST_REFUSED = {"redis": "redis"}  # (DAG-level `container:` and `ssh:` dagd runs: dagd.engine.containers, sshstep)
 _EXTRA_KEYS = [
     "smtp",
     "error_mail",
@@ -208,6 +208,8 @@ def build_dag(ctx: Ctx, doc: Node, index: int, run_is_sub_dag: Callable[[str], b
         _webhook(ctx, m["webhook"])
     if "container" in m:
         check_container(ctx, m["container"], "container")
+    if "ssh" in m:
+        check_ssh(ctx, m["ssh"])
     extra = {k: m[k].plain() for k in _EXTRA_KEYS if k in m}
     if extra:
         f["extra"] = frozen(extra)

@@ -47,6 +47,12 @@ def check_action(
     elif action == "ssh.run":
         if not commands and script is None and not config.get("command"):
             need("needs a command to run on the remote host")
+        _unknown(need, config, SSH_STEP_KEYS)
+    elif action in ("sftp.upload", "sftp.download"):
+        missing = [k for k in ("source", "destination") if not config.get(k)]
+        if missing:
+            need(f"needs {' and '.join(missing)} in with/config")
+        _unknown(need, config, SSH_STEP_KEYS | {"direction", "source", "destination"})
     elif action == "jq.filter":
         has_input = script is not None or "data" in config or "input" in config
         if not has_input:
@@ -67,6 +73,40 @@ def check_action(
                 f"does not take {', '.join(unknown)} (allowed: "
                 "image, command, pull, auto_remove, working_dir, volumes, platform, container, host, network, container_name, exec)"
             )
+
+
+# Dagu's sshConfig / sshExecutorConfig (dag.schema.json), 1.x camelCase and `ip` included
+SSH_KEYS = frozenset(
+    {"user", "host", "ip", "port", "key", "password", "strict_host_key", "known_host_file", "shell", "timeout"}
+    | {"bastion"}
+)
+SSH_STEP_KEYS = SSH_KEYS | {"command", "strict_host_key_checking"}
+
+
+def _plain(key: object) -> str:
+    return str(key).replace("_", "").lower()
+
+
+def _unknown(need: Any, config: Mapping[str, Any], allowed: frozenset[str] | set[str]) -> None:
+    norm = {_plain(k) for k in allowed}
+    unknown = sorted(str(k) for k in config if _plain(k) not in norm)
+    if unknown:
+        need(f"does not take {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
+
+
+def check_ssh(ctx: Ctx, node: Any) -> None:
+    """A DAG-level `ssh:` (every shell step runs on that host): user and host, known keys only."""
+    if node.kind != "map":
+        ctx.error(node, "ssh", "ssh is a mapping: user, host, port, key, strict_host_key, known_host_file, shell …")
+        return
+    keys = {str(k): v for k, v in node.value.items()}
+    norm = {_plain(k) for k in SSH_STEP_KEYS - {"command"}}
+    for key, value in keys.items():
+        if _plain(key) not in norm:
+            ctx.error(value, f"ssh.{key}", f"unknown ssh key; allowed: {', '.join(sorted(SSH_KEYS))}")
+    plain = {_plain(k) for k in keys}
+    if "user" not in plain or not ({"host", "ip"} & plain):
+        ctx.error(node, "ssh", "ssh needs user and host")
 
 
 # Dagu's containerConfig (dag.schema.json); dagd acts on the first set and refuses the second at run

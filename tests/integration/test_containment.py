@@ -141,9 +141,7 @@ def test_kill_9_of_dagd_then_restart_ends_the_escapees_by_their_cgroup(cgroup_da
         doc = json.loads(d2.ctl("status", "esc", run_id, "--json").stdout)
         assert doc["status"] == "failed" and "daemon restart" in doc["error"]
     finally:
-        d2.proc.terminate()
-        d2.proc.wait(timeout=30)
-        d2.notify.close()
+        d2.close()
 
 
 def test_whole_tree_cpu_of_two_busy_grandchildren(cgroup_daemon: Daemon) -> None:
@@ -224,9 +222,7 @@ def test_without_cgroups_dagd_says_so_and_falls_back_to_process_groups(tmp_path:
         assert step["memory_source"] == "rusage" and step["max_rss_kb"] >= 100 * 1024, step
         assert "resources.limits are not enforced" in (tmp_path / "dagd.log").read_text()
     finally:
-        d.proc.terminate()
-        d.proc.wait(timeout=30)
-        d.notify.close()
+        d.close()
 
 
 def test_dagctl_run_without_a_daemon_contains_its_steps_too(tmp_path: Path) -> None:
@@ -307,9 +303,7 @@ def test_a_cgroup_that_cannot_be_made_fails_only_its_step_or_leaves_its_run_unco
         assert doc["status"] == "succeeded" and doc["cgroup"], doc
         assert d.proc.poll() is None
     finally:
-        d.proc.terminate()
-        d.proc.wait(timeout=30)
-        d.notify.close()
+        d.close()
 
 
 def test_start_up_sweeps_only_its_own_leftovers_and_a_removed_subtree_is_made_again(tmp_path: Path) -> None:
@@ -321,9 +315,7 @@ def test_start_up_sweeps_only_its_own_leftovers_and_a_removed_subtree_is_made_ag
 
     probe = start_daemon(tmp_path / "probe")
     where = containment(tmp_path / "probe")
-    probe.proc.terminate()
-    probe.proc.wait(timeout=30)
-    probe.notify.close()
+    probe.close()
     if not where.startswith("cgroups:"):
         pytest.skip(f"no writable cgroup v2 on this host: {where}")
     parent = Path(where.split(" under ", 1)[1].split(";", 1)[0]).parent
@@ -342,9 +334,7 @@ def test_start_up_sweeps_only_its_own_leftovers_and_a_removed_subtree_is_made_ag
             doc = _run(d, "hello")
             assert doc["status"] == "succeeded" and doc["cgroup"] and doc["cgroup"].startswith(str(root)), doc
         finally:
-            d.proc.terminate()
-            d.proc.wait(timeout=30)
-            d.notify.close()
+            d.close()
     finally:
         for p in (mine, other):
             if p.exists():

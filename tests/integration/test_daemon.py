@@ -42,6 +42,12 @@ class Daemon:
             "DAGD_DAGS_DIR": str(self.root / "dags"),
         }
 
+    def close(self) -> None:
+        """Stop dagd (SIGTERM) and wait for it; close the notify socket."""
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        self.notify.close()
+
     def ctl(self, *args: str) -> Result:
         return run_dagctl(list(args), self.root, self.env)
 
