@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import logging
 import os
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, BinaryIO
 
 import trio
 
 from dagd import cgroups, faults
-from dagd.engine import actions, containers, fanout, httpstep, jqstep, published, sshstep
+from dagd.engine import actions, containers, fanout, httpstep, jqstep, mailing, published, sshstep
 from dagd.engine import step as stepmod
 from dagd.engine.environment import RunEnvironment
 from dagd.engine.events import RunFinished, RunStarted, StepChanged
@@ -94,6 +95,7 @@ class Run(RunEnvironment):
         return group
 
     async def _execute(self, started: float) -> RunStatus:
+        self.started_at, self.finished_at = started, 0.0
         await self.emit(
             RunStarted(
                 self.opts.run_id,
@@ -139,8 +141,14 @@ class Run(RunEnvironment):
             if self.shared is not None:
                 with trio.CancelScope(shield=True):  # the container (every process in it) ends with the run
                     await containers.end_shared(self.shared)
-        await self.emit(RunFinished(self.opts.run_id, self.dag.name, self.status, stepmod.now(), self.error))
+        self.finished_at = stepmod.now()
+        await self.emit(RunFinished(self.opts.run_id, self.dag.name, self.status, self.finished_at, self.error))
         faults.hit("finished")
+        mail_on = self.dag.mail_on
+        if mail_on.get("failure") and self.status is RunStatus.FAILED:
+            await self._notify("error_mail", "mail_on.failure")
+        elif mail_on.get("success") and self.status in (RunStatus.SUCCEEDED, RunStatus.PARTIALLY_SUCCEEDED):
+            await self._notify("info_mail", "mail_on.success")
         return self.status
 
     async def _main(self) -> None:
@@ -354,17 +362,11 @@ class Run(RunEnvironment):
                 await stepmod.run_commands(step, rt, env, cwd, scope, r, direct)
             elif step.kind is StepKind.ACTION and step.action == "http.request":
                 cfg = httpstep.request_config(*self._action_inputs(step, scope))
-                r.attempts = 1
-                await rt.on_start(r)
-                with open(r.stdout_path, "ab") as out, open(r.stderr_path, "ab") as err:
-                    try:
-                        with trio.fail_after(step.timeout_sec) if step.timeout_sec else stepmod._no_timeout():
-                            await httpstep.run(cfg, cwd, out, err)
-                    except trio.TooSlowError:
-                        raise stepmod.StepFailed(f"step timed out after {step.timeout_sec:g}s", 124) from None
-                r.exit_code = 0
-                open(env["DAGU_OUTPUT_FILE"], "ab").close()
-                stepmod.collect_outputs(step, rt, env, r)
+                await self._in_loop(step, r, rt, env, lambda out, err: httpstep.run(cfg, cwd, out, err))
+            elif step.kind is StepKind.ACTION and step.action == "mail.send":
+                cfg, _, _ = self._action_inputs(step, scope)
+                smtp = self._resolved("smtp")
+                await self._in_loop(step, r, rt, env, lambda out, err: mailing.run_send(smtp, cfg, cwd, out, err))
             elif step.kind is StepKind.ACTION and step.action in actions.SUPPORTED:
                 await self._run_action(step, r, rt, env, cwd, scope)
             elif "container" in step.extra and step.kind in (StepKind.COMMAND, StepKind.SCRIPT):
@@ -421,6 +423,81 @@ class Run(RunEnvironment):
             raise
         r.finished_at = stepmod.now()
         await self._set(step, r, status, handler)
+        if status is StepStatus.FAILED and step.mail_on_error and "error_mail" in self.dag.extra:
+            await self._notify("error_mail", f"step {step.name}")
+
+    async def _in_loop(
+        self,
+        step: Step,
+        r: stepmod.StepResult,
+        rt: stepmod.StepRuntime,
+        env: dict[str, str],
+        body: Callable[[BinaryIO, BinaryIO], Awaitable[None]],
+    ) -> None:
+        """An action done on dagd's loop (http, mail): one attempt, its output in the step's
+        logs, the step's timeout_sec as a deadline."""
+        r.attempts = 1
+        await rt.on_start(r)
+        with open(r.stdout_path, "ab") as out, open(r.stderr_path, "ab") as err:
+            try:
+                with trio.fail_after(step.timeout_sec) if step.timeout_sec else stepmod._no_timeout():
+                    await body(out, err)
+            except trio.TooSlowError:
+                raise stepmod.StepFailed(f"step timed out after {step.timeout_sec:g}s", 124) from None
+        r.exit_code = 0
+        open(env["DAGU_OUTPUT_FILE"], "ab").close()
+        stepmod.collect_outputs(step, rt, env, r)
+
+    def _resolved(self, key: str) -> Any:
+        """A DAG-level setting (smtp, error_mail …) resolved as Dagu does at run time: the DAG's
+        env, params and secrets."""
+        value = self.dag.extra.get(key)
+        return None if value is None else resolve_data(thaw(value), self._scope(self.root_env))
+
+    async def _notify(self, which: str, why: str) -> None:
+        """Send the run's error_mail or info_mail now. A mail that cannot be sent is logged (the
+        journal; dagctl run's stderr) and changes nothing in the run."""
+
+        def when(t: float | None) -> str:
+            return datetime.datetime.fromtimestamp(t).isoformat(sep=" ", timespec="seconds") if t else ""
+
+        lines = []
+        for s in self.dag.steps:
+            res = self.results[s.name]
+            command = " && ".join(s.commands) or (s.script or "").strip().split("\n")[0] or (s.action or "")
+            lines.append(
+                mailing.StepLine(
+                    s.name,
+                    when(res.started_at),
+                    when(res.finished_at),
+                    res.status.value,
+                    command,
+                    res.error or "",
+                    res.stdout_path if res.started_at else "",
+                )
+            )
+        try:
+            mail = mailing.notification(
+                self._resolved(which),
+                which,
+                self.dag.name,
+                self.opts.run_id,
+                self.status.value,
+                when(self.started_at),
+                when(self.finished_at),
+                " ".join([*self.positional, *(f"{k}={v}" for k, v in self.named.items())]),
+                self.error,
+                lines,
+            )
+            mail = dataclasses.replace(mail, text=self.mask(mail.text), html=self.mask(mail.html or ""))
+            await mailing.send(mailing.smtp_settings(self._resolved("smtp")), mail)
+            log.info(
+                "run %s of %s: %s sent to %s (%s)", self.opts.run_id, self.dag.name, which, ", ".join(mail.to), why
+            )
+        except stepmod.StepFailed as exc:
+            log.warning(
+                "run %s of %s: %s not sent (%s): %s", self.opts.run_id, self.dag.name, which, why, self.mask(str(exc))
+            )
 
     def _over_ssh(self, step: Step) -> bool:
         """ssh.run, or a shell step of a DAG with `ssh:` (and no container: Dagu's order)."""

@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from dagd.graph import find_cycle
-from dagd.spec.executors import check_container, check_ssh
+from dagd.spec.executors import check_container, check_mail, check_ssh
 from dagd.spec.fields import Ctx, frozen, scalar_text, type_name
 from dagd.spec.keys import (
     CLASSIC_ROOT_KEYS,
@@ -210,6 +210,7 @@ def build_dag(ctx: Ctx, doc: Node, index: int, run_is_sub_dag: Callable[[str], b
         check_container(ctx, m["container"], "container")
     if "ssh" in m:
         check_ssh(ctx, m["ssh"])
+    check_mail(ctx, m)
     extra = {k: m[k].plain() for k in _EXTRA_KEYS if k in m}
     if extra:
         f["extra"] = frozen(extra)

@@ -63,6 +63,7 @@ def check_action(
         missing = [k for k in ("to", "from", "subject") if not config.get(k)]
         if missing:
             need(f"needs {', '.join(missing)} in with/config")
+        _unknown(need, config, {"from", "to", "subject", "message", "attachments"})
     elif action in ("docker.run", "container.run"):
         if config and not any(config.get(k) for k in ("image", "container_name", "containerName", "name", "exec")):
             need("needs an image (or the name of a running container) in with/config")
@@ -107,6 +108,43 @@ def check_ssh(ctx: Ctx, node: Any) -> None:
     plain = {_plain(k) for k in keys}
     if "user" not in plain or not ({"host", "ip"} & plain):
         ctx.error(node, "ssh", "ssh needs user and host")
+
+
+def check_mail(ctx: Ctx, m: Mapping[str, Any]) -> None:
+    """The DAG's `smtp:` and `error_mail:` / `info_mail:` blocks (Dagu's smtpConfig, mailConfig;
+    1.x camelCase attachLogs): known keys only, `from` and `to` where mail is asked for."""
+    allowed = {
+        "smtp": {"host", "port", "username", "password", "oauth"},
+        "error_mail": {"from", "to", "prefix", "attach_logs"},
+        "info_mail": {"from", "to", "prefix", "attach_logs"},
+    }
+    for key, keys in allowed.items():
+        node = m.get(key)
+        if node is None:
+            continue
+        if node.kind != "map":
+            ctx.error(node, key, f"{key} is a mapping: {', '.join(sorted(keys))}")
+            continue
+        norm = {_plain(k) for k in keys}
+        for k, v in node.value.items():
+            if _plain(k) not in norm:
+                ctx.error(v, f"{key}.{k}", f"unknown {key} key; allowed: {', '.join(sorted(keys))}")
+        if key == "smtp" and "oauth" in node.value:
+            ctx.warn(
+                node.value["oauth"], "smtp.oauth", "smtp.oauth is not supported by dagd: mail of this DAG fails to send"
+            )
+    mail_on = m.get("mail_on")
+    wanted = {"failure": "error_mail", "success": "info_mail"}
+    if mail_on is not None and mail_on.kind == "map":
+        for k, v in mail_on.value.items():
+            target = wanted.get(str(k).lower())
+            if target and v.kind == "scalar" and v.value is True:
+                if target not in m:
+                    ctx.warn(
+                        v, f"mail_on.{k}", f"mail_on.{k} sends {target}, which this DAG does not set: no mail is sent"
+                    )
+                if "smtp" not in m:
+                    ctx.warn(v, f"mail_on.{k}", "no smtp: in this DAG (or its base config): the mail cannot be sent")
 
 
 # Dagu's containerConfig (dag.schema.json); dagd acts on the first set and refuses the second at run

@@ -397,14 +397,9 @@ SIGNALS = frozenset(
 
 # Keys dagd reads but does not act on. Each is a warning at `dagctl validate` (at the key's line)
 # and a notice when a run of the DAG starts, so no accepted key is ever silently ignored.
-_NO_MAIL = "dagd sends no mail yet (smtp, mail_on, error_mail, info_mail, wait_mail, mail_on_error)"
 _NO_EXECUTOR = "only steps of Dagu executors that dagd does not have use it; such steps fail"
 NO_EFFECT_ROOT: dict[str, str] = {
-    "smtp": _NO_MAIL,
-    "mail_on": _NO_MAIL,
-    "error_mail": _NO_MAIL,
-    "info_mail": _NO_MAIL,
-    "wait_mail": _NO_MAIL,
+    "wait_mail": "runs never wait for an approval in dagd (approval: refuses the run), so there is no wait mail",
     "otel": "dagd exports no OpenTelemetry traces",
     "worker_selector": "dagd runs every DAG on its own machine; there are no workers to select",
     "tools": "dagd installs no tools (aqua packages): install them on the host",
@@ -424,7 +419,6 @@ NO_EFFECT_ROOT: dict[str, str] = {
 NO_EFFECT_STEP: dict[str, str] = {
     "worker_selector": NO_EFFECT_ROOT["worker_selector"],
     "tools": NO_EFFECT_ROOT["tools"],
-    "mail_on_error": _NO_MAIL,
     "log_output": NO_EFFECT_ROOT["log_output"],
     "inputs": "only human.task steps use it, and dagd runs none",
     "output_schema": "only agent steps use it, and dagd runs none",
