@@ -60,7 +60,8 @@ typecheck: $(VENV_STAMP)
 # (the package checks), systemd-analyze (the unit's security score), mmdebstrap and
 # systemd-nspawn (a Debian 12 root booted under a real systemd for the installed package), podman,
 # runc and busybox-static (container steps, in an image built from busybox: no registry is reachable),
-# jq (jq.filter steps run Debian's jq), openssh-server (ssh.run and sftp steps against a real sshd).
+# jq (jq.filter steps run Debian's jq), openssh-server (ssh.run and sftp steps against a real sshd),
+# postgresql (postgres.query/import steps against a real server; its binaries are not on PATH).
 APT_TEST_PACKAGES := tmux:tmux chromium:chromium curl:curl lintian:lintian rpm:rpm rpmlint:rpmlint \
 	systemd-analyze:systemd mmdebstrap:mmdebstrap systemd-nspawn:systemd-container \
 	podman:podman runc:runc busybox:busybox-static jq:jq \
@@ -68,6 +69,7 @@ APT_TEST_PACKAGES := tmux:tmux chromium:chromium curl:curl lintian:lintian rpm:r
 
 test-deps:
 	@missing=""; for pair in $(APT_TEST_PACKAGES); do [ -x /usr/bin/$${pair%%:*} ] || [ -x /usr/sbin/$${pair%%:*} ] || missing="$$missing $${pair##*:}"; done; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 
 # Dagu 1.30.2 as published on the npm registry (GPL-3.0: the differential tests run it; it is

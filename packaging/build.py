@@ -41,6 +41,8 @@ BUNDLED = [  # (distribution, license) of what pip puts beside dagd, for the cop
     "click BSD-3-clause",
     "Hypercorn MIT",
     "msgspec BSD-3-clause",
+    "httpx BSD-3-clause",
+    "psycopg LGPL-3.0-only",
     "and their own dependencies (see each *.dist-info in /usr/lib/dagd/python)",
 ]
 
@@ -225,6 +227,9 @@ def nfpm_config(root: Path, packager: str, minor: tuple[int, int]) -> Path:
                     "libc6 (>= 2.17)",  # the manylinux2014 floor of the bundled extension modules
                     "adduser",
                 ],
+                # what builtin actions run: postgres steps load libpq; ssh/sftp, container and
+                # jq steps run these programs (a step without its program fails saying so)
+                "recommends": ["libpq5", "openssh-client", "podman | docker.io", "jq"],
                 "scripts": {
                     "postinstall": str(ROOT / "packaging/deb/postinst"),
                     "preremove": str(ROOT / "packaging/deb/prerm"),
@@ -233,6 +238,7 @@ def nfpm_config(root: Path, packager: str, minor: tuple[int, int]) -> Path:
             },
             "rpm": {
                 "depends": [f"python(abi) = {major}.{mnr}", "shadow-utils"],
+                "recommends": ["libpq", "openssh-clients", "podman", "jq"],
                 "scripts": {
                     "postinstall": str(ROOT / "packaging/rpm/post"),
                     "preremove": str(ROOT / "packaging/rpm/preun"),

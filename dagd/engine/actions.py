@@ -1,4 +1,4 @@
-"""Builtin actions dagd runs itself (no shell): file.write, file.read, sqlite.query, log.write, noop.
+"""Builtin actions dagd runs itself (no shell): file.write, file.read, log.write, noop.
 
 Each takes the step's resolved `with:` mapping and its working directory, writes its result to
 the step's stdout log, and raises StepFailed with a clear message on bad input. Any other
@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import tempfile
 from collections.abc import Mapping
 from typing import Any, BinaryIO
 
 from dagd.engine.step import StepFailed
 
-SUPPORTED = frozenset({"file.write", "file.read", "sqlite.query", "log.write", "noop"})
+SUPPORTED = frozenset({"file.write", "file.read", "log.write", "noop"})
 
 
 def _path(config: Mapping[str, Any], cwd: str, key: str = "path") -> str:
@@ -36,8 +35,6 @@ def run_action(action: str, config: Mapping[str, Any], cwd: str, out: BinaryIO) 
     elif action == "file.read":
         with open(_path(config, cwd), "rb") as fh:
             out.write(fh.read())
-    elif action == "sqlite.query":
-        _sqlite_query(config, cwd, out)
     else:  # pragma: no cover - callers check SUPPORTED first
         raise StepFailed(f"step type {action} is not supported by dagd yet")
 
@@ -65,29 +62,3 @@ def _file_write(config: Mapping[str, Any], cwd: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-
-
-def _sqlite_query(config: Mapping[str, Any], cwd: str, out: BinaryIO) -> None:
-    dsn = str(config.get("dsn", ""))
-    query = config.get("query")
-    if not dsn or not isinstance(query, str):
-        raise StepFailed("sqlite.query needs with.dsn and with.query")
-    target = dsn if dsn == ":memory:" or os.path.isabs(dsn) else os.path.join(cwd, dsn)
-    params = config.get("params") or {}
-    fmt = str(config.get("output_format", "jsonl"))
-    try:
-        db = sqlite3.connect(target)
-        try:
-            cur = db.execute(query, params if isinstance(params, (dict, list)) else {})
-            cols = [c[0] for c in cur.description or []]
-            rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
-            db.commit()
-        finally:
-            db.close()
-    except sqlite3.Error as exc:
-        raise StepFailed(f"sqlite.query failed: {exc}") from None
-    if fmt == "json":
-        out.write((json.dumps(rows) + "\n").encode())
-    else:
-        for row in rows:
-            out.write((json.dumps(row, separators=(",", ":")) + "\n").encode())

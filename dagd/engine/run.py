@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 import trio
 
 from dagd import cgroups, faults
-from dagd.engine import actions, containers, fanout, httpstep, jqstep, mailing, published, sshstep
+from dagd.engine import actions, containers, fanout, httpstep, jqstep, mailing, published, sqlstep, sshstep
 from dagd.engine import step as stepmod
 from dagd.engine.environment import RunEnvironment
 from dagd.engine.events import RunFinished, RunStarted, StepChanged
@@ -363,6 +363,10 @@ class Run(RunEnvironment):
             elif step.kind is StepKind.ACTION and step.action == "http.request":
                 cfg = httpstep.request_config(*self._action_inputs(step, scope))
                 await self._in_loop(step, r, rt, env, lambda out, err: httpstep.run(cfg, cwd, out, err))
+            elif step.kind is StepKind.ACTION and step.action in sqlstep.ACTIONS:
+                assert step.action is not None
+                sql = sqlstep.plan(step.action, *self._action_inputs(step, scope))
+                await self._in_loop(step, r, rt, env, lambda out, err: sqlstep.run(sql, cwd, out))
             elif step.kind is StepKind.ACTION and step.action == "mail.send":
                 cfg, _, _ = self._action_inputs(step, scope)
                 smtp = self._resolved("smtp")

@@ -59,6 +59,16 @@ def check_action(
             need("needs its input JSON: script (Dagu 1.x) or with.data / with.input")
         if "data" in config and "input" in config:
             need("takes exactly one of with.data or with.input")
+    elif action in SQL_KEYS:
+        engine = action.split(".")[0]
+        _unknown(need, config, SQL_KEYS[action] | (IMPORT_KEYS if action.endswith(".import") else set()))
+        if not config.get("dsn"):
+            need("needs dsn in with/config")
+        imp = config.get("import")
+        if isinstance(imp, Mapping):
+            _unknown(lambda what: need(f"import {what}"), imp, IMPORT_KEYS)
+        elif imp is None and not action.endswith(".import") and not commands and not script and not config.get("query"):
+            need(f"needs a query (with.query, or the step's command or script) for {engine}")
     elif action == "mail.send":
         missing = [k for k in ("to", "from", "subject") if not config.get(k)]
         if missing:
@@ -82,6 +92,19 @@ SSH_KEYS = frozenset(
     | {"bastion"}
 )
 SSH_STEP_KEYS = SSH_KEYS | {"command", "strict_host_key_checking"}
+
+
+_SQL = {"dsn", "query", "params", "timeout", "transaction", "output_format", "headers", "null_string", "max_rows"}
+_SQL |= {"streaming", "output_file", "import", "max_open_conns", "max_idle_conns"}
+_PG = _SQL | {"conn_max_lifetime", "isolation_level", "advisory_lock"}
+SQL_KEYS = {
+    "sqlite.query": _SQL | {"file_lock"},
+    "sqlite.import": _SQL | {"file_lock"},
+    "postgres.query": _PG,
+    "postgres.import": _PG,
+}
+IMPORT_KEYS = {"input_file", "table", "format", "has_header", "delimiter", "columns", "null_values", "batch_size"}
+IMPORT_KEYS |= {"on_conflict", "conflict_target", "skip_rows", "max_rows", "dry_run"}
 
 
 def _plain(key: object) -> str:
