@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -86,3 +87,15 @@ def no_step_holds_dagds_event_loop(request: pytest.FixtureRequest) -> Iterator[N
         if "the event loop was held" in line
     ]
     assert held == [], "\n".join(held)
+
+
+def run_steps(root: Path, name: str, text: str, code: int = 0) -> dict[str, dict[str, Any]]:
+    """Write NAME.yaml, `dagctl run` it (exit code `code`), and return its steps' records by name."""
+    import json
+
+    (root / f"{name}.yaml").write_text(text)
+    r = run_dagctl(["run", f"{name}.yaml"], root)
+    assert r.code == code, r.stderr
+    rid = json.loads(run_dagctl(["history", name, "--json"], root).stdout)[0]["id"]
+    doc = json.loads(run_dagctl(["status", name, rid, "--json"], root).stdout)
+    return {s["step"]: s for s in doc["steps"]}

@@ -10,15 +10,29 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import json
 import logging
 import os
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, BinaryIO
 
 import trio
 
 from dagd import cgroups, faults
-from dagd.engine import actions, containers, fanout, httpstep, jqstep, mailing, published, sqlstep, sshstep
+from dagd.engine import (
+    actions,
+    containers,
+    fanout,
+    gitstep,
+    httpstep,
+    jqstep,
+    mailing,
+    published,
+    sqlstep,
+    sshstep,
+    waits,
+)
 from dagd.engine import step as stepmod
 from dagd.engine.environment import RunEnvironment
 from dagd.engine.events import RunFinished, RunStarted, StepChanged
@@ -372,7 +386,26 @@ class Run(RunEnvironment):
                 smtp = self._resolved("smtp")
                 await self._in_loop(step, r, rt, env, lambda out, err: mailing.run_send(smtp, cfg, cwd, out, err))
             elif step.kind is StepKind.ACTION and step.action in actions.SUPPORTED:
-                await self._run_action(step, r, rt, env, cwd, scope)
+                op = actions.operation(step.action, step.commands)
+                cfg, _, _ = self._action_inputs(step, scope)
+                await self._in_loop(
+                    step, r, rt, env, lambda out, err: trio.to_thread.run_sync(actions.run_action, op, cfg, cwd, out)
+                )
+            elif step.kind is StepKind.ACTION and step.action in waits.ACTIONS:
+                op = waits.operation(step.action, step.commands)
+                cfg, _, _ = self._action_inputs(step, scope)
+                await self._in_loop(step, r, rt, env, lambda out, err: waits.run(op, cfg, cwd, out))
+            elif step.kind is StepKind.ACTION and step.action == "outputs.write":
+                cfg, _, _ = self._action_inputs(step, scope)
+                values = outputs_values(cfg)
+                await self._in_loop(step, r, rt, env, lambda out, err: _write_json(out, values))
+                r.outputs.update(values)
+                r.published.update(values)
+            elif step.kind is StepKind.ACTION and step.action in gitstep.ACTIONS:
+                op = gitstep.operation(step.action, step.commands)
+                cfg, _, _ = self._action_inputs(step, scope)
+                direct, extra_env = gitstep.plan(op, cfg, cwd, self.log_dir)
+                await stepmod.run_commands(step, rt, {**env, **extra_env}, cwd, scope, r, direct)
             elif "container" in step.extra and step.kind in (StepKind.COMMAND, StepKind.SCRIPT):
                 if step.interpreter:
                     raise stepmod.StepFailed("a script with its own interpreter cannot run in a container yet")
@@ -575,20 +608,6 @@ class Run(RunEnvironment):
             with trio.CancelScope(shield=True):
                 await containers.finish(plan)
 
-    async def _run_action(
-        self, step: Step, r: stepmod.StepResult, rt: stepmod.StepRuntime, env: dict[str, str], cwd: str, scope: Scope
-    ) -> None:
-        action = step.action or "noop"
-        with_scope = dataclasses.replace(scope, env=self.step_dagu_env.get(step.name, self.dagu_env))
-        config = resolve_data(dict(step.config), with_scope)
-        r.attempts = 1
-        await rt.on_start(r)
-        with open(r.stdout_path, "ab") as out:
-            await trio.to_thread.run_sync(actions.run_action, action, config, cwd, out)
-        r.exit_code = 0
-        open(env["DAGU_OUTPUT_FILE"], "ab").close()
-        stepmod.collect_outputs(step, rt, env, r)
-
     def _publish(self, step: Step, r: stepmod.StepResult, scope: Scope, cwd: str) -> None:
         limit = self.dag.max_output_size
         if step.output_fields:
@@ -679,3 +698,23 @@ def _output_matches(path: str, patterns: tuple[str, ...]) -> bool:
             if (p.startswith("re:") and re.search(p[3:], line)) or (not p.startswith("re:") and p in line):
                 return True
     return False
+
+
+async def _write_json(out: BinaryIO, values: Mapping[str, str]) -> None:
+    out.write((json.dumps(values, sort_keys=True) + "\n").encode())
+
+
+def outputs_values(cfg: Mapping[str, Any]) -> dict[str, str]:
+    """outputs.write's `values`: each published as a step and DAG output (JSON text unless a string)."""
+    extra = sorted(str(k) for k in cfg if k != "values")
+    if extra:
+        raise stepmod.StepFailed(f"outputs.write: {', '.join(extra)} is not a setting (allowed: values)")
+    values = cfg.get("values")
+    if not isinstance(values, Mapping) or not values:
+        raise stepmod.StepFailed("outputs.write needs values: a mapping of output names to values")
+    out: dict[str, str] = {}
+    for k, v in values.items():
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", str(k)):
+            raise stepmod.StepFailed(f"outputs.write: {k!r} is not an output name (letters, digits, _)")
+        out[str(k)] = v if isinstance(v, str) else json.dumps(v)
+    return out

@@ -190,13 +190,23 @@ def askpass_env(s: Settings, helper_dir: str) -> dict[str, str]:
     The helper only prints an environment variable, so the password is never written to disk."""
     if s.password is None:
         return {}
-    helper = os.path.join(helper_dir, "dagd-ssh-askpass")
-    if not os.path.exists(helper):
-        fd = os.open(helper + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o700)
+    path = helper(helper_dir, "dagd-ssh-askpass", ASKPASS)
+    return {"SSH_ASKPASS": path, "SSH_ASKPASS_REQUIRE": "force", "DAGD_SSH_PASSWORD": s.password}
+
+
+ASKPASS = '#!/bin/sh\nprintf "%s\\n" "$DAGD_SSH_PASSWORD"\n'
+
+
+def helper(directory: str, name: str, text: str) -> str:
+    """A small askpass program in the run's folder (mode 0700): it prints a secret from its own
+    environment, so no secret is ever written to disk."""
+    path = os.path.join(directory, name)
+    if not os.path.exists(path):
+        fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o700)
         with os.fdopen(fd, "w") as fh:
-            fh.write('#!/bin/sh\nprintf "%s\\n" "$DAGD_SSH_PASSWORD"\n')
-        os.replace(helper + ".tmp", helper)
-    return {"SSH_ASKPASS": helper, "SSH_ASKPASS_REQUIRE": "force", "DAGD_SSH_PASSWORD": s.password}
+            fh.write(text)
+        os.replace(path + ".tmp", path)
+    return path
 
 
 def _sh_family(shell: tuple[str, ...]) -> bool:

@@ -69,6 +69,12 @@ def check_action(
             _unknown(lambda what: need(f"import {what}"), imp, IMPORT_KEYS)
         elif imp is None and not action.endswith(".import") and not commands and not script and not config.get("query"):
             need(f"needs a query (with.query, or the step's command or script) for {engine}")
+    elif action in ACTION_KEYS or action.split(".")[0] in ("file", "archive", "wait"):
+        _unknown(need, config, ACTION_KEYS.get(action) or ACTION_KEYS[action.split(".")[0]])
+        if action == "outputs.write" and not isinstance(config.get("values"), Mapping):
+            need("needs values: a mapping of output names to values")
+        if action == "git.checkout" and not (config.get("repository") and config.get("path")):
+            need("needs repository and path")
     elif action == "mail.send":
         missing = [k for k in ("to", "from", "subject") if not config.get(k)]
         if missing:
@@ -105,6 +111,24 @@ SQL_KEYS = {
 }
 IMPORT_KEYS = {"input_file", "table", "format", "has_header", "delimiter", "columns", "null_values", "batch_size"}
 IMPORT_KEYS |= {"on_conflict", "conflict_target", "skip_rows", "max_rows", "dry_run"}
+
+
+FILE_KEYS = {"path", "source", "destination", "content", "mode", "format", "pattern", "overwrite", "create_dirs"}
+FILE_KEYS |= {"atomic", "recursive", "missing_ok", "dry_run", "include_dirs", "follow_symlinks", "max_bytes"}
+ARCHIVE_KEYS = {"source", "destination", "format", "compression_level", "password", "overwrite", "preserve_paths"}
+ARCHIVE_KEYS |= {"strip_components", "include", "exclude", "dry_run", "verbose", "follow_symlinks"}
+ARCHIVE_KEYS |= {"verify_integrity", "continue_on_error"}
+WAIT_KEYS = {"duration", "until", "path", "state", "url", "method", "status", "headers", "body", "poll_interval"}
+WAIT_KEYS |= {"request_timeout"}
+GIT_KEYS = {
+    "git.checkout": {"repository", "ref", "path", "depth", "force", "token", "username", "password", "ssh_key_path"}
+    | {"ssh_passphrase"},
+    "git.worktree.add": {"branch", "path", "create_branch", "base"},
+    "git.worktree.remove": {"branch", "path", "force", "delete_branch", "force_delete_branch"},
+}
+# the `with:` keys each action takes (Dagu's schema); for a family, by its first word
+ACTION_KEYS: dict[str, set[str]] = {"file": FILE_KEYS, "archive": ARCHIVE_KEYS, "wait": WAIT_KEYS}
+ACTION_KEYS |= {"outputs.write": {"values"}, **GIT_KEYS}
 
 
 def _plain(key: object) -> str:

@@ -191,9 +191,9 @@ def test_run_json_prints_the_final_run_document(tmp_path: Path) -> None:
 
 
 def test_unsupported_step_type_fails_clearly(tmp_path: Path) -> None:
-    write(tmp_path, "u.yaml", "working_dir: .\nsteps:\n  - action: archive.list\n    with: {source: a.tar}\n")
+    write(tmp_path, "u.yaml", "working_dir: .\nsteps:\n  - action: state.get\n    with: {key: a}\n")
     r = run_dagctl(["run", "u.yaml"], tmp_path)
-    assert r.code == 1 and "step type archive.list is not supported by dagd yet" in r.stderr
+    assert r.code == 1 and "step type state.get is not supported by dagd yet" in r.stderr
 
 
 def test_max_active_steps_bounds_concurrency(tmp_path: Path) -> None:

@@ -13,16 +13,7 @@ from typing import Any
 import pytest
 
 from tests import postgres
-from tests.conftest import run_dagctl
-
-
-def _run(tmp_path: Path, name: str, text: str, code: int = 0) -> dict[str, dict[str, Any]]:
-    (tmp_path / f"{name}.yaml").write_text(text)
-    r = run_dagctl(["run", f"{name}.yaml"], tmp_path)
-    assert r.code == code, r.stderr
-    rid = json.loads(run_dagctl(["history", name, "--json"], tmp_path).stdout)[0]["id"]
-    doc = json.loads(run_dagctl(["status", name, rid, "--json"], tmp_path).stdout)
-    return {s["step"]: s for s in doc["steps"]}
+from tests.conftest import run_dagctl, run_steps
 
 
 def _out(step: dict[str, Any]) -> str:
@@ -31,7 +22,7 @@ def _out(step: dict[str, Any]) -> str:
 
 def test_sqlite_queries_as_dagu_writes_them(tmp_path: Path) -> None:
     db = tmp_path / "t.db"
-    steps = _run(
+    steps = run_steps(
         tmp_path,
         "q",
         f"""working_dir: {tmp_path}
@@ -114,7 +105,7 @@ def test_sqlite_import_csv_tsv_jsonl_conflicts_and_dry_runs(tmp_path: Path) -> N
     (tmp_path / "more.tsv").write_text("id\tname\tcity\n3\tCyrus\tParis\n4\tDi\t\n")
     (tmp_path / "last.jsonl").write_text('{"id": 5, "name": "Ed", "city": "Lima"}\n{"id": 6, "name": "Flo"}\n')
     (tmp_path / "bad.csv").write_text("id,name,city\n7,Gil,Bonn\n8,broken\n")
-    steps = _run(
+    steps = run_steps(
         tmp_path,
         "imp",
         f"""working_dir: {tmp_path}
@@ -169,7 +160,7 @@ def pg() -> Iterator[postgres.Server]:
 def test_postgres_queries_params_types_transactions_and_import(tmp_path: Path, pg: postgres.Server) -> None:
     (tmp_path / "prices.csv").write_text("sku,price\nA1,10.50\nB2,3\n")
     (tmp_path / "update.csv").write_text("sku,price\nA1,11.00\nC3,7.25\n")
-    steps = _run(
+    steps = run_steps(
         tmp_path,
         "pg",
         f"""working_dir: {tmp_path}
@@ -249,7 +240,7 @@ steps:
 
 
 def test_a_timeout_and_a_step_timeout_cancel_the_query_on_the_server(tmp_path: Path, pg: postgres.Server) -> None:
-    steps = _run(
+    steps = run_steps(
         tmp_path,
         "slow",
         f"""steps:
