@@ -61,11 +61,12 @@ typecheck: $(VENV_STAMP)
 # systemd-nspawn (a Debian 12 root booted under a real systemd for the installed package), podman,
 # runc and busybox-static (container steps, in an image built from busybox: no registry is reachable),
 # jq (jq.filter steps run Debian's jq), openssh-server (ssh.run and sftp steps against a real sshd),
-# postgresql (postgres.query/import steps against a real server; its binaries are not on PATH).
+# postgresql (postgres.query/import steps against a real server; its binaries are not on PATH),
+# redis-server (redis.* steps).
 APT_TEST_PACKAGES := tmux:tmux chromium:chromium curl:curl lintian:lintian rpm:rpm rpmlint:rpmlint \
 	systemd-analyze:systemd mmdebstrap:mmdebstrap systemd-nspawn:systemd-container \
 	podman:podman runc:runc busybox:busybox-static jq:jq \
-	sshd:openssh-server
+	sshd:openssh-server redis-server:redis-server git:git
 
 test-deps:
 	@missing=""; for pair in $(APT_TEST_PACKAGES); do [ -x /usr/bin/$${pair%%:*} ] || [ -x /usr/sbin/$${pair%%:*} ] || missing="$$missing $${pair##*:}"; done; \

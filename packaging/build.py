@@ -43,6 +43,7 @@ BUNDLED = [  # (distribution, license) of what pip puts beside dagd, for the cop
     "msgspec BSD-3-clause",
     "httpx BSD-3-clause",
     "psycopg LGPL-3.0-only",
+    "redis MIT",
     "and their own dependencies (see each *.dist-info in /usr/lib/dagd/python)",
 ]
 

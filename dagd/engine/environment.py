@@ -31,9 +31,8 @@ from dagd.engine.shell import choose_shell
 from dagd.engine.status import RunStatus, StepStatus
 from dagd.expand import resolve_params
 from dagd.masking import mask_text, mask_value, masked_slice
-from dagd.spec.dagfile import HOST_REFUSED
 from dagd.spec.keys import REFUSED_STEP
-from dagd.spec.model import Dag, Dialect, Secret, Step, StepKind
+from dagd.spec.model import Dag, Dialect, Secret, Step
 from dagd.spec.params import split_param_string
 
 log = logging.getLogger("dagd.run")
@@ -107,16 +106,6 @@ class RunEnvironment:
 
     def _prepare(self) -> None:
         dag = self.dag
-        for key, executor in HOST_REFUSED.items():
-            hosted = [
-                s.name for s in (*dag.steps, *dag.handlers.values()) if s.kind in (StepKind.COMMAND, StepKind.SCRIPT)
-            ]
-            if key in dag.extra and hosted:
-                raise RunSetupError(
-                    f"`{key}:` makes steps run through Dagu's {executor} executor, which dagd does not have;"
-                    f" refusing to run {', '.join(hosted[:5])}{' …' if len(hosted) > 5 else ''} on this host instead"
-                    f" (remove `{key}:` from {os.path.basename(dag.file)} to run them here)"
-                )
         for s in (*dag.steps, *dag.handlers.values()):
             for key, why in REFUSED_STEP.items():
                 if key in s.extra:

@@ -29,6 +29,7 @@ from dagd.engine import (
     jqstep,
     mailing,
     published,
+    redisstep,
     sqlstep,
     sshstep,
     waits,
@@ -360,6 +361,13 @@ class Run(RunEnvironment):
                 plan = containers.plan(cfg, step.commands, cwd, name)
                 await containers.pull_if_possible(plan)
                 await self._in_container(plan, step, r, rt, env, cwd, scope)
+            elif self._redis_step(step):
+                cfg, commands, _ = self._action_inputs(step, scope)
+                if step.kind is not StepKind.ACTION:  # a shell step under a DAG's `redis:`: its command is Redis's
+                    cfg = {"command": " ".join(commands), **cfg} if commands else cfg
+                action = step.action if step.kind is StepKind.ACTION and step.action else "redis."
+                rcfg = redisstep.settings(self._resolved("redis"), cfg, action)
+                await self._in_loop(step, r, rt, env, lambda out, err: redisstep.run(action, rcfg, cwd, out))
             elif self._over_ssh(step):
                 await self._run_ssh(step, r, rt, env, scope, remote_dir)
             elif step.kind is StepKind.ACTION and step.action in sshstep.SFTP_ACTIONS:
@@ -535,6 +543,18 @@ class Run(RunEnvironment):
             log.warning(
                 "run %s of %s: %s not sent (%s): %s", self.opts.run_id, self.dag.name, which, why, self.mask(str(exc))
             )
+
+    def _redis_step(self, step: Step) -> bool:
+        """redis.<command>, or a shell step of a DAG with `redis:` (and no container or ssh:
+        Dagu's order) — whose command is then a Redis command, never a host's."""
+        if step.kind is StepKind.ACTION:
+            return bool(step.action and step.action.startswith("redis."))
+        return (
+            step.kind in (StepKind.COMMAND, StepKind.SCRIPT)
+            and "redis" in self.dag.extra
+            and not {"container", "ssh"} & set(self.dag.extra)
+            and "container" not in step.extra
+        )
 
     def _over_ssh(self, step: Step) -> bool:
         """ssh.run, or a shell step of a DAG with `ssh:` (and no container: Dagu's order)."""

@@ -32,9 +32,6 @@ from dagd.spec.yamlnode import Node
 
 DAG_NAME = re.compile(r"^[a-zA-Z0-9_.-]+$")
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-# DAG-level keys that make Dagu run the steps somewhere else (its executor default): without that
-# executor dagd refuses the run — never runs them on the host instead
-HOST_REFUSED = {"redis": "redis"}  # (DAG-level `container:` and `ssh:` dagd runs: dagd.engine.containers, sshstep)
 _EXTRA_KEYS = [
     "smtp",
     "error_mail",
@@ -214,14 +211,6 @@ def build_dag(ctx: Ctx, doc: Node, index: int, run_is_sub_dag: Callable[[str], b
     extra = {k: m[k].plain() for k in _EXTRA_KEYS if k in m}
     if extra:
         f["extra"] = frozen(extra)
-    for key, executor in HOST_REFUSED.items():
-        if key in m:
-            ctx.warn(
-                m[key],
-                key,
-                f"`{key}:` makes this DAG's steps run through Dagu's {executor} executor, which dagd does not"
-                " have: dagd refuses to run them rather than run them on this host",
-            )
 
     said: set[str] = set()
     for key, why in NO_EFFECT_ROOT.items():

@@ -75,6 +75,8 @@ def check_action(
             need("needs values: a mapping of output names to values")
         if action == "git.checkout" and not (config.get("repository") and config.get("path")):
             need("needs repository and path")
+    elif action.startswith("redis."):
+        _unknown(need, config, REDIS_KEYS)
     elif action == "mail.send":
         missing = [k for k in ("to", "from", "subject") if not config.get(k)]
         if missing:
@@ -126,6 +128,15 @@ GIT_KEYS = {
     "git.worktree.add": {"branch", "path", "create_branch", "base"},
     "git.worktree.remove": {"branch", "path", "force", "delete_branch", "force_delete_branch"},
 }
+REDIS_CONNECTION = {"url", "host", "port", "password", "username", "db", "tls", "tls_cert", "tls_key", "tls_ca"}
+REDIS_CONNECTION |= {"tls_skip_verify", "mode", "sentinel_master", "sentinel_addrs", "cluster_addrs", "max_retries"}
+_REDIS_COMMAND = {"command", "key", "keys", "value", "values", "field", "fields", "ttl", "nx", "xx", "keep_ttl"}
+_REDIS_COMMAND |= {"count", "match", "position", "pivot", "start", "stop", "score", "min", "max", "with_scores"}
+_REDIS_COMMAND |= {"channel", "channels", "message", "stream", "stream_id", "group", "consumer", "stream_fields"}
+_REDIS_COMMAND |= {"max_len", "block", "no_ack", "script", "script_file", "script_sha", "script_keys", "script_args"}
+_REDIS_COMMAND |= {"pipeline", "watch", "multi", "lock", "lock_timeout", "lock_retry", "lock_wait", "output_format"}
+_REDIS_COMMAND |= {"null_value", "timeout", "max_result_size"}
+REDIS_KEYS = REDIS_CONNECTION | _REDIS_COMMAND
 # the `with:` keys each action takes (Dagu's schema); for a family, by its first word
 ACTION_KEYS: dict[str, set[str]] = {"file": FILE_KEYS, "archive": ARCHIVE_KEYS, "wait": WAIT_KEYS}
 ACTION_KEYS |= {"outputs.write": {"values"}, **GIT_KEYS}

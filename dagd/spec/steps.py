@@ -344,7 +344,8 @@ def _selector(
     action: str | None = None
     if "action" in m:
         action = (ctx.string(m["action"], f"{path}.action") or "").strip()
-        if action not in BUILTIN_ACTIONS and "@" not in action:
+        redis_op = action.startswith("redis.") and re.fullmatch(r"redis\.[A-Za-z][A-Za-z0-9_.]*", action)
+        if action not in BUILTIN_ACTIONS and "@" not in action and not redis_op:
             ctx.error(m["action"], f"{path}.action", f'unknown action "{action}"')
     legacy_type = m.get("type") or m.get("executor")
     if legacy_type is not None and action is None:
