@@ -152,6 +152,9 @@ class RunEnvironment:
             ) from None
         self.artifacts_dir: str | None = None
         art = dag.extra.get("artifacts")
+        uses = any((s.action or "").startswith("artifact.") for s in (*dag.steps, *dag.handlers.values()))
+        if uses and art is None:
+            art = {}  # as Dagu: a DAG whose steps use artifact.* gets its artifacts folder
         if isinstance(art, Mapping) and art.get("enabled", True) is not False:
             base = str(art.get("dir") or os.path.join(self.opts.state_dir, "artifacts"))
             base = base if os.path.isabs(base) else os.path.join(self.default_cwd, base)

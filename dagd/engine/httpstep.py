@@ -18,9 +18,7 @@ import httpx
 import trio
 
 from dagd.engine.step import StepFailed
-
-KNOWN = {"method", "url", "timeout", "headers", "query", "body", "form", "files", "silent", "debug", "json"}
-KNOWN |= {"format", "skip_tls_verify", "output"}
+from dagd.spec.executors import HTTP_KEYS as KNOWN
 
 
 def request_config(config: Mapping[str, Any], commands: tuple[str, ...], script: str | None) -> dict[str, Any]:

@@ -12,8 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from dagd.engine.step import StepFailed
-
-KNOWN = {"filter", "data", "input", "raw"}
+from dagd.spec.executors import JQ_KEYS as KNOWN
 
 
 def argv(cfg: Mapping[str, Any], commands: tuple[str, ...], script: str | None, cwd: str, scratch: str) -> list[str]:

@@ -23,6 +23,7 @@ from dagd import cgroups, faults
 from dagd.engine import (
     actions,
     containers,
+    dataops,
     fanout,
     gitstep,
     httpstep,
@@ -41,6 +42,7 @@ from dagd.engine.process import end_run_group
 from dagd.engine.resolve import Scope, resolve, resolve_data
 from dagd.engine.status import RunStatus, StepStatus
 from dagd.spec.fields import thaw
+from dagd.spec.keys import refused_action
 from dagd.spec.model import Dialect, Step, StepKind
 
 log = logging.getLogger("dagd.run")
@@ -399,10 +401,25 @@ class Run(RunEnvironment):
                 await self._in_loop(
                     step, r, rt, env, lambda out, err: trio.to_thread.run_sync(actions.run_action, op, cfg, cwd, out)
                 )
+            elif step.kind is StepKind.ACTION and (step.action or "").split(".")[0] in ("artifact", "data", "state"):
+                assert step.action is not None
+                cfg, _, _ = self._action_inputs(step, scope)
+                await self._in_loop(
+                    step,
+                    r,
+                    rt,
+                    env,
+                    lambda out, err: trio.to_thread.run_sync(self._data_action, step, cfg, cwd, scope, out),
+                )
             elif step.kind is StepKind.ACTION and step.action in waits.ACTIONS:
                 op = waits.operation(step.action, step.commands)
                 cfg, _, _ = self._action_inputs(step, scope)
                 await self._in_loop(step, r, rt, env, lambda out, err: waits.run(op, cfg, cwd, out))
+            elif step.kind is StepKind.ACTION and step.action == "router.route":
+                cfg, _, _ = self._action_inputs(step, scope)  # its routes are the targets' preconditions
+                await self._in_loop(
+                    step, r, rt, env, lambda out, err: _write_json(out, {"value": str(cfg.get("value"))})
+                )
             elif step.kind is StepKind.ACTION and step.action == "outputs.write":
                 cfg, _, _ = self._action_inputs(step, scope)
                 values = outputs_values(cfg)
@@ -432,6 +449,8 @@ class Run(RunEnvironment):
                 raise stepmod.StepFailed(
                     "shell_packages needs nix-shell, which dagd does not run; install the packages on the host and drop shell_packages"
                 )
+            elif refused_action(step.action):
+                raise stepmod.StepFailed(f"{step.action} is refused by dagd: it {refused_action(step.action)}")
             elif step.kind not in (StepKind.COMMAND, StepKind.SCRIPT):
                 what = step.action or step.kind.value
                 raise stepmod.StepFailed(f"step type {what} is not supported by dagd yet")
@@ -479,16 +498,29 @@ class Run(RunEnvironment):
         env: dict[str, str],
         body: Callable[[BinaryIO, BinaryIO], Awaitable[None]],
     ) -> None:
-        """An action done on dagd's loop (http, mail): one attempt, its output in the step's
-        logs, the step's timeout_sec as a deadline."""
-        r.attempts = 1
-        await rt.on_start(r)
-        with open(r.stdout_path, "ab") as out, open(r.stderr_path, "ab") as err:
-            try:
-                with trio.fail_after(step.timeout_sec) if step.timeout_sec else stepmod._no_timeout():
-                    await body(out, err)
-            except trio.TooSlowError:
-                raise stepmod.StepFailed(f"step timed out after {step.timeout_sec:g}s", 124) from None
+        """An action done by dagd itself (http, mail, sql, redis, files …): its output in the
+        step's logs, the step's timeout_sec as the deadline of each attempt, and its retry_policy
+        (a failure is exit status 1; a timeout is not retried, as for commands)."""
+        retries = 0
+        while True:
+            r.attempts += 1
+            await rt.on_start(r)
+            with open(r.stdout_path, "ab") as out, open(r.stderr_path, "ab") as err:
+                try:
+                    with trio.fail_after(step.timeout_sec) if step.timeout_sec else stepmod._no_timeout():
+                        await body(out, err)
+                    break
+                except trio.TooSlowError:
+                    raise stepmod.StepFailed(f"step timed out after {step.timeout_sec:g}s", 124) from None
+                except stepmod.StepFailed as exc:
+                    delay = stepmod.retry_delay(step.retry_policy, retries, exc.code, self._scope(env))
+                    if delay is None:
+                        raise
+                    retries += 1
+                    err.write(f"dagd: {step.name}: attempt {r.attempts}: {exc}; retrying in {delay:g}s\n".encode())
+            r.status = StepStatus.RETRYING
+            await rt.on_start(r)
+            await trio.sleep(delay)
         r.exit_code = 0
         open(env["DAGU_OUTPUT_FILE"], "ab").close()
         stepmod.collect_outputs(step, rt, env, r)
@@ -543,6 +575,17 @@ class Run(RunEnvironment):
             log.warning(
                 "run %s of %s: %s not sent (%s): %s", self.opts.run_id, self.dag.name, which, why, self.mask(str(exc))
             )
+
+    def _data_action(self, step: Step, cfg: Mapping[str, Any], cwd: str, scope: Scope, out: BinaryIO) -> None:
+        action = step.action or ""
+        family = action.split(".")[0]
+        if family == "artifact":
+            dataops.artifact(action, cfg, self.artifacts_dir, out)
+        elif family == "data":
+            dataops.data(action, cfg, cwd, out)
+        else:
+            root = str(scope.context.get("run.root_name") or self.dag.name)
+            dataops.state(action, cfg, self.opts.state_dir, self.dag.name, root, out)
 
     def _redis_step(self, step: Step) -> bool:
         """redis.<command>, or a shell step of a DAG with `redis:` (and no container or ssh:

@@ -20,7 +20,7 @@ from dagd.engine.process import Exit, StepProcess, rusage_floor_kb
 from dagd.engine.resolve import Scope, resolve
 from dagd.engine.shell import CommandError, ShellChoice, choose_shell, command_argv, script_argv, script_file
 from dagd.engine.status import StepStatus
-from dagd.spec.model import Precondition, Step, StepKind
+from dagd.spec.model import Precondition, RetryPolicy, Step, StepKind
 
 SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -340,18 +340,10 @@ async def run_commands(
         result.exit_code = exit_.code
         if timed_out:
             raise StepFailed(f"step timed out after {step.timeout_sec:g}s", 124)
-        if exit_.code != 0 and retry is not None and _retryable(retry.exit_codes, exit_.code):
-            limit = int(resolve(str(retry.limit), scope) or 0) if isinstance(retry.limit, str) else retry.limit
-            if retries < limit:
+        if exit_.code != 0:
+            delay = retry_delay(retry, retries, exit_.code, scope)
+            if delay is not None:
                 retries += 1
-                interval = (
-                    float(resolve(str(retry.interval_sec), scope) or 0)
-                    if isinstance(retry.interval_sec, str)
-                    else retry.interval_sec
-                )
-                delay = interval * ((retry.backoff or 1.0) ** (retries - 1))
-                if retry.max_interval_sec:
-                    delay = min(delay, retry.max_interval_sec)
                 result.status = StepStatus.RETRYING
                 await rt.on_start(result)
                 await trio.sleep(delay)
@@ -378,6 +370,23 @@ async def run_commands(
             )
         raise StepFailed(result.spawn_error or f"exit status {result.exit_code}", result.exit_code or 1)
     collect_outputs(step, rt, env, result)
+
+
+def retry_delay(retry: RetryPolicy | None, retries: int, code: int, scope: Scope) -> float | None:
+    """How long to wait before the next attempt after a failure with exit `code`, or None when
+    the step's retry_policy allows no more (or does not retry that code)."""
+    if retry is None or not _retryable(retry.exit_codes, code):
+        return None
+    limit = int(resolve(str(retry.limit), scope) or 0) if isinstance(retry.limit, str) else retry.limit
+    if retries >= limit:
+        return None
+    interval = (
+        float(resolve(str(retry.interval_sec), scope) or 0)
+        if isinstance(retry.interval_sec, str)
+        else retry.interval_sec
+    )
+    delay = float(interval) * ((retry.backoff or 1.0) ** retries)
+    return min(delay, retry.max_interval_sec) if retry.max_interval_sec else delay
 
 
 class _no_timeout:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -23,7 +24,7 @@ from dagd.spec.keys import (
     ROOT_KEYS,
     SECRET_KEYS,
 )
-from dagd.spec.model import ChainRule, Dag, DagRetryPolicy, DagType, ResourceLimits, Secret, Step
+from dagd.spec.model import ChainRule, Dag, DagRetryPolicy, DagType, Precondition, ResourceLimits, Secret, Step
 from dagd.spec.params import parse_params
 from dagd.spec.policies import ENV_NAME, IDENT, parse_env, parse_preconditions
 from dagd.spec.schedule import parse_schedule
@@ -495,8 +496,47 @@ def _steps(
             )
             steps = _wire(ctx, groups, DagType.GRAPH, explicit, ChainRule.ADDITIVE)
             rule = None
+    steps = _routes(ctx, node, steps)
     _check_graph(ctx, steps)
     return tuple(steps), rule
+
+
+def _routes(ctx: Ctx, node: Node, steps: list[Step]) -> list[Step]:
+    """router.route (Dagu 1.x `type: router`): each target of a route gets the precondition
+    {condition: value, expected: pattern}, a dependency on the router and continue_on.skipped, so
+    exactly the matching routes run; the router continues past skipped steps too."""
+    routers = [s for s in steps if s.action == "router.route"]
+    if not routers:
+        return steps
+    by_key = {s.name: i for i, s in enumerate(steps)} | {s.id: i for i, s in enumerate(steps) if s.id}
+    out = list(steps)
+    for router in routers:
+        value, routes = router.config.get("value"), router.config.get("routes")
+        if value is None or not isinstance(routes, Mapping) or not routes:
+            ctx.error(node, router.path, f'router "{router.name}" needs with.value and with.routes (pattern: [steps])')
+            continue
+        seen: set[str] = set()
+        for pattern, targets in routes.items():
+            for target in [targets] if isinstance(targets, str) else list(targets or ()):
+                name = str(target)
+                if name not in by_key:
+                    ctx.error(node, router.path, f'router "{router.name}" references non-existent step "{name}"')
+                    continue
+                if name in seen:
+                    ctx.error(node, router.path, f'router "{router.name}": step "{name}" is in more than one route')
+                    continue
+                seen.add(name)
+                i = by_key[name]
+                t = out[i]
+                out[i] = dataclasses.replace(
+                    t,
+                    preconditions=(*t.preconditions, Precondition(condition=str(value), expected=str(pattern))),
+                    depends=t.depends if router.name in t.depends else (*t.depends, router.name),
+                    continue_on=dataclasses.replace(t.continue_on, skipped=True),
+                )
+        i = by_key[router.name]
+        out[i] = dataclasses.replace(out[i], continue_on=dataclasses.replace(out[i].continue_on, skipped=True))
+    return out
 
 
 def _webhook(ctx: Ctx, node: Node) -> None:

@@ -32,6 +32,14 @@ def check_action(
     def need(what: str) -> None:
         ctx.error(loc, path, f"action {action} {what}")
 
+    def odd(what: str) -> None:  # unknown keys: Dagu 1.x loaded them (its own fixtures have some)
+        if ctx.classic:
+            ctx.warn(loc, path, f"action {action} {what}; the step fails when it starts")
+        else:
+            need(what)
+
+    if action in ("http.request", "jq.filter"):
+        _unknown(odd, config, HTTP_KEYS if action == "http.request" else JQ_KEYS)
     if action == "http.request":
         if "url" in config:
             method = str(config.get("method", "GET")).upper()
@@ -47,12 +55,12 @@ def check_action(
     elif action == "ssh.run":
         if not commands and script is None and not config.get("command"):
             need("needs a command to run on the remote host")
-        _unknown(need, config, SSH_STEP_KEYS)
+        _unknown(odd, config, SSH_STEP_KEYS)
     elif action in ("sftp.upload", "sftp.download"):
         missing = [k for k in ("source", "destination") if not config.get(k)]
         if missing:
             need(f"needs {' and '.join(missing)} in with/config")
-        _unknown(need, config, SSH_STEP_KEYS | {"direction", "source", "destination"})
+        _unknown(odd, config, SSH_STEP_KEYS | {"direction", "source", "destination"})
     elif action == "jq.filter":
         has_input = script is not None or "data" in config or "input" in config
         if not has_input:
@@ -61,7 +69,7 @@ def check_action(
             need("takes exactly one of with.data or with.input")
     elif action in SQL_KEYS:
         engine = action.split(".")[0]
-        _unknown(need, config, SQL_KEYS[action] | (IMPORT_KEYS if action.endswith(".import") else set()))
+        _unknown(odd, config, SQL_KEYS[action] | (IMPORT_KEYS if action.endswith(".import") else set()))
         if not config.get("dsn"):
             need("needs dsn in with/config")
         imp = config.get("import")
@@ -69,19 +77,19 @@ def check_action(
             _unknown(lambda what: need(f"import {what}"), imp, IMPORT_KEYS)
         elif imp is None and not action.endswith(".import") and not commands and not script and not config.get("query"):
             need(f"needs a query (with.query, or the step's command or script) for {engine}")
-    elif action in ACTION_KEYS or action.split(".")[0] in ("file", "archive", "wait"):
-        _unknown(need, config, ACTION_KEYS.get(action) or ACTION_KEYS[action.split(".")[0]])
+    elif action in ACTION_KEYS or action.split(".")[0] in ("file", "archive", "wait", "artifact", "data", "state"):
+        _unknown(odd, config, ACTION_KEYS.get(action) or ACTION_KEYS[action.split(".")[0]])
         if action == "outputs.write" and not isinstance(config.get("values"), Mapping):
             need("needs values: a mapping of output names to values")
         if action == "git.checkout" and not (config.get("repository") and config.get("path")):
             need("needs repository and path")
     elif action.startswith("redis."):
-        _unknown(need, config, REDIS_KEYS)
+        _unknown(odd, config, REDIS_KEYS)
     elif action == "mail.send":
         missing = [k for k in ("to", "from", "subject") if not config.get(k)]
         if missing:
             need(f"needs {', '.join(missing)} in with/config")
-        _unknown(need, config, {"from", "to", "subject", "message", "attachments"})
+        _unknown(odd, config, {"from", "to", "subject", "message", "attachments"})
     elif action in ("docker.run", "container.run"):
         if config and not any(config.get(k) for k in ("image", "container_name", "containerName", "name", "exec")):
             need("needs an image (or the name of a running container) in with/config")
@@ -137,9 +145,20 @@ _REDIS_COMMAND |= {"max_len", "block", "no_ack", "script", "script_file", "scrip
 _REDIS_COMMAND |= {"pipeline", "watch", "multi", "lock", "lock_timeout", "lock_retry", "lock_wait", "output_format"}
 _REDIS_COMMAND |= {"null_value", "timeout", "max_result_size"}
 REDIS_KEYS = REDIS_CONNECTION | _REDIS_COMMAND
+ARTIFACT_KEYS = {"path", "content", "mode", "format", "pattern", "overwrite", "atomic", "recursive", "include_dirs"}
+ARTIFACT_KEYS |= {"max_bytes"}
+DATA_KEYS = {"from", "to", "data", "input", "has_header", "headers", "delimiter", "columns", "select", "raw"}
+STATE_KEYS = {"scope", "namespace", "key", "prefix", "value", "default", "expected_version", "create_only"}
+STATE_KEYS |= {"required", "update", "limit", "include_values"}
 # the `with:` keys each action takes (Dagu's schema); for a family, by its first word
 ACTION_KEYS: dict[str, set[str]] = {"file": FILE_KEYS, "archive": ARCHIVE_KEYS, "wait": WAIT_KEYS}
+ACTION_KEYS |= {"artifact": ARTIFACT_KEYS, "data": DATA_KEYS, "state": STATE_KEYS}
 ACTION_KEYS |= {"outputs.write": {"values"}, **GIT_KEYS}
+
+
+HTTP_KEYS = {"method", "url", "timeout", "headers", "query", "body", "form", "files", "silent", "debug", "json"}
+HTTP_KEYS |= {"format", "skip_tls_verify", "output"}
+JQ_KEYS = {"filter", "data", "input", "raw"}
 
 
 def _plain(key: object) -> str:

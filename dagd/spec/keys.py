@@ -423,6 +423,49 @@ NO_EFFECT_STEP: dict[str, str] = {
     "inputs": "only human.task steps use it, and dagd runs none",
     "output_schema": "only agent steps use it, and dagd runs none",
 }
+# Dagu actions dagd refuses, and why: `dagctl validate` warns at the step's line, the step fails
+# with this reason when it would start (the rest of the run goes on as its dependencies allow).
+REMOTE_PACKAGE = (
+    "runs code from a remote action package (fetched at run time); dagd does not download and run code"
+    " it was not given: vendor the package's DAG into the DAGs folder and call it with dag.run"
+)
+_K8S = (
+    "runs the step as a Kubernetes Job, which needs a cluster and its API; dagd has no Kubernetes executor"
+    " (none could be tested on this host: it would take a cluster such as k3s or kind and a Kubernetes"
+    " client) — run kubectl in a run: step"
+)
+_S3 = (
+    "needs an S3 service and credentials; dagd has no S3 client (no S3-compatible server can be tested on"
+    " this host) — use aws s3 or rclone in a run: step"
+)
+REFUSED_ACTIONS: dict[str, str] = {
+    "k8s.run": _K8S,
+    "kubernetes.run": _K8S,
+    "s3.upload": _S3,
+    "s3.download": _S3,
+    "s3.list": _S3,
+    "s3.delete": _S3,
+    "chat.completion": "calls an LLM provider; dagd makes no LLM calls and runs no AI agents",
+    "harness.run": "runs an AI coding agent; dagd runs no agents",
+    "human.task": "waits for a person to fill in a form; dagd has no human tasks (as it has no approval:)",
+    "gha.run": "runs a GitHub Actions action through act; dagd does not run GitHub Actions",
+    "template.render": (
+        "renders Go text/template syntax with Sprig's functions; dagd has no faithful Go template engine,"
+        " and a near miss would write wrong files — render in a run: step (envsubst, gomplate, jinja2)"
+    ),
+    "action": REMOTE_PACKAGE,
+}
+
+
+def refused_action(action: str | None) -> str | None:
+    """Why dagd refuses this action, or None."""
+    if not action:
+        return None
+    if "@" in action:
+        return REMOTE_PACKAGE
+    return REFUSED_ACTIONS.get(action)
+
+
 # Step keys whose absence of effect would be dangerous: a run of a DAG with such a step is refused.
 REFUSED_STEP: dict[str, str] = {
     "approval": "makes the step wait for a person's approval, which dagd does not have",

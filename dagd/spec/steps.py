@@ -21,6 +21,7 @@ from dagd.spec.keys import (
     RESERVED_STEP_IDS,
     SIGNALS,
     STEP_KEYS,
+    refused_action,
 )
 from dagd.spec.model import (
     ContinueOn,
@@ -366,6 +367,12 @@ def _selector(
     f["config"] = frozen(config if isinstance(config, dict) else {})
     if action:
         f["action"] = action
+        why = refused_action(action)
+        if why:
+            where = m.get("action") or legacy_type or next(iter(m.values()))
+            ctx.warn(
+                where, f"{path}.action", f"{action} is refused by dagd: it {why}; this step fails when it would start"
+            )
 
     call_target: str | None = None
     params: Any = m["params"].plain() if "params" in m else None

@@ -190,10 +190,14 @@ def test_run_json_prints_the_final_run_document(tmp_path: Path) -> None:
     assert r.code == 0 and doc["status"] == "succeeded" and doc["steps"][0]["status"] == "succeeded"
 
 
-def test_unsupported_step_type_fails_clearly(tmp_path: Path) -> None:
-    write(tmp_path, "u.yaml", "working_dir: .\nsteps:\n  - action: state.get\n    with: {key: a}\n")
+def test_a_refused_action_warns_at_validate_and_fails_its_step_with_the_reason(tmp_path: Path) -> None:
+    write(
+        tmp_path, "u.yaml", "working_dir: .\nsteps:\n  - action: s3.upload\n    with: {bucket: b}\n  - run: echo ran\n"
+    )
+    v = run_dagctl(["validate", "u.yaml"], tmp_path)
+    assert v.code == 0 and "u.yaml:3:13: warning: steps[0].action: s3.upload is refused by dagd" in v.stderr, v.stderr
     r = run_dagctl(["run", "u.yaml"], tmp_path)
-    assert r.code == 1 and "step type state.get is not supported by dagd yet" in r.stderr
+    assert r.code == 1 and "s3.upload is refused by dagd: it needs an S3 service" in r.stderr, r.stderr
 
 
 def test_max_active_steps_bounds_concurrency(tmp_path: Path) -> None:

@@ -289,3 +289,83 @@ steps:
     assert _json(steps["wt"])["branch"] == "feature"
     assert steps["wt_rm"]["status"] == "succeeded" and not (tmp_path / "feature-wt").exists()
     assert "feature" not in _git("branch", "--list", cwd=tmp_path / "co")
+
+
+def test_artifacts_data_state_and_routes(tmp_path: Path) -> None:
+    (tmp_path / "rows.csv").write_text("name,qty\nbolt,3\nnut,7\n")
+    dag = f"""working_dir: {tmp_path}
+type: graph
+params: [TARGET=blue]
+steps:
+  - id: art
+    action: artifact.write
+    with: {{path: reports/today.txt, content: all good}}
+  - id: art_list
+    depends: art
+    action: artifact.list
+    with: {{recursive: true}}
+  - id: art_escape
+    action: artifact.write
+    continue_on: failure
+    with: {{path: ../outside.txt, content: x}}
+  - id: convert
+    action: data.convert
+    with: {{from: csv, to: json, input: rows.csv}}
+  - id: to_csv
+    action: data.convert
+    with: {{from: yaml, to: tsv, data: "- {{a: 1, b: x}}\\n- {{a: 2}}\\n"}}
+  - id: pick
+    action: data.pick
+    with: {{from: json, data: '{{"items": [{{"n": "first"}}, {{"n": "second"}}]}}', select: ".items[1].n", raw: true}}
+  - id: bump
+    action: state.diff
+    with: {{key: last_seen, value: {{count: 1}}}}
+  - id: read
+    depends: bump
+    action: state.get
+    with: {{key: last_seen}}
+  - id: route
+    action: router.route
+    with:
+      value: ${{TARGET}}
+      routes:
+        "blue": [blue]
+        "re:^(green|red)$": [other]
+  - id: blue
+    run: echo blue ran
+  - id: other
+    run: echo other ran
+"""
+    steps = run_steps(tmp_path, "s", dag, code=1)
+    written = json.loads(Path(steps["art"]["stdout_path"]).read_text())["path"]
+    assert Path(written).read_text() == "all good" and "/artifacts/s/" in written
+    assert [e["path"] for e in _json(steps["art_list"])["entries"]] == ["reports/today.txt"]
+    assert "must stay inside the run's artifacts folder" in steps["art_escape"]["error"]
+    assert json.loads(Path(steps["convert"]["stdout_path"]).read_text()) == [
+        {"name": "bolt", "qty": "3"},
+        {"name": "nut", "qty": "7"},
+    ]
+    assert Path(steps["to_csv"]["stdout_path"]).read_text() == "a\tb\n1\tx\n2\t\n"
+    assert Path(steps["pick"]["stdout_path"]).read_text() == "second\n"
+    first = _json(steps["bump"])
+    assert first["changed"] is True and first["version"] == 1
+    assert _json(steps["read"])["value"] == {"count": 1}
+    assert steps["blue"]["status"] == "succeeded" and steps["other"]["status"] == "skipped"
+    # a second run: the state is kept, the same value is no change
+    again = run_steps(tmp_path, "s", dag, code=1)
+    assert _json(again["bump"])["changed"] is False and _json(again["bump"])["version"] == 1
+
+
+def test_retry_policy_applies_to_actions_dagd_does_itself(tmp_path: Path, flipping: str) -> None:
+    steps = run_steps(
+        tmp_path,
+        "rp",
+        f"""steps:
+  - id: call
+    action: http.request
+    retry_policy: {{limit: 3, interval_sec: 0}}
+    with: {{method: GET, url: "{flipping}", silent: true}}
+""",
+    )
+    assert steps["call"]["status"] == "succeeded" and steps["call"]["attempt"] == 3
+    assert Path(steps["call"]["stderr_path"]).read_text().count("retrying in 0s") == 2
