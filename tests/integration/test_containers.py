@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -271,3 +272,92 @@ steps:
         assert _containers(podman, target) == [target]  # not dagd's: left running
     finally:
         subprocess.run(["podman", "rm", "--force", "--time", "0", target], env=full, capture_output=True)
+
+
+ROOTLESS_USER = "dagdtest-podman"
+
+
+def test_rootless_podman_when_dagd_runs_as_a_user(tmp_path: Path, podman: dict[str, str]) -> None:
+    """dagctl run by a real unprivileged user (with subordinate ids, as useradd gives one): its
+    container steps run in that user's rootless podman — root in the container is the user
+    outside — and a timeout still ends the container's processes."""
+    import pwd
+
+    from tests import portable
+
+    for _ in range(100):  # another test worker may hold /etc/passwd's lock
+        try:
+            pw = pwd.getpwnam(ROOTLESS_USER)
+            break
+        except KeyError:
+            subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", ROOTLESS_USER], capture_output=True)
+    else:
+        pw = pwd.getpwnam(ROOTLESS_USER)
+    if ROOTLESS_USER not in Path("/etc/subuid").read_text():
+        base = 300000
+        subprocess.run(
+            [
+                "usermod",
+                "--add-subuids",
+                f"{base}-{base + 65535}",
+                "--add-subgids",
+                f"{base}-{base + 65535}",
+                ROOTLESS_USER,
+            ],
+            check=True,
+        )
+    runtime = portable.runtime_copy()
+    work = Path(tempfile.mkdtemp(prefix="dagd-rootless-"))
+    xdg = Path(f"/tmp/dagd-xdg-{pw.pw_uid}")
+    try:
+        xdg.mkdir(mode=0o700, exist_ok=True)
+        for p in (work, xdg):
+            os.chown(p, pw.pw_uid, pw.pw_gid)
+        shutil.copy(podman["CONTAINERS_CONF"], work / "containers.conf")
+        marker = f"dagd-rootless-{uuid.uuid4().hex[:8]}"
+        (work / "r.yaml").write_text(
+            f"steps:\n  - id: inside\n    action: docker.run\n"
+            f"    with: {{image: {IMAGE}, pull: never, command: [cat, /proc/self/uid_map]}}\n"
+            f"  - id: slow\n    action: docker.run\n    timeout_sec: 2\n"
+            f"    with: {{image: {IMAGE}, pull: never, command: [sh, -c, 'sleep 300 # {marker}']}}\n"
+        )
+        rootfs = work / "rootfs.tar"
+        subprocess.run(
+            ["podman", "save", "-o", str(rootfs), IMAGE], env={**os.environ, **podman}, check=True, capture_output=True
+        )
+        for p in work.iterdir():
+            os.chown(p, pw.pw_uid, pw.pw_gid)
+        env = [
+            f"HOME={pw.pw_dir}",
+            f"USER={ROOTLESS_USER}",
+            f"XDG_RUNTIME_DIR={xdg}",
+            "PATH=/usr/local/bin:/usr/bin:/bin",
+            f"PYTHONPATH={runtime}",
+            f"CONTAINERS_CONF={work / 'containers.conf'}",
+            f"DAGD_STATE_DIR={work / 'state'}",
+            "NO_COLOR=1",
+        ]
+        as_user = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--init-groups", "env", "-i", *env]
+        loaded = subprocess.run(
+            [*as_user, "podman", "load", "-i", str(rootfs)], cwd=work, capture_output=True, text=True
+        )
+        assert loaded.returncode == 0, loaded.stderr
+        r = subprocess.run(
+            [*as_user, "/usr/bin/python3", "-m", "dagctl", "run", "--json", "r.yaml"],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        doc = json.loads(r.stdout)
+        steps = {s["step"]: s for s in doc["steps"]}
+        uid_map = Path(steps["inside"]["stdout_path"]).read_text().split()
+        assert uid_map[:3] == ["0", str(pw.pw_uid), "1"], uid_map  # root inside is the user outside
+        assert steps["slow"]["exit_code"] == 124, r.stderr
+        left = subprocess.run([*as_user, "podman", "ps", "-aq"], cwd=work, capture_output=True, text=True)
+        assert left.stdout.strip() == ""  # the timed-out step's container is gone
+        assert [p for p in os.listdir("/proc") if p.isdigit() and _cmdline_has(p, marker)] == []
+    finally:
+        shutil.rmtree(runtime, ignore_errors=True)
+        subprocess.run(["pkill", "-KILL", "-u", ROOTLESS_USER], check=False)  # podman's pause process
+        subprocess.run(["rm", "-rf", str(work), str(xdg)], check=False)
