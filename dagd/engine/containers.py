@@ -13,6 +13,7 @@ fallback, or true/false), auto_remove, working_dir, volumes, platform, and Docke
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -222,7 +223,9 @@ def container_name(run_id: str, step: str, attempt: int) -> str:
 # ---- a DAG-level `container:`: one container for the whole run, every shell step exec'd in it ----
 
 SHARED_USED = {"image", "name", "pullpolicy", "env", "volumes", "user", "workingdir", "platform", "keepcontainer"}
-SHARED_USED |= {"shell", "exec", "startup"}
+SHARED_USED |= {"shell", "exec", "startup", "ports", "network", "command", "waitfor", "logpattern"}
+SHARED_USED |= {"restartpolicy", "healthcheck"}
+HEALTH_KEYS = {"test", "interval", "timeout", "startperiod", "retries"}
 
 
 @dataclass(frozen=True)
@@ -233,6 +236,8 @@ class Shared:
     exec_prefix: list[str]  # `podman exec -i [--user] [--workdir] NAME`
     shell: list[str]
     keep: bool
+    wait_for: str = "running"  # or "healthy": its healthcheck passes before any step runs
+    log_pattern: str | None = None  # a regexp its logs must show before any step runs
 
 
 def _env_items(value: Any, what: str) -> list[str]:
@@ -272,9 +277,18 @@ def shared(spec: Any, cwd: str, run_id: str, *, default_name: str | None = None)
     extra = sorted(str(k) for k in spec if str(k).replace("_", "").lower() not in SHARED_USED)
     if extra:
         raise StepFailed(f"container: {', '.join(extra)} is not supported by dagd yet")
-    startup = _get(spec, "startup")
-    if startup not in (None, "keepalive"):
-        raise StepFailed(f"container.startup: {startup} is not supported by dagd yet (keepalive is)")
+    startup = str(_get(spec, "startup") or "keepalive")
+    if startup not in ("keepalive", "entrypoint", "command"):
+        raise StepFailed(f"container.startup is keepalive, entrypoint or command, got {startup!r}")
+    wait_for = str(_get(spec, "wait_for") or "running")
+    if wait_for not in ("running", "healthy"):
+        raise StepFailed(f"container.wait_for is running or healthy, got {wait_for!r}")
+    pattern = _get(spec, "log_pattern")
+    if pattern is not None:
+        try:
+            re.compile(str(pattern))
+        except re.error as exc:
+            raise StepFailed(f"container.log_pattern is not a regular expression: {exc}") from None
     shell = _get(spec, "shell") or ["sh", "-c"]
     shell = shlex.split(shell) if isinstance(shell, str) else [str(s) for s in shell]
     if shell[-1] != "-c":
@@ -309,10 +323,54 @@ def shared(spec: Any, cwd: str, run_id: str, *, default_name: str | None = None)
     start += ["--workdir", str(workdir)] if workdir else []
     platform = _get(spec, "platform")
     start += ["--platform", str(platform)] if platform else []
-    # keepalive: the container idles until the run ends; its steps are exec'd into it
-    start += ["--entrypoint", "sleep", image, "2147483647"]
+    network = _get(spec, "network")
+    start += ["--network", str(network)] if network else []
+    for port in _strings(_get(spec, "ports"), "container.ports"):
+        start += ["--publish", port]
+    restart = _get(spec, "restart_policy")
+    if restart is not None:
+        if str(restart) not in ("no", "always", "unless-stopped", "on-failure"):
+            raise StepFailed(f"container.restart_policy is no, always, unless-stopped or on-failure, got {restart!r}")
+        start += ["--restart", str(restart)]
+    start += _health_flags(_get(spec, "healthcheck"))
+    if wait_for == "healthy" and not any(f.startswith("--health-cmd") for f in start):
+        raise StepFailed("container.wait_for: healthy needs a healthcheck (container.healthcheck.test)")
+    if startup == "keepalive":  # the container idles until the run ends; its steps are exec'd into it
+        start += ["--entrypoint", "sleep", image, "2147483647"]
+    elif startup == "entrypoint":  # the image's own ENTRYPOINT and CMD
+        start.append(image)
+    else:
+        command = _strings(_get(spec, "command"), "container.command")
+        if not command:
+            raise StepFailed("container.startup: command needs container.command (a non-empty list)")
+        start += [image, *command]
     keep = _get(spec, "keep_container") is True
-    return Shared(tool, name, start, [*prefix, name], shell, keep)
+    return Shared(tool, name, start, [*prefix, name], shell, keep, wait_for, None if pattern is None else str(pattern))
+
+
+def _health_flags(health: Any) -> list[str]:
+    """Docker's healthcheck object as CLI flags: test (CMD …, CMD-SHELL …, NONE), interval,
+    timeout, start_period, retries."""
+    if health is None:
+        return []
+    if not isinstance(health, Mapping):
+        raise StepFailed("container.healthcheck is a mapping: test, interval, timeout, start_period, retries")
+    extra = sorted(str(k) for k in health if str(k).replace("_", "").lower() not in HEALTH_KEYS)
+    if extra:
+        raise StepFailed(f"container.healthcheck does not take {', '.join(extra)}")
+    test = _strings(health.get("test"), "container.healthcheck.test")
+    if not test or test[0] not in ("CMD", "CMD-SHELL", "NONE"):
+        raise StepFailed("container.healthcheck.test starts with CMD, CMD-SHELL or NONE")
+    if test[0] == "NONE":
+        return ["--no-healthcheck"]
+    flags = ["--health-cmd", " ".join(test[1:]) if test[0] == "CMD-SHELL" else json.dumps(test[1:])]
+    for key, flag in (("interval", "interval"), ("timeout", "timeout"), ("start_period", "start-period")):
+        value = _get(health, key)
+        if value is not None:
+            flags += [f"--health-{flag}", str(value)]
+    if health.get("retries") is not None:
+        flags += ["--health-retries", str(int(health["retries"]))]
+    return flags
 
 
 async def start_shared(s: Shared) -> None:
@@ -325,6 +383,54 @@ async def start_shared(s: Shared) -> None:
     if done.returncode != 0 or (s.start is None and done.stdout.strip() != b"true"):
         why = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["not running"]
         raise StepFailed(f"the run's container {s.name} cannot be used: {why[0]}")
+    if s.wait_for == "healthy" or s.log_pattern is not None:
+        with trio.move_on_after(300) as late:
+            await _ready(s)
+        if late.cancelled_caught:
+            wanted = "healthy" if s.wait_for == "healthy" else f"to log {s.log_pattern!r}"
+            raise StepFailed(f"the run's container {s.name} did not become {wanted} within 300 s")
+
+
+async def _ready(s: Shared) -> None:
+    """Wait until the container is healthy and/or its logs match log_pattern. podman runs
+    healthchecks from systemd timers, which a host without systemd lacks: dagd runs them itself
+    (`podman healthcheck run`); docker's daemon runs its own and dagd reads their verdict."""
+    podman = os.path.basename(s.cli) == "podman"
+    pattern = re.compile(s.log_pattern) if s.log_pattern is not None else None
+    while True:
+        state = await trio.run_process(
+            [s.cli, "container", "inspect", "--format", "{{.State.Running}}", s.name],
+            check=False,
+            capture_stdout=True,
+            capture_stderr=True,
+        )
+        if state.stdout.strip() != b"true":
+            raise StepFailed(f"the run's container {s.name} stopped before it was ready")
+        healthy = True
+        if s.wait_for == "healthy":
+            if podman:
+                probe = await trio.run_process(
+                    [s.cli, "healthcheck", "run", s.name], check=False, capture_stdout=True, capture_stderr=True
+                )
+                healthy = probe.returncode == 0
+            else:
+                probe = await trio.run_process(
+                    [s.cli, "container", "inspect", "--format", "{{.State.Health.Status}}", s.name],
+                    check=False,
+                    capture_stdout=True,
+                    capture_stderr=True,
+                )
+                healthy = probe.stdout.strip() == b"healthy"
+        logged = True
+        if pattern is not None:
+            logs = await trio.run_process(
+                [s.cli, "logs", s.name], check=False, capture_stdout=True, capture_stderr=True
+            )
+            text = (logs.stdout + logs.stderr).decode(errors="replace")
+            logged = any(pattern.search(line) for line in text.splitlines())
+        if healthy and logged:
+            return
+        await trio.sleep(0.5)
 
 
 async def end_shared(s: Shared) -> None:

@@ -227,16 +227,14 @@ def check_mail(ctx: Ctx, m: Mapping[str, Any]) -> None:
 # Dagu's containerConfig (dag.schema.json); dagd acts on the first set and refuses the second at run
 CONTAINER_KEYS = frozenset(
     {"exec", "name", "image", "pull_policy", "env", "volumes", "user", "working_dir", "platform"}
-    | {"keep_container", "shell", "startup"}
-)
-CONTAINER_NOT_YET = frozenset(
-    {"ports", "network", "command", "wait_for", "log_pattern", "restart_policy", "healthcheck"}
+    | {"keep_container", "shell", "startup", "ports", "network", "command", "wait_for", "log_pattern"}
+    | {"restart_policy", "healthcheck"}
 )
 
 
 def check_container(ctx: Ctx, node: Any, path: str) -> None:
-    """A `container:` (DAG or step): a running container's name, or Dagu's containerConfig object —
-    unknown keys are errors, keys dagd does not act on yet are warnings (the run refuses them)."""
+    """A `container:` (DAG or step): a running container's name, or Dagu's containerConfig object;
+    unknown keys are errors, and so are values the run would refuse (startup, wait_for)."""
     if node.kind == "scalar" and isinstance(node.value, str) and node.value:
         return
     if node.kind != "map":
@@ -244,21 +242,19 @@ def check_container(ctx: Ctx, node: Any, path: str) -> None:
         return
     keys = {str(k): v for k, v in node.value.items()}
     plain = {k.replace("_", "").lower(): k for k in keys}  # (1.x camelCase: keepContainer, workingDir)
-    unknown = sorted(
-        k for norm, k in plain.items() if norm not in {c.replace("_", "") for c in CONTAINER_KEYS | CONTAINER_NOT_YET}
-    )
-    for key in unknown:
-        ctx.error(
-            keys[key],
-            f"{path}.{key}",
-            f"unknown container key; allowed: {', '.join(sorted(CONTAINER_KEYS | CONTAINER_NOT_YET))}",
-        )
+    known = {c.replace("_", "") for c in CONTAINER_KEYS}
     for norm, key in plain.items():
-        if norm in {c.replace("_", "") for c in CONTAINER_NOT_YET}:
-            ctx.warn(
-                keys[key],
-                f"{path}.{key}",
-                f"container {key} is not supported by dagd yet: runs of this DAG fail saying so",
+        if norm not in known:
+            ctx.error(
+                keys[key], f"{path}.{key}", f"unknown container key; allowed: {', '.join(sorted(CONTAINER_KEYS))}"
+            )
+    for norm, allowed in (("startup", ("keepalive", "entrypoint", "command")), ("waitfor", ("running", "healthy"))):
+        value = keys[plain[norm]].value if norm in plain else None
+        if value is not None and value not in allowed:
+            ctx.error(
+                keys[plain[norm]],
+                f"{path}.{plain[norm]}",
+                f"{plain[norm]} is one of {', '.join(allowed)}, got {value!r}",
             )
     if ("image" in plain) == ("exec" in plain):
         ctx.error(node, path, "container needs exactly one of image (a new container) or exec (a running one)")

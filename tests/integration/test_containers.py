@@ -225,6 +225,40 @@ steps:
     assert not (tmp_path / "host-was-touched").exists()
 
 
+def test_a_dag_level_container_started_by_its_command_waits_until_healthy_and_logged(
+    tmp_path: Path, podman: dict[str, str]
+) -> None:
+    (tmp_path / "h.yaml").write_text(
+        f"""container:
+  image: {IMAGE}
+  pull_policy: never
+  startup: command
+  command: [sh, -c, "sleep 1; echo service booted; touch /tmp/ready; sleep 300"]
+  healthcheck: {{test: [CMD-SHELL, "test -f /tmp/ready"], interval: 1s, retries: 3}}
+  wait_for: healthy
+  log_pattern: "^service boot"
+  network: none
+  restart_policy: "no"
+steps:
+  - run: test -f /tmp/ready && echo ready when the step began
+"""
+    )
+    r = run_dagctl(["run", "h.yaml"], tmp_path, podman)
+    assert r.code == 0, r.stderr
+    step = _doc(tmp_path, podman, "h")["steps"][0]
+    assert Path(step["stdout_path"]).read_text() == "ready when the step began\n"
+    (tmp_path / "dies.yaml").write_text(
+        f"container:\n  image: {IMAGE}\n  pull_policy: never\n  startup: command\n  command: [sh, -c, 'exit 3']\n"
+        "  log_pattern: never printed\nsteps:\n  - run: touch host-was-touched\n"
+    )
+    r = run_dagctl(["run", "dies.yaml"], tmp_path, podman)
+    assert r.code == 1 and "stopped before it was ready" in r.stderr, r.stderr
+    assert not (tmp_path / "host-was-touched").exists()
+    (tmp_path / "v.yaml").write_text(f"container:\n  image: {IMAGE}\n  startup: daemon\nsteps:\n  - run: echo\n")
+    v = run_dagctl(["validate", "v.yaml"], tmp_path)
+    assert v.code == 1 and "startup is one of keepalive, entrypoint, command" in v.stderr, v.stderr
+
+
 def test_a_steps_own_container_and_exec_into_a_running_one(tmp_path: Path, podman: dict[str, str]) -> None:
     full = {**os.environ, **podman}
     target = f"dagdtest-target-{uuid.uuid4().hex[:6]}"
