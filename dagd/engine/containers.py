@@ -75,6 +75,7 @@ class Plan:
     keep: bool  # auto_remove: false
     pull_first: str | None  # an image to try to pull before the run (pull: fallback)
     running: bool = False  # a container dagd did not start: never killed or removed by dagd
+    plain: list[str] | None = None  # the exec without its guard, for a container with no /bin/sh
 
 
 def plan(cfg: Mapping[str, Any], commands: tuple[str, ...], cwd: str, name: str) -> Plan:
@@ -199,7 +200,25 @@ def _exec_plan(cfg: Mapping[str, Any], commands: tuple[str, ...], running: str) 
     run += ["--workdir", str(_get(options, "working_dir"))] if _get(options, "working_dir") else []
     for item in _env_items(_get(options, "env"), "with.exec.env"):
         run += ["--env", item]
-    return Plan(tool, running, [*run, running, *argv], True, None, running=True)
+    return Plan(tool, running, [*run, running, *guarded(argv)], True, None, running=True, plain=[*run, running, *argv])
+
+
+def guarded(argv: list[str]) -> list[str]:
+    """A command exec'd into a container, under the watcher dagd's ssh steps use (sshstep.WRAPPER):
+    the exec client's stdin is a pipe dagd holds open while the step runs, so when the client goes
+    — a stop, a timeout, dagd killed — the command's session in the container gets SIGTERM, then
+    SIGKILL (without it, what `exec` started would go on in the container). Needs /bin/sh there."""
+    from dagd.engine.sshstep import WRAPPER
+
+    return ["/bin/sh", "-c", WRAPPER, "dagd-exec", shlex.join(argv)]
+
+
+async def has_shell(p: Plan) -> bool:
+    """Whether the running container the plan execs into has a /bin/sh (for the guard)."""
+    done = await trio.run_process(
+        [p.cli, "exec", p.name, "/bin/sh", "-c", ":"], check=False, capture_stdout=True, capture_stderr=True
+    )
+    return done.returncode == 0
 
 
 def for_step(spec: Any, texts: list[str], cwd: str, name: str, env: Mapping[str, str]) -> Plan:
@@ -208,7 +227,10 @@ def for_step(spec: Any, texts: list[str], cwd: str, name: str, env: Mapping[str,
     s = shared(spec, cwd, "", default_name=name)
     flags, text = _env_flags(env), _shell_text(texts)
     if s.start is None:  # a running container
-        return Plan(s.cli, s.name, [*s.exec_prefix[:-1], *flags, s.name, *s.shell, text], True, None, running=True)
+        argv = [*s.exec_prefix[:-1], *flags, s.name]
+        return Plan(s.cli, s.name, [*argv, *guarded([*s.shell, text])], True, None, running=True)
+    if "--entrypoint" not in s.start:
+        raise StepFailed("a step's own container runs the step's commands: its startup can only be keepalive")
     run = [a for a in s.start if a != "--detach"]
     at = run.index("--entrypoint")
     run = [*run[:at], "-i", *([] if s.keep else ["--rm"]), *flags, run[at + 2], *s.shell, text]
@@ -448,4 +470,4 @@ def exec_argv(s: Shared, texts: list[str], env: Mapping[str, str]) -> list[str]:
     """A shell step's commands, run by the container's shell, with what the DAG defines in its env
     (params, env:, DAG_* variables) — never the host's own environment."""
     flags, text = _env_flags(env), _shell_text(texts)
-    return [*s.exec_prefix[:-1], *flags, s.exec_prefix[-1], *s.shell, text]
+    return [*s.exec_prefix[:-1], *flags, s.exec_prefix[-1], *guarded([*s.shell, text])]

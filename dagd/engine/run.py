@@ -444,6 +444,7 @@ class Run(RunEnvironment):
                     raise stepmod.StepFailed("a script with its own interpreter cannot run in the DAG's container yet")
                 dagu_env = self.step_dagu_env.get(step.name, self.dagu_env)
                 direct = containers.exec_argv(self.shared, stepmod.step_texts(step, scope), dagu_env)
+                rt.hold_stdin = True  # the guard in the container watches it
                 await stepmod.run_commands(step, rt, env, cwd, scope, r, direct)
             elif step.extra.get("shell_packages"):
                 raise stepmod.StepFailed(
@@ -664,9 +665,14 @@ class Run(RunEnvironment):
         scope: Scope,
     ) -> None:
         """The container's CLI as the step's process; its container ends with the step (a stop or
-        a timeout included)."""
+        a timeout included). An exec into a running container is guarded (containers.guarded)."""
+        argv = plan.argv
+        if plan.running:
+            rt.hold_stdin = True
+            if plan.plain is not None and not await containers.has_shell(plan):
+                argv = plan.plain  # no /bin/sh in there: unguarded, as before (a stop ends the client only)
         try:
-            await stepmod.run_commands(step, rt, env, cwd, scope, r, plan.argv)
+            await stepmod.run_commands(step, rt, env, cwd, scope, r, argv)
         finally:
             with trio.CancelScope(shield=True):
                 await containers.finish(plan)

@@ -34,8 +34,10 @@ BASTION_KEYS = {"host", "port", "user", "key", "password"}
 _SH_FAMILY = {"sh", "bash", "dash", "ash", "ksh", "mksh", "zsh", "busybox"}
 
 # The remote wrapper ($1: the command line). POSIX sh, dash and busybox ash alike: fd 3 keeps the
-# connection's stdin (an asynchronous list's own stdin is /dev/null), `setsid -w` gives the command
-# a session (so its whole group can be signalled), and USR1 tells the waiting shell the client left.
+# connection's stdin (an asynchronous list's own stdin is /dev/null), `setsid` gives the command a
+# session (so its whole group can be signalled) — an asynchronous command of a shell without job
+# control is no group leader, so setsid (util-linux's or busybox's: no -w there) execs in place
+# and $! is the session — and USR1 tells the waiting shell the client left.
 # The wrapper's own stdout and stderr are /dev/null (fds 4 and 5 carry the connection's to the
 # command): a shell reporting "Terminated" to a connection that has gone would die of SIGPIPE
 # before its SIGKILL.
@@ -43,7 +45,7 @@ WRAPPER = r"""exec 3<&0 4>&1 5>&2 >/dev/null 2>&1
 gone=
 trap 'gone=1' USR1
 if command -v setsid >/dev/null 2>&1; then
-  setsid -w /bin/sh -c "$1" </dev/null >&4 2>&5 3<&- 4>&- 5>&- &
+  setsid /bin/sh -c "$1" </dev/null >&4 2>&5 3<&- 4>&- 5>&- &
 else
   /bin/sh -c "$1" </dev/null >&4 2>&5 3<&- 4>&- 5>&- &
 fi

@@ -304,6 +304,18 @@ steps:
         assert not (tmp_path / "host-was-touched").exists()
         assert _containers(podman, f"dagd-{_doc(tmp_path, podman, 's')['id']}-") == []
         assert _containers(podman, target) == [target]  # not dagd's: left running
+        # what a step exec'd there ends with the step (a timeout here), though the container stays
+        marker = f"dagd-exec-{uuid.uuid4().hex[:8]}"
+        (tmp_path / "t.yaml").write_text(
+            f"steps:\n  - id: slow\n    container: {target}\n    timeout_sec: 2\n"
+            f"    run: sh -c 'trap \"\" TERM; sleep 300' {marker}\n"
+            f"  - id: argv\n    action: docker.run\n    timeout_sec: 2\n    continue_on: failure\n"
+            f"    with: {{container_name: {target}, command: [sh, -c, 'sleep 301', {marker}-argv]}}\n"
+        )
+        r = run_dagctl(["run", "t.yaml"], tmp_path, podman)
+        assert r.code == 1 and "timed out" in r.stderr, r.stderr
+        wait_until(lambda: not [p for p in os.listdir("/proc") if p.isdigit() and _cmdline_has(p, marker)], timeout=15)
+        assert _containers(podman, target) == [target]
     finally:
         subprocess.run(["podman", "rm", "--force", "--time", "0", target], env=full, capture_output=True)
 
