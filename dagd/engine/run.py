@@ -26,6 +26,7 @@ from dagd.engine import (
     dataops,
     fanout,
     gitstep,
+    gotemplate,
     httpstep,
     jqstep,
     mailing,
@@ -415,6 +416,9 @@ class Run(RunEnvironment):
                 op = waits.operation(step.action, step.commands)
                 cfg, _, _ = self._action_inputs(step, scope)
                 await self._in_loop(step, r, rt, env, lambda out, err: waits.run(op, cfg, cwd, out))
+            elif step.kind is StepKind.ACTION and step.action == "template.render":
+                body = self._template(step, scope, cwd)
+                await self._in_loop(step, r, rt, env, body)
             elif step.kind is StepKind.ACTION and step.action == "router.route":
                 cfg, _, _ = self._action_inputs(step, scope)  # its routes are the targets' preconditions
                 await self._in_loop(
@@ -576,6 +580,41 @@ class Run(RunEnvironment):
             log.warning(
                 "run %s of %s: %s not sent (%s): %s", self.opts.run_id, self.dag.name, which, why, self.mask(str(exc))
             )
+
+    def _template(self, step: Step, scope: Scope, cwd: str) -> Callable[[BinaryIO, BinaryIO], Awaitable[None]]:
+        """template.render (1.x `type: template`, the template as `script:`): Go's text/template
+        (dagd.engine.gotemplate) over `data`; the template text is literal, as in Dagu (only
+        `template_ref` — one reference — is resolved), its output the step's stdout or `output`."""
+        raw = dict(thaw(step.config))
+        with_scope = dataclasses.replace(scope, env=self.step_dagu_env.get(step.name, self.dagu_env))
+        if "template" in raw and "template_ref" in raw:
+            raise stepmod.StepFailed("template.render takes exactly one of template or template_ref")
+        if "template" in raw:
+            text = str(raw["template"])
+        elif "template_ref" in raw:
+            text = resolve(str(raw["template_ref"]), with_scope)
+        elif step.script:
+            text = step.script
+        else:
+            raise stepmod.StepFailed("template.render needs template (or template_ref, or a 1.x script:)")
+        data = resolve_data(raw.get("data") or {}, with_scope)
+        target = raw.get("output")
+        target = resolve(str(target), with_scope) if target else None
+
+        async def body(out: BinaryIO, err: BinaryIO) -> None:
+            try:
+                rendered = gotemplate.render(text, data)
+            except gotemplate.TemplateError as exc:
+                raise stepmod.StepFailed(f"template: execution error: {exc}") from None
+            if target:
+                path = target if os.path.isabs(target) else os.path.join(cwd, target)
+                os.makedirs(os.path.dirname(path) or ".", mode=0o750, exist_ok=True)
+                with open(path, "w", encoding="utf-8") as fh:
+                    fh.write(rendered)
+            else:
+                out.write(rendered.encode())
+
+        return body
 
     def _data_action(self, step: Step, cfg: Mapping[str, Any], cwd: str, scope: Scope, out: BinaryIO) -> None:
         action = step.action or ""

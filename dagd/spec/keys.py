@@ -449,10 +449,6 @@ REFUSED_ACTIONS: dict[str, str] = {
     "harness.run": "runs an AI coding agent; dagd runs no agents",
     "human.task": "waits for a person to fill in a form; dagd has no human tasks (as it has no approval:)",
     "gha.run": "runs a GitHub Actions action through act; dagd does not run GitHub Actions",
-    "template.render": (
-        "renders Go text/template syntax with Sprig's functions; dagd has no faithful Go template engine,"
-        " and a near miss would write wrong files — render in a run: step (envsubst, gomplate, jinja2)"
-    ),
     "action": REMOTE_PACKAGE,
 }
 

@@ -369,3 +369,63 @@ def test_retry_policy_applies_to_actions_dagd_does_itself(tmp_path: Path, flippi
     )
     assert steps["call"]["status"] == "succeeded" and steps["call"]["attempt"] == 3
     assert Path(steps["call"]["stderr_path"]).read_text().count("retrying in 0s") == 2
+
+
+def test_template_render_speaks_gos_text_template_as_dagu_does(tmp_path: Path) -> None:
+    steps = run_steps(
+        tmp_path,
+        "t",
+        f"""working_dir: {tmp_path}
+type: graph
+params:
+  - name: TPL
+    default: "Hi {{{{ .who }}}}"
+steps:
+  - id: report
+    action: template.render
+    with:
+      template: |
+        # {{{{ .title }}}}
+        {{{{- $items := .domains | split "," }}}}
+        Total: {{{{ $items | count }}}}
+        {{{{- range $i, $d := $items }}}}
+        {{{{ $i | add 1 }}}}. {{{{ $d | upper }}}}
+        {{{{- end }}}}
+        {{{{ if .extra | empty }}}}No extras.{{{{ else }}}}Extras!{{{{ end }}}}
+        owner={{{{ get .app "owner" | default "unknown" }}}} slug={{{{ .app.name | trim | lower | replace " " "-" }}}}
+        sorted={{{{ .tags | uniq | sortAlpha | join "," }}}} literal=${{NOT_RESOLVED}}
+      data:
+        title: Sites
+        domains: a.com,b.org
+        extra: []
+        app: {{name: "  My App  "}}
+        tags: [b, a, b]
+  - id: to_file
+    action: template.render
+    with:
+      template_ref: ${{params.TPL}}
+      data: {{who: ops}}
+      output: out/greeting.txt
+  - id: missing
+    action: template.render
+    continue_on: failure
+    with: {{template: "{{{{ .undefined_key }}}}", data: {{name: x}}}}
+  - id: blocked
+    action: template.render
+    continue_on: failure
+    with: {{template: '{{{{ env "HOME" }}}}'}}
+  - id: legacy
+    type: template
+    script: "{{{{ .n }}}} and {{{{ .n | add 1 }}}}"
+    config: {{data: {{n: 41}}}}
+""",
+        code=1,
+    )
+    assert Path(steps["report"]["stdout_path"]).read_text() == (
+        "# Sites\nTotal: 2\n1. A.COM\n2. B.ORG\nNo extras.\nowner=unknown slug=my-app\n"
+        "sorted=a,b literal=${NOT_RESOLVED}\n"
+    )
+    assert (tmp_path / "out" / "greeting.txt").read_text() == "Hi ops"
+    assert "execution error" in steps["missing"]["error"] and "undefined_key" in steps["missing"]["error"]
+    assert "not available" in steps["blocked"]["error"]
+    assert Path(steps["legacy"]["stdout_path"]).read_text() == "41 and 42"
