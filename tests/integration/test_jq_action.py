@@ -63,7 +63,7 @@ def test_bad_filters_inputs_and_settings_fail_clearly(tmp_path: Path) -> None:
         "with:\n      filter: '.a |'\n      data: '{}'": "jq: error",
         "with:\n      filter: .a\n      data: '{not json'": "jq: the input is not JSON",
         "with:\n      filter: .a\n      input: nowhere.json": "jq: reading input file 'nowhere.json': no such file",
-        "with:\n      filter: .a\n      data: '{}'\n      colour: true": "colour is not a setting of jq.filter",
+        "with:\n      filter: .a\n      data: '{}'\n      colour: true": "action jq.filter does not take colour",
         "with:\n      filter: .a\n      data: '{}'\n      input: x.json": "takes exactly one of with.data or with.input",
     }
     for with_, why in cases.items():
