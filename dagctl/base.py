@@ -98,6 +98,13 @@ def open_store() -> Store:
 
     from dagd.store.db import Store
 
+    url = os.environ.get("DAGD_STORE")
+    if url:  # dagd's PostgreSQL store, read directly when no daemon answers
+        try:
+            return Store(url)
+        except sqlite3.Error as exc:
+            click.echo(f"dagctl: cannot read the run store {Store.describe(url)}: {exc}", err=True)
+            raise ExitWith(1) from None
     path = config.state_dir() / "dagd.db"
     try:
         exists = path.exists()

@@ -217,18 +217,28 @@ def mask_left_logs(doc: dict[str, object]) -> None:
             log.warning("run %s: cannot mask secrets in %s: %s", doc["id"], path, exc)
 
 
-def open_history(state_dir: str) -> Store:
-    """The history database, checked; one clear line (exit 3) when it cannot be used."""
+def open_history(state_dir: str, url: str | None = None) -> Store:
+    """The history database (SQLite in the state folder, or the PostgreSQL server at `url`),
+    checked; one clear line (exit 3) when it cannot be used."""
     import sqlite3
 
     path = os.path.join(state_dir, "dagd.db")
     try:
         os.makedirs(state_dir, exist_ok=True)
-        store = Store(path)
-        store.db.execute("PRAGMA quick_check").fetchall()
+        store = Store(url or path)
+        store.check()
+        if not store.claim_exclusive():
+            store.close()
+            raise StartupError(
+                f"another dagd uses this store ({store.where}): one dagd per store — give this one a database of its own",
+                code=3,
+            )
         store.stale_runs()
         return store
     except sqlite3.DatabaseError as exc:
+        if url:
+            where = Store.describe(url)
+            raise StartupError(f"the run store {where} cannot be used: {exc}", code=3) from None
         raise StartupError(
             f"the history database {path} cannot be used ({exc}): move it aside (mv {path} {path}.broken) and "
             "start dagd again to begin a new history, or restore it from a backup",
@@ -257,7 +267,7 @@ async def main(opts: Options) -> None:
         from dagd.http.auth import Auth
 
         address = check_http_listener(http_fd, Auth.from_config(opts.http_auth, opts.api_token).enabled)
-    store = open_history(opts.state_dir)
+    store = open_history(opts.state_dir, opts.store)
     become_subreaper()
     contained = cgroups.current(opts.state_dir)  # before any run: dagd may move itself into <its cgroup>/daemon
     log.info("containment: %s", contained.summary)
@@ -494,6 +504,7 @@ def resolve_options(config_path: str | None, *, user: bool, flags: dict[str, obj
         http_hosts=tuple(cfg.http_hosts),
         http_auth=cfg.http_auth,
         group=cfg.group,
+        store=str(pick("store", "")) or None,
     )
 
 

@@ -41,6 +41,7 @@ class FileSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     http_auth: dict[str, Any] | None = None
     http_hosts: list[Annotated[str, msgspec.Meta(min_length=1)]] = []
     group: Annotated[str, msgspec.Meta(min_length=1)] = "dagd"
+    store: Annotated[str, msgspec.Meta(pattern=r"^postgres(ql)?://")] | None = None
 
 
 KEYS = tuple(FileSettings.__struct_fields__)
@@ -63,6 +64,7 @@ class Options:
     http_auth: dict[str, object] | None = None  # users (basic, scrypt hashes) and bearer tokens
     http_hosts: tuple[str, ...] = ()  # extra Host names the HTTP API answers to
     group: str = "dagd"  # system mode: members of this group may use dagd (socket and HTTP)
+    store: str | None = None  # a postgresql:// URL; None: SQLite, <state_dir>/dagd.db
 
 
 def read_config(path: str) -> tuple[FileSettings, dict[str, int]]:
@@ -157,6 +159,7 @@ def env_settings() -> dict[str, str]:
         "DAGD_HTTP_BIND": "http_bind",
         "DAGD_API_TOKEN": "api_token",
         "DAGD_CLASSIC_CHAIN": "classic_chain",
+        "DAGD_STORE": "store",
     }
     return {key: os.environ[var] for var, key in names.items() if os.environ.get(var)}
 

@@ -31,7 +31,13 @@ class Server:
     def dsn(self) -> str:
         return f"postgresql:///{self.database}?host={self.socket_dir}&user={self.user}"
 
-    def psql(self, sql: str) -> str:
+    def fresh(self, name: str) -> str:
+        """A new, empty database on this server; its DSN."""
+        self.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self.psql(f'CREATE DATABASE "{name}"')
+        return f"postgresql:///{name}?host={self.socket_dir}&user={self.user}"
+
+    def psql(self, sql: str, database: str | None = None) -> str:
         """Run SQL with Debian's psql; its unaligned, tuples-only output."""
         p = subprocess.run(
             [
@@ -47,7 +53,7 @@ class Server:
                 "-U",
                 self.user,
                 "-d",
-                self.database,
+                database or self.database,
                 "-c",
                 sql,
             ],

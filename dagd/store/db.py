@@ -1,5 +1,10 @@
 """The history database: dag_runs and dag_step_results, migrated by a version table.
 
+SQLite by default (a file in the state folder), or PostgreSQL when the store is a
+`postgresql://` URL (config.yaml `store:`): the same tables and the same SQL, with the few
+differences of dialect kept here (`_Postgres`). Whatever the backend, the store raises sqlite3's
+exception types (IntegrityError, OperationalError, DatabaseError), so its callers handle one set.
+
 One connection, one writer: callers serialise through `Store.lock` (the engine does its writes
 from a worker thread with a capacity limiter of 1). Every state change is committed before
 the engine announces it.
@@ -10,10 +15,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -120,6 +126,165 @@ MIGRATIONS = [
     );
     """,
 ]
+# PostgreSQL: the schema as it stands after MIGRATIONS, as one first version (timestamps are
+# DOUBLE PRECISION: PostgreSQL's REAL has 24 bits); later versions are appended to both lists.
+PG_MIGRATIONS = [
+    """
+    CREATE TABLE dag_runs (
+        id TEXT PRIMARY KEY,
+        dag TEXT NOT NULL,
+        file TEXT NOT NULL,
+        status TEXT NOT NULL,
+        status_code INTEGER NOT NULL,
+        trigger TEXT NOT NULL,
+        params TEXT NOT NULL,
+        started_at DOUBLE PRECISION,
+        finished_at DOUBLE PRECISION,
+        error TEXT,
+        parent_run TEXT,
+        log_dir TEXT,
+        work_dir TEXT,
+        runner_pid INTEGER,
+        cgroup TEXT,
+        queued_at DOUBLE PRECISION,
+        schedule_time TEXT
+    );
+    CREATE INDEX dag_runs_by_dag ON dag_runs (dag, started_at DESC);
+    CREATE INDEX dag_runs_by_parent ON dag_runs (parent_run) WHERE parent_run IS NOT NULL;
+    CREATE TABLE dag_step_results (
+        run_id TEXT NOT NULL REFERENCES dag_runs (id) ON DELETE CASCADE,
+        step TEXT NOT NULL,
+        handler INTEGER NOT NULL DEFAULT 0,
+        status TEXT NOT NULL,
+        status_code INTEGER NOT NULL,
+        attempt INTEGER NOT NULL DEFAULT 0,
+        exit_code INTEGER,
+        started_at DOUBLE PRECISION,
+        finished_at DOUBLE PRECISION,
+        duration DOUBLE PRECISION,
+        cpu_user DOUBLE PRECISION,
+        cpu_sys DOUBLE PRECISION,
+        max_rss_kb BIGINT,
+        stdout_path TEXT,
+        stderr_path TEXT,
+        outputs TEXT,
+        published TEXT,
+        output_value TEXT,
+        error TEXT,
+        pgid INTEGER,
+        pgid_identity TEXT,
+        memory_source TEXT,
+        PRIMARY KEY (run_id, step)
+    );
+    CREATE TABLE dag_last_run (dag TEXT PRIMARY KEY, run_id TEXT NOT NULL);
+    CREATE TABLE dag_state (
+        dag TEXT PRIMARY KEY,
+        watermark DOUBLE PRECISION,
+        suspended INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE run_queue (
+        run_id TEXT PRIMARY KEY,
+        dag TEXT NOT NULL,
+        file TEXT NOT NULL,
+        params TEXT NOT NULL,
+        trigger TEXT NOT NULL,
+        schedule_time TEXT,
+        queued_at DOUBLE PRECISION NOT NULL,
+        env TEXT,
+        seq BIGSERIAL
+    );
+    CREATE INDEX run_queue_by_dag ON run_queue (dag, queued_at);
+    CREATE TABLE webhooks (
+        dag TEXT PRIMARY KEY,
+        id TEXT NOT NULL,
+        token_digest TEXT NOT NULL,
+        token_prefix TEXT NOT NULL,
+        enabled INTEGER NOT NULL DEFAULT 1,
+        auth_mode TEXT NOT NULL DEFAULT 'token_only',
+        hmac_secret TEXT,
+        hmac_mode TEXT,
+        hmac_updated_at DOUBLE PRECISION,
+        created_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL,
+        created_by TEXT,
+        last_used_at DOUBLE PRECISION
+    );
+    """,
+]
+PG_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres(location: str) -> bool:
+    return location.startswith(PG_SCHEMES)
+
+
+class _Row(tuple):  # type: ignore[type-arg]
+    """A PostgreSQL row as sqlite3.Row reads: by position or by column name, and dict(row)."""
+
+    names: tuple[str, ...] = ()
+
+    def keys(self) -> tuple[str, ...]:
+        return self.names
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self.names.index(key))
+        return tuple.__getitem__(self, key)
+
+
+class _Postgres:
+    """A psycopg 3 connection that reads like the sqlite3 one the store was written for: `?`
+    placeholders, rows by name or position, sqlite3's exception types."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self.psycopg = psycopg
+        try:
+            self.conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise sqlite3.OperationalError(f"cannot connect to PostgreSQL: {str(exc).strip()}") from None
+
+    @staticmethod
+    def _rows(cursor: Any) -> Callable[[Sequence[Any]], _Row]:
+        names = tuple(c.name for c in cursor.description or ())
+
+        def make(values: Sequence[Any]) -> _Row:
+            row = _Row(values)
+            row.names = names
+            return row
+
+        return make
+
+    def _run(self, fn: Callable[[], Any]) -> Any:
+        errors = self.psycopg.errors
+        try:
+            return fn()
+        except errors.IntegrityError as exc:
+            raise sqlite3.IntegrityError(str(exc).strip()) from None
+        except self.psycopg.OperationalError as exc:
+            raise sqlite3.OperationalError(str(exc).strip()) from None
+        except self.psycopg.Error as exc:
+            raise sqlite3.DatabaseError(str(exc).strip()) from None
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        cur = self.conn.cursor(row_factory=self._rows)
+        self._run(lambda: cur.execute(sql.replace("?", "%s").encode(), params or None))
+        return cur
+
+    def executemany(self, sql: str, seq: Sequence[Sequence[Any]]) -> Any:
+        cur = self.conn.cursor(row_factory=self._rows)
+        self._run(lambda: cur.executemany(sql.replace("?", "%s").encode(), seq))
+        return cur
+
+    @property
+    def in_transaction(self) -> bool:
+        return bool(self.conn.info.transaction_status != self.psycopg.pq.TransactionStatus.IDLE)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 WEBHOOK_FIELDS = {
     "token_digest",
     "token_prefix",
@@ -133,21 +298,58 @@ WEBHOOK_FIELDS = {
 
 class Store:
     def __init__(self, path: str) -> None:
+        """`path`: a SQLite file, or a postgresql:// URL."""
         self.path = path
         self.lock = threading.Lock()
-        self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        self.db.execute("PRAGMA busy_timeout=5000")
-        self.db.execute("PRAGMA journal_size_limit=67108864")
+        self.postgres = is_postgres(path)
+        self.db: Any
+        if self.postgres:
+            self.db = _Postgres(path)
+            self._begin, self._greatest, self._all, self._fifo = "BEGIN", "GREATEST", "ALL", "q.seq"
+        else:
+            self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.db.execute("PRAGMA busy_timeout=5000")
+            self.db.execute("PRAGMA journal_size_limit=67108864")
+            self._begin, self._greatest, self._all, self._fifo = "BEGIN IMMEDIATE", "MAX", "-1", "q.rowid"
         self._migrate()
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    @property
+    def where(self) -> str:
+        """The store for messages: the file, or the PostgreSQL server without its password."""
+        return self.describe(self.path)
+
+    @staticmethod
+    def describe(location: str) -> str:
+        if not is_postgres(location):
+            return location
+        hidden = re.sub(r"://([^:@/]*):[^@/]*@", r"://\1:***@", location)
+        return re.sub(r"(password=)[^&\s]*", r"\1***", hidden)
+
+    def check(self) -> None:
+        """An integrity check at start: SQLite's quick_check; a round trip for PostgreSQL."""
         with self.lock:
-            self.db.execute("BEGIN IMMEDIATE")
+            if self.postgres:
+                self.db.execute("SELECT 1").fetchall()
+            else:
+                self.db.execute("PRAGMA quick_check").fetchall()
+
+    def claim_exclusive(self) -> bool:
+        """For a daemon: hold the store alone (PostgreSQL: a session advisory lock, held while the
+        connection lives). False when another dagd holds it. SQLite: one state folder per dagd."""
+        if not self.postgres:
+            return True
+        with self.lock:
+            row = self.db.execute("SELECT pg_try_advisory_lock(72578)").fetchone()
+        return bool(row[0])
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        with self.lock:
+            self.db.execute(self._begin)
             try:
                 yield self.db
             except BaseException:
@@ -162,10 +364,17 @@ class Store:
 
     def _migrate(self) -> None:
         with self.transaction() as db:
+            if self.postgres:  # several nodes may start at once: one migrates, the others wait
+                db.execute("SELECT pg_advisory_xact_lock(72577)")
             db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             row = db.execute("SELECT version FROM schema_version").fetchone()
             version = row[0] if row else 0
-            for i, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            scripts = PG_MIGRATIONS if self.postgres else MIGRATIONS
+            if version > len(scripts):
+                raise sqlite3.DatabaseError(
+                    f"the store's schema is version {version}, newer than this dagd knows ({len(scripts)}): upgrade dagd"
+                )
+            for i, script in enumerate(scripts[version:], start=version + 1):
                 for statement in script.split(";"):
                     if statement.strip():
                         db.execute(statement)
@@ -298,7 +507,7 @@ class Store:
             if keep_runs:
                 rows = self.db.execute(
                     "SELECT id, log_dir, work_dir FROM dag_runs WHERE dag = ? AND status NOT IN ('running', 'queued')"
-                    " ORDER BY started_at DESC LIMIT -1 OFFSET ?",
+                    f" ORDER BY started_at DESC NULLS LAST LIMIT {self._all} OFFSET ?",
                     (dag, keep_runs),
                 ).fetchall()
             else:
@@ -329,8 +538,8 @@ class Store:
             db.execute("DELETE FROM dag_runs WHERE id = ?", (run_id,))
             db.execute("DELETE FROM dag_last_run WHERE dag = ? AND run_id = ?", (dag, run_id))
             db.execute(
-                "INSERT OR IGNORE INTO dag_last_run (dag, run_id) SELECT dag, id FROM dag_runs WHERE dag = ?"
-                " ORDER BY started_at DESC LIMIT 1",
+                "INSERT INTO dag_last_run (dag, run_id) SELECT dag, id FROM dag_runs WHERE dag = ?"
+                " ORDER BY started_at DESC NULLS LAST LIMIT 1 ON CONFLICT DO NOTHING",
                 (dag,),
             )
         return [d for d in (r["log_dir"], r["work_dir"]) if d]
@@ -416,7 +625,7 @@ class Store:
         if status:
             q += " AND status = ?"
             args.append(status)
-        q += " ORDER BY started_at DESC, id DESC LIMIT ?"
+        q += " ORDER BY started_at DESC NULLS LAST, id DESC LIMIT ?"  # (NULL: SQLite's own order, said for PostgreSQL)
         args.append(limit)
         with self.lock:
             return [dict(r) for r in self.db.execute(q, args).fetchall()]
@@ -435,7 +644,7 @@ class Store:
         """Sub-DAG runs started by a run, oldest first."""
         with self.lock:
             rows = self.db.execute(
-                "SELECT id, dag, status, started_at, finished_at FROM dag_runs WHERE parent_run = ? ORDER BY started_at",
+                "SELECT id, dag, status, started_at, finished_at FROM dag_runs WHERE parent_run = ? ORDER BY started_at NULLS FIRST",
                 (parent_run,),
             ).fetchall()
         return [dict(r) for r in rows]
@@ -464,10 +673,10 @@ class Store:
             )
             db.execute(
                 "INSERT INTO dag_state (dag, watermark) VALUES (?, ?)"
-                " ON CONFLICT (dag) DO UPDATE SET watermark = MAX(COALESCE(watermark, 0), excluded.watermark)",
+                f" ON CONFLICT (dag) DO UPDATE SET watermark = {self._greatest}(COALESCE(dag_state.watermark, 0), excluded.watermark)",
                 (dag, fire_at),
             )
-            return cur.rowcount == 1
+            return bool(cur.rowcount == 1)
 
     def set_watermark(self, dag: str, at: float) -> None:
         with self.transaction() as db:
@@ -524,8 +733,10 @@ class Store:
                 ),
             )
             db.execute(
-                "INSERT OR REPLACE INTO run_queue (run_id, dag, file, params, trigger, schedule_time, queued_at, env)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO run_queue (run_id, dag, file, params, trigger, schedule_time, queued_at, env)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE SET dag = excluded.dag,"
+                " file = excluded.file, params = excluded.params, trigger = excluded.trigger,"
+                " schedule_time = excluded.schedule_time, queued_at = excluded.queued_at, env = excluded.env",
                 (
                     run_id,
                     dag,
@@ -543,10 +754,16 @@ class Store:
         with self.lock:
             select = "SELECT q.*, r.parent_run FROM run_queue q LEFT JOIN dag_runs r ON r.id = q.run_id"
             if dag is None:
-                rows = self.db.execute(f"{select} ORDER BY q.queued_at, q.rowid").fetchall()
+                rows = self.db.execute(f"{select} ORDER BY q.queued_at, {self._fifo}").fetchall()
             else:
-                rows = self.db.execute(f"{select} WHERE q.dag = ? ORDER BY q.queued_at, q.rowid", (dag,)).fetchall()
-        return [dict(r) | {"params": json.loads(r["params"]), "env": json.loads(r["env"] or "{}")} for r in rows]
+                rows = self.db.execute(
+                    f"{select} WHERE q.dag = ? ORDER BY q.queued_at, {self._fifo}", (dag,)
+                ).fetchall()
+        return [
+            {k: v for k, v in dict(r).items() if k != "seq"}
+            | {"params": json.loads(r["params"]), "env": json.loads(r["env"] or "{}")}
+            for r in rows
+        ]
 
     # ---- webhooks (one per DAG; the token is kept as its SHA-256 only) --------------------------
 
@@ -568,7 +785,7 @@ class Store:
                 " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dag) DO NOTHING",
                 (dag, webhook_id, token_digest, token_prefix, now, now, by),
             )
-            return cur.rowcount == 1
+            return bool(cur.rowcount == 1)
 
     def update_webhook(self, dag: str, **fields: Any) -> bool:
         """Set the named fields (WEBHOOK_FIELDS); False when the DAG has no webhook."""
@@ -579,7 +796,7 @@ class Store:
                 f"UPDATE webhooks SET {sets}, updated_at = ? WHERE dag = ?",
                 (*fields.values(), time.time(), dag),
             )
-            return cur.rowcount == 1
+            return bool(cur.rowcount == 1)
 
     def webhook_used(self, dag: str) -> None:
         with self.transaction() as db:
@@ -587,7 +804,7 @@ class Store:
 
     def delete_webhook(self, dag: str) -> bool:
         with self.transaction() as db:
-            return db.execute("DELETE FROM webhooks WHERE dag = ?", (dag,)).rowcount == 1
+            return bool(db.execute("DELETE FROM webhooks WHERE dag = ?", (dag,)).rowcount == 1)
 
     def dequeue(self, run_id: str, *, cancelled: bool = False) -> bool:
         with self.transaction() as db:
@@ -597,7 +814,7 @@ class Store:
                     "UPDATE dag_runs SET status = 'aborted', status_code = 3, finished_at = ?, error = 'dequeued' WHERE id = ?",
                     (time.time(), run_id),
                 )
-            return cur.rowcount == 1
+            return bool(cur.rowcount == 1)
 
     def stale_runs(self) -> list[str]:
         """Runs a previous process left running or queued-but-not-in-the-queue."""
@@ -625,11 +842,11 @@ class Store:
 
     def run_durations(self, buckets: tuple[float, ...]) -> list[tuple[str, list[int], float, int]]:
         """Cumulative bucket counts, sum and count of finished runs' durations, per DAG (one query)."""
-        cols = ", ".join(f"SUM(d <= {float(b)})" for b in buckets)
+        cols = ", ".join(f"SUM(CASE WHEN d <= {float(b)} THEN 1 ELSE 0 END)" for b in buckets)
         with self.lock:
             rows = self.db.execute(
                 f"SELECT dag, {cols}, SUM(d), COUNT(*) FROM (SELECT dag, finished_at - started_at AS d FROM dag_runs"
-                " WHERE finished_at IS NOT NULL AND started_at IS NOT NULL) GROUP BY dag ORDER BY dag"
+                " WHERE finished_at IS NOT NULL AND started_at IS NOT NULL) AS durations GROUP BY dag ORDER BY dag"
             ).fetchall()
         n = len(buckets)
         return [(r[0], [int(x) for x in r[1 : n + 1]], float(r[n + 1] or 0), int(r[n + 2])) for r in rows]
