@@ -139,6 +139,7 @@ for command in (
     daemonctl.resume,
     daemonctl.reload,
     daemonctl.daemon,
+    daemonctl.nodes,
     daemonctl.ui,
 ):
     main.add_command(command)

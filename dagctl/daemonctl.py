@@ -115,6 +115,25 @@ def daemon(as_json: bool) -> None:
 
 
 @click.command(context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True)
+def nodes(as_json: bool) -> None:
+    """The dagd nodes of this store: labels, capacity, last heartbeat, what each runs."""
+    client = daemon_client()
+    with contextlib.closing(client):
+        rows = rpc(client, "daemon.nodes")
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    lines = [f"{'NODE':20} {'HOST':16} {'HEARTBEAT':>10} {'RUNNING':>8}  LABELS"]
+    for n in rows:
+        labels = ",".join(f"{k}={v}" for k, v in sorted(n["labels"].items())) or "-"
+        beat = f"{float(n['age']):.0f}s ago"
+        lines.append(f"{n['id']:20} {n['host']:16} {beat:>10} {len(n['running']):>3}/{n['capacity']:<4}  {labels}")
+        lines += [f"{'':20} └ {r['dag']} {r['id']}" for r in n["running"]]
+    click.echo("\n".join(lines))
+
+
+@click.command(context_settings=CONTEXT)
 @click.option("--open/--no-open", "open_browser", default=None, help="Open the link in a browser [where one exists].")
 def ui(open_browser: bool | None) -> None:
     """Print a one-time link that logs this browser into dagd's web UI (valid for two minutes).

@@ -167,6 +167,26 @@ async def report_status(svc: Service, notifier: Notifier, every: float = 1.0) ->
         await trio.sleep(every)  # a throttle: a burst of runs is one update
 
 
+HEARTBEAT_SEC = 5.0  # with store.LEASE_SEC = 20: a node missing about four beats loses its runs
+
+
+async def heartbeat(svc: Service, on_restart: str) -> None:
+    """This node is alive: its row in `nodes` and its runs' leases, every HEARTBEAT_SEC; and what
+    the store says between nodes: stops asked of this node's runs, runs it no longer holds, runs
+    of nodes whose lease ran out. A database that cannot be reached is logged and tried again;
+    it never stops dagd."""
+    import sqlite3
+
+    from dagd.errors import ServiceError
+
+    while True:
+        try:
+            await svc.maintain(on_restart)
+        except (sqlite3.Error, ServiceError) as exc:  # (a full disk is already reported as degraded)
+            log.warning("heartbeat: the store cannot be written: %s", exc)
+        await trio.sleep(HEARTBEAT_SEC)
+
+
 async def reaper() -> None:
     while True:
         await trio.sleep(1.0)
@@ -217,7 +237,7 @@ def mask_left_logs(doc: dict[str, object]) -> None:
             log.warning("run %s: cannot mask secrets in %s: %s", doc["id"], path, exc)
 
 
-def open_history(state_dir: str, url: str | None = None) -> Store:
+def open_history(state_dir: str, url: str | None = None, node: str = "") -> Store:
     """The history database (SQLite in the state folder, or the PostgreSQL server at `url`),
     checked; one clear line (exit 3) when it cannot be used."""
     import sqlite3
@@ -227,12 +247,13 @@ def open_history(state_dir: str, url: str | None = None) -> Store:
         os.makedirs(state_dir, exist_ok=True)
         store = Store(url or path)
         store.check()
-        if not store.claim_exclusive():
+        if not store.claim_node(node):
             store.close()
             raise StartupError(
-                f"another dagd uses this store ({store.where}): one dagd per store — give this one a database of its own",
+                f"another dagd runs as node {node!r} on this store ({store.where}): give each dagd its own node_id",
                 code=3,
             )
+        store.node = node or None  # before stale_runs: only this node's runs are its to reconcile
         store.stale_runs()
         return store
     except sqlite3.DatabaseError as exc:
@@ -267,7 +288,7 @@ async def main(opts: Options) -> None:
         from dagd.http.auth import Auth
 
         address = check_http_listener(http_fd, Auth.from_config(opts.http_auth, opts.api_token).enabled)
-    store = open_history(opts.state_dir, opts.store)
+    store = open_history(opts.state_dir, opts.store, opts.node_id)
     become_subreaper()
     contained = cgroups.current(opts.state_dir)  # before any run: dagd may move itself into <its cgroup>/daemon
     log.info("containment: %s", contained.summary)
@@ -280,11 +301,7 @@ async def main(opts: Options) -> None:
                 mask_left_logs(full)
             log.warning("run %s was left running by a previous dagd: recorded failed (daemon restart)", run_id)
             if opts.on_restart == "requeue" and doc is not None:
-                params = doc["params"] if isinstance(doc["params"], dict) else {}
-                overrides = list(params.get("overrides") or [])
-                overrides += [f"{k}={v}" for k, v in (params.get("named") or {}).items()]
-                new_id = f"{run_id}_requeued"
-                store.enqueue(new_id, doc["dag"], doc["file"], overrides, "retry", None)
+                new_id = store.requeue(run_id)
                 log.warning("run %s re-queued as %s (on_restart: requeue)", run_id, new_id)
         except (sqlite3.Error, OSError) as exc:  # a full disk: recorded at a later start
             log.error("run %s was left running and cannot be recorded ended now: %s", run_id, exc)
@@ -305,6 +322,7 @@ async def main(opts: Options) -> None:
         default_tz=zoneinfo.ZoneInfo(opts.timezone) if opts.timezone else None,
         default_shell=config.default_shell(),
         rule=access.Rule(None if opts.user else opts.group),
+        node=(opts.node_id, opts.node_labels or {}),
     )
 
     def on_reload() -> None:  # `dagctl reload` is announced to systemd like SIGHUP
@@ -337,6 +355,7 @@ async def main(opts: Options) -> None:
         nursery.start_soon(watch_catalog, svc, opts.poll_sec)
         nursery.start_soon(report_status, svc, notifier)
         nursery.start_soon(reaper)
+        nursery.start_soon(heartbeat, svc, opts.on_restart)
         if http_fd is not None:
             await nursery.start(serve_http, svc, opts, http_fd, sessions)
         if notifier.watchdog_sec:
@@ -505,6 +524,8 @@ def resolve_options(config_path: str | None, *, user: bool, flags: dict[str, obj
         http_auth=cfg.http_auth,
         group=cfg.group,
         store=str(pick("store", "")) or None,
+        node_id=str(pick("node_id", "")) or socket.gethostname().split(".")[0] or "dagd",
+        node_labels=dict(cfg.node_labels),
     )
 
 

@@ -82,7 +82,7 @@ async def fire_one(svc: Service, name: str, fire: scheduler.Fire, now: dt.dateti
             await svc.set_watermark(name, stamp)
             return
     queued = await svc.queue(name)
-    busy = any(a.dag == name for a in svc.active.values()) or bool(queued)
+    busy = any(a.dag == name for a in svc.active.values()) or bool(queued) or await svc.running_elsewhere(name)
     if busy and dag.overlap_policy == "skip":
         log.info("schedule %s: %s skipped (a run is still active; overlap_policy skip)", fire.expression, name)
         await svc.set_watermark(name, stamp)

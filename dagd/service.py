@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import errno
+import functools
 import logging
 import os
 import shutil
+import socket
 import sqlite3
 import time
 from collections import Counter
@@ -76,8 +78,11 @@ class Service(Reads, Slots):
         default_tz: dt.tzinfo | None = None,
         default_shell: str | None = None,
         rule: Rule | None = None,
+        node: tuple[str, dict[str, str]] = ("", {}),
     ) -> None:
         self.rule = rule or Rule()  # who may drive this daemon, over any transport
+        self.node_id, self.node_labels = node
+        store.node = self.node_id or None  # the runs this dagd starts are its node's
         self.catalog = catalog
         self.store = store
         self.state_dir = state_dir
@@ -323,6 +328,12 @@ class Service(Reads, Slots):
         if run_id is not None:
             checked(names.run_id, run_id)
         targets = [rid for rid, a in self.active.items() if a.dag == name and (run_id is None or rid == run_id)]
+        if not targets and run_id is not None:  # another node's run: asked through the store
+            doc = await self._store_call(self.store.run_by_id, run_id)
+            if doc is not None and doc["dag"] == name:
+                node = await self._store_call(self.store.request_stop, run_id)
+                if node is not None:
+                    return {"stopped": [run_id], "node": node}
         if not targets:
             raise ServiceError(NOT_FOUND, f"no running run of {name}" + (f" with id {run_id}" if run_id else ""))
         for rid in targets:
@@ -645,9 +656,10 @@ class Service(Reads, Slots):
                 continue
             if running.get(dag.name, 0) >= max(1, dag.max_active_runs):
                 continue
+            if not await self._store_call(functools.partial(self.store.dequeue, item["run_id"], take=True)):
+                continue  # taken meanwhile: by another dagd node on the same store, or a dequeue
             running[dag.name] = running.get(dag.name, 0) + 1
             self.inline_dags.pop(item["file"], None)
-            await self._store_call(self.store.dequeue, item["run_id"])
             params = item["params"]
             self._spawn(
                 dag,
@@ -662,6 +674,62 @@ class Service(Reads, Slots):
                     env=item["env"],
                 ),
             )
+
+    async def beat(self) -> None:
+        """This node's heartbeat and its runs' leases (dagd.daemon.heartbeat calls it)."""
+        if self.node_id:
+            await self._store_call(
+                self.store.heartbeat,
+                self.node_id,
+                socket.gethostname(),
+                os.getpid(),
+                self.node_labels,
+                self.max_concurrent_runs,
+                self.started_at,
+            )
+
+    async def maintain(self, on_restart: str = "fail") -> None:
+        """One heartbeat's work between nodes: this node's heartbeat and leases; its runs another
+        node asked to stop (stopped); its runs it no longer holds — its lease ran out and another
+        node took the run over — ended at once, their late results not recorded; and the runs of
+        nodes whose lease ran out: recorded failed (and queued again with on_restart: requeue)."""
+        await self.beat()
+        if self.store.node is not None and await self._store_call(self.store.has_queued):
+            self.wakeup.set()  # runs other nodes queued: this one may take some (a poll each beat)
+        for rid in await self._store_call(self.store.stop_requests):
+            if rid in self.active:
+                log.info("run %s: stopped (asked through the store by another node)", rid)
+                self._end_local(rid)
+        for rid in list(self.active):
+            if not await self._store_call(self.store.still_mine, rid):
+                log.error("run %s: this node lost its lease (another node took the run over): ending it", rid)
+                self._end_local(rid)
+        for run in await self._store_call(self.store.expired_runs):
+            why = f"its node {run['node']} stopped renewing its lease (killed, cut off or frozen)"
+            if await self._store_call(self.store.take_over, run["id"], why):
+                log.warning("run %s of %s: recorded failed: %s", run["id"], run["dag"], why)
+                if on_restart == "requeue":
+                    new_id = await self._store_call(self.store.requeue, run["id"])
+                    log.warning("run %s re-queued as %s (on_restart: requeue)", run["id"], new_id)
+                    self.wakeup.set()
+                self.changed.set()
+
+    def _end_local(self, rid: str) -> None:
+        active = self.active.get(rid)
+        if active is not None:
+            active.run.abort()
+            active.scope.cancel()
+
+    async def running_elsewhere(self, name: str) -> bool:
+        """Whether another node of the store runs `name` now (overlap policies span nodes)."""
+        if self.store.node is None:
+            return False
+        return bool(await self._store_call(self.store.running_on_others, name))
+
+    async def nodes(self) -> list[dict[str, Any]]:
+        """The nodes of this store: each one's labels, capacity, last heartbeat and running runs."""
+        rows: list[dict[str, Any]] = await self._store_call(self.store.nodes)
+        return rows
 
     def status(self) -> dict[str, Any]:
         return {

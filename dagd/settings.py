@@ -42,6 +42,8 @@ class FileSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     http_hosts: list[Annotated[str, msgspec.Meta(min_length=1)]] = []
     group: Annotated[str, msgspec.Meta(min_length=1)] = "dagd"
     store: Annotated[str, msgspec.Meta(pattern=r"^postgres(ql)?://")] | None = None
+    node_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")] | None = None
+    node_labels: dict[Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,63}$")], str] = {}
 
 
 KEYS = tuple(FileSettings.__struct_fields__)
@@ -65,6 +67,8 @@ class Options:
     http_hosts: tuple[str, ...] = ()  # extra Host names the HTTP API answers to
     group: str = "dagd"  # system mode: members of this group may use dagd (socket and HTTP)
     store: str | None = None  # a postgresql:// URL; None: SQLite, <state_dir>/dagd.db
+    node_id: str = ""  # this dagd among the nodes of one store (default: the host name)
+    node_labels: dict[str, str] | None = None  # what this node offers (worker_selector matches them)
 
 
 def read_config(path: str) -> tuple[FileSettings, dict[str, int]]:
@@ -160,6 +164,7 @@ def env_settings() -> dict[str, str]:
         "DAGD_API_TOKEN": "api_token",
         "DAGD_CLASSIC_CHAIN": "classic_chain",
         "DAGD_STORE": "store",
+        "DAGD_NODE_ID": "node_id",
     }
     return {key: os.environ[var] for var, key in names.items() if os.environ.get(var)}
 

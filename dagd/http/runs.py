@@ -43,6 +43,33 @@ def routes(svc: Service) -> list[Any]:
             body["reason"] = svc.degraded
         return Response(body, status_code=503 if svc.degraded else 200)
 
+    @get("/api/v1/workers")
+    async def workers() -> dict[str, Any]:
+        """Dagu's workers list: the dagd nodes of this store (one, on SQLite) — labels, capacity,
+        what each runs, its last heartbeat and its health from the heartbeat's age."""
+        out = []
+        for n in await svc.nodes():
+            age = float(n["age"] or 0)
+            out.append(
+                {
+                    "id": n["id"],
+                    "labels": n["labels"],
+                    "totalPollers": n["capacity"],
+                    "busyPollers": len(n["running"]),
+                    "runningTasks": [
+                        {
+                            "dagRunId": r["id"],
+                            "dagName": r["dag"],
+                            "startedAt": dt.datetime.fromtimestamp(r["started_at"] or 0, dt.UTC).isoformat(),
+                        }
+                        for r in n["running"]
+                    ],
+                    "lastHeartbeatAt": dt.datetime.fromtimestamp(n["heartbeat"], dt.UTC).isoformat(),
+                    "healthStatus": "healthy" if age < 15 else "warning" if age < 60 else "unhealthy",
+                }
+            )
+        return {"workers": out, "errors": []}
+
     @get("/api/v1/dag-runs")
     async def all_runs(
         limit: int = Parameter(default=100, ge=1, le=500),
@@ -285,6 +312,7 @@ def routes(svc: Service) -> list[Any]:
 
     return [
         health,
+        workers,
         run_from_spec,
         all_runs,
         runs_of_dag,

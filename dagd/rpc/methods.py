@@ -113,6 +113,9 @@ def table(svc: Service, login: Callable[[Principal], dict[str, Any]]) -> dict[st
     async def status(p: NoParams, who: Principal) -> Any:
         return svc.status()
 
+    async def nodes(p: NoParams, who: Principal) -> Any:
+        return await svc.nodes()
+
     async def suspend(p: DagRef, who: Principal) -> Any:
         return await svc.suspend(p.name, True)
 
@@ -136,6 +139,7 @@ def table(svc: Service, login: Callable[[Principal], dict[str, Any]]) -> dict[st
 
     return {
         "daemon.status": Method(NoParams, status),
+        "daemon.nodes": Method(NoParams, nodes),
         "daemon.reload": Method(NoParams, reload, mutating=True),
         "daemon.login_link": Method(NoParams, login_link, mutating=True),
         "dag.list": Method(NoParams, dag_list),

@@ -125,6 +125,20 @@ MIGRATIONS = [
         last_used_at REAL
     );
     """,
+    """
+    CREATE TABLE nodes (
+        id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        labels TEXT NOT NULL,
+        capacity INTEGER NOT NULL,
+        started_at REAL NOT NULL,
+        heartbeat REAL NOT NULL
+    );
+    ALTER TABLE dag_runs ADD COLUMN node TEXT;
+    ALTER TABLE dag_runs ADD COLUMN lease_until REAL;
+    ALTER TABLE dag_runs ADD COLUMN stop_requested INTEGER;
+    """,
 ]
 # PostgreSQL: the schema as it stands after MIGRATIONS, as one first version (timestamps are
 # DOUBLE PRECISION: PostgreSQL's REAL has 24 bits); later versions are appended to both lists.
@@ -210,7 +224,23 @@ PG_MIGRATIONS = [
         last_used_at DOUBLE PRECISION
     );
     """,
+    """
+    CREATE TABLE nodes (
+        id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        labels TEXT NOT NULL,
+        capacity INTEGER NOT NULL,
+        started_at DOUBLE PRECISION NOT NULL,
+        heartbeat DOUBLE PRECISION NOT NULL
+    );
+    ALTER TABLE dag_runs ADD COLUMN node TEXT;
+    ALTER TABLE dag_runs ADD COLUMN lease_until DOUBLE PRECISION;
+    ALTER TABLE dag_runs ADD COLUMN stop_requested INTEGER;
+    CREATE INDEX dag_runs_running ON dag_runs (node) WHERE status = 'running';
+    """,
 ]
+LEASE_SEC = 20.0  # a running run's lease: renewed every HEARTBEAT_SEC by its node (dagd.daemon)
 PG_SCHEMES = ("postgresql://", "postgres://")
 
 
@@ -303,9 +333,11 @@ class Store:
         self.lock = threading.Lock()
         self.postgres = is_postgres(path)
         self.db: Any
+        self.node: str | None = None  # this dagd's node id once it registers (heartbeat)
         if self.postgres:
             self.db = _Postgres(path)
             self._begin, self._greatest, self._all, self._fifo = "BEGIN", "GREATEST", "ALL", "q.seq"
+            self._now = "extract(epoch from clock_timestamp())"
         else:
             self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self.db.row_factory = sqlite3.Row
@@ -315,6 +347,7 @@ class Store:
             self.db.execute("PRAGMA busy_timeout=5000")
             self.db.execute("PRAGMA journal_size_limit=67108864")
             self._begin, self._greatest, self._all, self._fifo = "BEGIN IMMEDIATE", "MAX", "-1", "q.rowid"
+            self._now = "((julianday('now') - 2440587.5) * 86400.0)"
         self._migrate()
 
     @property
@@ -337,13 +370,14 @@ class Store:
             else:
                 self.db.execute("PRAGMA quick_check").fetchall()
 
-    def claim_exclusive(self) -> bool:
-        """For a daemon: hold the store alone (PostgreSQL: a session advisory lock, held while the
-        connection lives). False when another dagd holds it. SQLite: one state folder per dagd."""
+    def claim_node(self, node: str) -> bool:
+        """For a daemon: be the only dagd of this node id on the store (PostgreSQL: a session
+        advisory lock keyed by the id, held while the connection lives); False when another dagd
+        holds it. Nodes with different ids share a store. SQLite: one state folder per dagd."""
         if not self.postgres:
             return True
         with self.lock:
-            row = self.db.execute("SELECT pg_try_advisory_lock(72578)").fetchone()
+            row = self.db.execute("SELECT pg_try_advisory_lock(72578, hashtext(?))", (node,)).fetchone()
         return bool(row[0])
 
     @contextmanager
@@ -397,15 +431,26 @@ class Store:
         from dagd.engine.events import RunFinished, RunStarted, StepChanged
 
         faults.hit("database_write", getattr(event, "dag", None), getattr(event, "step", None))
+        if self.node is not None and not isinstance(event, RunStarted):
+            owner = db.execute("SELECT node FROM dag_runs WHERE id = ?", (event.run_id,)).fetchone()
+            if owner is not None and not self._mine(owner[0]):
+                log.warning(
+                    "run %s: a late result of this node is not recorded (node %s took the run over)",
+                    event.run_id,
+                    owner[0],
+                )
+                return
         if isinstance(event, RunStarted):
             names.run_id(event.run_id)  # the last line of defence: ids become log folder names
             db.execute(
                 "INSERT INTO dag_runs (id, dag, file, status, status_code, trigger, params, started_at, parent_run, log_dir,"
-                " work_dir, runner_pid, cgroup) VALUES (?, ?, ?, 'running', 1, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " work_dir, runner_pid, cgroup, node, lease_until)"
+                f" VALUES (?, ?, ?, 'running', 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, {self._now} + {LEASE_SEC})"
                 " ON CONFLICT (id) DO UPDATE SET status='running', status_code=1, started_at=excluded.started_at,"
                 " finished_at=NULL, error=NULL, runner_pid=excluded.runner_pid, trigger=excluded.trigger,"
                 " params=excluded.params, log_dir=excluded.log_dir, work_dir=excluded.work_dir,"
-                " parent_run=excluded.parent_run, cgroup=excluded.cgroup",
+                " parent_run=excluded.parent_run, cgroup=excluded.cgroup, node=excluded.node,"
+                " lease_until=excluded.lease_until",
                 (
                     event.run_id,
                     event.dag,
@@ -418,6 +463,7 @@ class Store:
                     event.work_dir,
                     os.getpid(),
                     event.cgroup,
+                    self.node,
                 ),
             )
             db.execute(
@@ -471,9 +517,13 @@ class Store:
     def reconcile(self, run_id: str, reason: str | None = None, status: str = "aborted") -> None:
         """A run left `running` by a process that no longer exists is recorded as ended."""
         with self.lock:
-            row = self.db.execute("SELECT status, runner_pid, cgroup FROM dag_runs WHERE id = ?", (run_id,)).fetchone()
+            row = self.db.execute(
+                "SELECT status, runner_pid, cgroup, node FROM dag_runs WHERE id = ?", (run_id,)
+            ).fetchone()
         if row is None or row["status"] not in ("running", "queued") or _runner_alive(row["runner_pid"]):
             return
+        if not self._mine(row["node"]):
+            return  # another node's run: its lease decides (recover_expired), not a pid of this host
         code = {"aborted": 3, "failed": 2}[status]
         why = reason or f"the process running it (pid {row['runner_pid']}) died before the run finished"
         now = time.time()
@@ -573,6 +623,7 @@ class Store:
             if r is None:
                 return None
         orphaned = r["status"] == "running" or (r["status"] == "queued" and r["runner_pid"] is not None)
+        orphaned = orphaned and self._mine(r["node"])  # another node's run is its own (and its lease's)
         if orphaned and not _runner_alive(r["runner_pid"]):  # a queued run with no runner waits in run_queue
             self.reconcile(run_id)
             return self.run(dag, run_id)
@@ -666,10 +717,10 @@ class Store:
         """Record a scheduled fire once: the run row (id derived from the slot) and the watermark
         in one transaction. False when that slot was already claimed (a replay)."""
         with self.transaction() as db:
-            cur = db.execute(
-                "INSERT INTO dag_runs (id, dag, file, status, status_code, trigger, params, started_at)"
-                " VALUES (?, ?, ?, 'queued', 5, ?, '{}', NULL) ON CONFLICT (id) DO NOTHING",
-                (run_id, dag, file, trigger),
+            cur = db.execute(  # the claiming node's until it is queued (never another node's stale run)
+                "INSERT INTO dag_runs (id, dag, file, status, status_code, trigger, params, started_at, node)"
+                " VALUES (?, ?, ?, 'queued', 5, ?, '{}', NULL, ?) ON CONFLICT (id) DO NOTHING",
+                (run_id, dag, file, trigger, self.node),
             )
             db.execute(
                 "INSERT INTO dag_state (dag, watermark) VALUES (?, ?)"
@@ -806,9 +857,13 @@ class Store:
         with self.transaction() as db:
             return bool(db.execute("DELETE FROM webhooks WHERE dag = ?", (dag,)).rowcount == 1)
 
-    def dequeue(self, run_id: str, *, cancelled: bool = False) -> bool:
+    def dequeue(self, run_id: str, *, cancelled: bool = False, take: bool = False) -> bool:
+        """Take a run out of the queue; False when it is not there (another node took it first).
+        `take`: this node is going to run it (its node from now on)."""
         with self.transaction() as db:
             cur = db.execute("DELETE FROM run_queue WHERE run_id = ?", (run_id,))
+            if take and cur.rowcount:
+                db.execute("UPDATE dag_runs SET node = ? WHERE id = ?", (self.node, run_id))
             if cancelled and cur.rowcount:
                 db.execute(
                     "UPDATE dag_runs SET status = 'aborted', status_code = 3, finished_at = ?, error = 'dequeued' WHERE id = ?",
@@ -817,13 +872,97 @@ class Store:
             return bool(cur.rowcount == 1)
 
     def stale_runs(self) -> list[str]:
-        """Runs a previous process left running or queued-but-not-in-the-queue."""
+        """Runs a previous process of this node left running, or queued-but-not-in-the-queue
+        (another node's running runs are its own: their leases decide)."""
         with self.lock:
             rows = self.db.execute(
-                "SELECT id FROM dag_runs WHERE status = 'running'"
-                " OR (status = 'queued' AND id NOT IN (SELECT run_id FROM run_queue))"
+                "SELECT id FROM dag_runs WHERE (node IS NULL OR node = ?) AND (status = 'running'"
+                " OR (status = 'queued' AND id NOT IN (SELECT run_id FROM run_queue)))",
+                (self.node or "",),
             ).fetchall()
         return [r[0] for r in rows]
+
+    def _mine(self, node: str | None) -> bool:
+        return node is None or self.node is None or node == self.node
+
+    def expired_runs(self) -> list[dict[str, Any]]:
+        """Runs of other nodes whose lease ran out (on the database's clock): their node stopped
+        renewing — killed, cut off, frozen."""
+        with self.lock:
+            rows = self.db.execute(
+                f"SELECT id, dag, node FROM dag_runs WHERE status = 'running' AND node IS NOT NULL AND node <> ?"
+                f" AND lease_until IS NOT NULL AND lease_until < {self._now}",
+                (self.node or "",),
+            ).fetchall()
+        return [dict(r) for r in rows]
+
+    def take_over(self, run_id: str, reason: str, status: str = "failed") -> bool:
+        """End a run whose node lost its lease: recorded `status` with the reason, its running steps
+        aborted — once, whichever node gets there first (False for the others)."""
+        code = {"aborted": 3, "failed": 2}[status]
+        with self.transaction() as db:
+            cur = db.execute(
+                f"UPDATE dag_runs SET status = ?, status_code = ?, finished_at = {self._now}, error = ?, node = ?"
+                f" WHERE id = ? AND status = 'running' AND lease_until < {self._now}",
+                (status, code, reason, self.node, run_id),
+            )
+            if cur.rowcount != 1:
+                return False
+            db.execute(
+                f"UPDATE dag_step_results SET status = 'aborted', status_code = 3, finished_at = {self._now},"
+                " error = COALESCE(error, ?) WHERE run_id = ? AND status IN ('running', 'retrying')",
+                (reason, run_id),
+            )
+            return True
+
+    def request_stop(self, run_id: str) -> str | None:
+        """Ask the node running `run_id` to stop it (it looks at every heartbeat); that node's id,
+        or None when the run is not running."""
+        with self.transaction() as db:
+            row = db.execute("SELECT node FROM dag_runs WHERE id = ? AND status = 'running'", (run_id,)).fetchone()
+            if row is None:
+                return None
+            db.execute("UPDATE dag_runs SET stop_requested = 1 WHERE id = ?", (run_id,))
+            return str(row[0] or "")
+
+    def running_on_others(self, dag: str) -> bool:
+        with self.lock:
+            row = self.db.execute(
+                "SELECT 1 FROM dag_runs WHERE dag = ? AND status = 'running' AND node IS NOT NULL AND node <> ? LIMIT 1",
+                (dag, self.node or ""),
+            ).fetchone()
+        return row is not None
+
+    def has_queued(self) -> bool:
+        with self.lock:
+            return self.db.execute("SELECT 1 FROM run_queue LIMIT 1").fetchone() is not None
+
+    def stop_requests(self) -> list[str]:
+        """This node's running runs another node was asked to stop."""
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT id FROM dag_runs WHERE status = 'running' AND stop_requested = 1 AND node = ?", (self.node,)
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def requeue(self, run_id: str) -> str | None:
+        """Queue an ended run again, with its params, as `<id>_requeued` (on_restart: requeue)."""
+        doc = self.run_by_id(run_id)
+        if doc is None:
+            return None
+        params = doc["params"] if isinstance(doc["params"], dict) else {}
+        overrides = list(params.get("overrides") or [])
+        overrides += [f"{k}={v}" for k, v in (params.get("named") or {}).items()]
+        new_id = f"{run_id}_requeued"
+        self.enqueue(new_id, doc["dag"], doc["file"], overrides, "retry", None)
+        return new_id
+
+    def still_mine(self, run_id: str) -> bool:
+        """Whether this node still holds the run (another node may have taken it over after this
+        one's lease ran out: its late results are then not recorded)."""
+        with self.lock:
+            row = self.db.execute("SELECT node FROM dag_runs WHERE id = ?", (run_id,)).fetchone()
+        return row is None or self._mine(row["node"])
 
     def last_success_since(self, dag: str, since: float) -> bool:
         with self.lock:
@@ -850,6 +989,42 @@ class Store:
             ).fetchall()
         n = len(buckets)
         return [(r[0], [int(x) for x in r[1 : n + 1]], float(r[n + 1] or 0), int(r[n + 2])) for r in rows]
+
+    # ---- nodes: who runs what, and their leases ------------------------------------------------
+
+    def heartbeat(self, node: str, host: str, pid: int, labels: dict[str, str], capacity: int, started: float) -> None:
+        """This node is alive: its row, and the leases of the runs it runs, renewed on the
+        database's clock (nodes' clocks may disagree; the database's is the one they share)."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO nodes (id, host, pid, labels, capacity, started_at, heartbeat)"
+                f" VALUES (?, ?, ?, ?, ?, ?, {self._now}) ON CONFLICT (id) DO UPDATE SET host = excluded.host,"
+                " pid = excluded.pid, labels = excluded.labels, capacity = excluded.capacity,"
+                " started_at = excluded.started_at, heartbeat = excluded.heartbeat",
+                (node, host, pid, json.dumps(labels, sort_keys=True), capacity, started),
+            )
+            db.execute(
+                f"UPDATE dag_runs SET lease_until = {self._now} + {LEASE_SEC} WHERE node = ? AND status = 'running'",
+                (node,),
+            )
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """Every node that ever heartbeated, with the seconds since its last heartbeat (on the
+        database's clock) and the runs it holds."""
+        with self.lock:
+            rows = self.db.execute(
+                f"SELECT n.*, {self._now} - n.heartbeat AS age FROM nodes n ORDER BY n.id"
+            ).fetchall()
+            running = self.db.execute(
+                "SELECT id, dag, node, started_at, parent_run FROM dag_runs WHERE status = 'running' AND node IS NOT NULL"
+                " ORDER BY started_at"
+            ).fetchall()
+        out = []
+        for r in rows:
+            doc = dict(r) | {"labels": json.loads(r["labels"])}
+            doc["running"] = [dict(x) for x in running if x["node"] == r["id"]]
+            out.append(doc)
+        return out
 
     def close(self) -> None:
         self.db.close()

@@ -100,6 +100,8 @@ def test_every_served_operation_answers_as_dagu_documents_it(
 
     # reads: what exists, and what does not
     c.call("GET", "/api/v1/health", 200)
+    workers = wait_until(lambda: c.call("GET", "/api/v1/workers", 200)["workers"])  # after the first heartbeat
+    assert isinstance(workers, list) and workers[0]["healthStatus"] == "healthy"
     c.call("GET", "/api/v1/metrics", 200)
     c.call("GET", "/api/v1/dags", 200)
     c.call("GET", "/api/v1/dags?sort=bogus", 400)

@@ -174,7 +174,7 @@ def test_a_daemon_keeps_its_history_in_postgres(tmp_path: Path, pg: postgres.Ser
     try:
         status = json.loads(d.ctl("status", "hello", rid, "--json").stdout)
         assert status["steps"][0]["step"] == "greet" and status["status"] == "succeeded"
-        # a second dagd on the same database refuses to start (it would fire every schedule again)
+        # a second dagd with the same node id on the same database refuses to start
         other = tmp_path / "other"
         other.mkdir()
         second = subprocess.run(
@@ -190,7 +190,7 @@ def test_a_daemon_keeps_its_history_in_postgres(tmp_path: Path, pg: postgres.Ser
             text=True,
             timeout=60,
         )
-        assert second.returncode == 3 and "another dagd uses this store" in second.stderr, second.stderr
+        assert second.returncode == 3 and "another dagd runs as node" in second.stderr, second.stderr
         assert "Traceback" not in second.stderr
     finally:
         d.close()
