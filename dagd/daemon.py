@@ -8,6 +8,7 @@ exits 0.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
@@ -184,7 +185,28 @@ async def heartbeat(svc: Service, on_restart: str) -> None:
             await svc.maintain(on_restart)
         except (sqlite3.Error, ServiceError) as exc:  # (a full disk is already reported as degraded)
             log.warning("heartbeat: the store cannot be written: %s", exc)
-        await trio.sleep(HEARTBEAT_SEC)
+        with trio.move_on_after(HEARTBEAT_SEC):  # or at once when another node says so (NOTIFY)
+            await svc.poked.wait()
+        svc.poked = trio.Event()
+
+
+async def listen_store(svc: Service) -> None:
+    """PostgreSQL only: another node's NOTIFY (a run queued, a stop asked) wakes this node at once."""
+    import threading
+
+    if not svc.store.postgres:
+        return
+    token = trio.lowlevel.current_trio_token()
+    stop = threading.Event()
+
+    def wake() -> None:
+        with contextlib.suppress(trio.RunFinishedError):  # dagd is stopping
+            trio.from_thread.run_sync(svc.poke, trio_token=token)
+
+    try:
+        await trio.to_thread.run_sync(svc.store.listen, stop, wake, abandon_on_cancel=True)
+    finally:
+        stop.set()
 
 
 async def reaper() -> None:
@@ -356,6 +378,7 @@ async def main(opts: Options) -> None:
         nursery.start_soon(report_status, svc, notifier)
         nursery.start_soon(reaper)
         nursery.start_soon(heartbeat, svc, opts.on_restart)
+        nursery.start_soon(listen_store, svc)
         if http_fd is not None:
             await nursery.start(serve_http, svc, opts, http_fd, sessions)
         if notifier.watchdog_sec:

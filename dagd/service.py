@@ -93,6 +93,7 @@ class Service(Reads, Slots):
         self.nursery: trio.Nursery | None = None
         self.wakeup = trio.Event()  # poked when the queue or the catalog changes
         self.changed = trio.Event()  # poked when running or queued counts may have changed
+        self.poked = trio.Event()  # another node NOTIFYed: the heartbeat's work now, not at its time
         self.degraded: str | None = None  # why dagd cannot do all it should right now
         self.unrecorded: list[RunFinished] = []  # run ends the store could not take yet
         self.inline_dags: dict[str, Dag] = {}  # queued inline runs' DAGs, by spec file: parsed once
@@ -656,6 +657,8 @@ class Service(Reads, Slots):
                 continue
             if running.get(dag.name, 0) >= max(1, dag.max_active_runs):
                 continue
+            if not self._selects_me(dag):
+                continue  # for a node whose labels match its worker_selector
             if not await self._store_call(functools.partial(self.store.dequeue, item["run_id"], take=True)):
                 continue  # taken meanwhile: by another dagd node on the same store, or a dequeue
             running[dag.name] = running.get(dag.name, 0) + 1
@@ -714,11 +717,24 @@ class Service(Reads, Slots):
                     self.wakeup.set()
                 self.changed.set()
 
+    def poke(self) -> None:
+        """Another node queued a run or asked for a stop: look now."""
+        self.wakeup.set()
+        self.poked.set()
+
     def _end_local(self, rid: str) -> None:
         active = self.active.get(rid)
         if active is not None:
             active.run.abort()
             active.scope.cancel()
+
+    def _selects_me(self, dag: Dag) -> bool:
+        """A DAG's worker_selector (Dagu's key: labels a node must have) among the nodes of a
+        PostgreSQL store; on one machine (SQLite) it has no effect, as said at each run."""
+        selector = dag.extra.get("worker_selector")
+        if not self.store.postgres or not isinstance(selector, Mapping) or not selector:
+            return True
+        return all(self.node_labels.get(str(k)) == str(v) for k, v in selector.items())
 
     async def running_elsewhere(self, name: str) -> bool:
         """Whether another node of the store runs `name` now (overlap policies span nodes)."""

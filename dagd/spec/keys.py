@@ -401,7 +401,7 @@ _NO_EXECUTOR = "only steps of Dagu executors that dagd does not have use it; suc
 NO_EFFECT_ROOT: dict[str, str] = {
     "wait_mail": "runs never wait for an approval in dagd (approval: refuses the run), so there is no wait mail",
     "otel": "dagd exports no OpenTelemetry traces",
-    "worker_selector": "dagd runs every DAG on its own machine; there are no workers to select",
+    "worker_selector": "it places runs among dagd nodes sharing a PostgreSQL store; a dagd on its own (SQLite) runs every DAG itself",
     "tools": "dagd installs no tools (aqua packages): install them on the host",
     "registry_auths": _NO_EXECUTOR,
     "kubernetes": _NO_EXECUTOR,

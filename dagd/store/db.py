@@ -783,6 +783,8 @@ class Store:
                     schedule_time,
                 ),
             )
+            if self.postgres:  # idle nodes wake at once (delivered when this commits)
+                db.execute("NOTIFY dagd_wake")
             db.execute(
                 "INSERT INTO run_queue (run_id, dag, file, params, trigger, schedule_time, queued_at, env)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE SET dag = excluded.dag,"
@@ -923,7 +925,26 @@ class Store:
             if row is None:
                 return None
             db.execute("UPDATE dag_runs SET stop_requested = 1 WHERE id = ?", (run_id,))
+            if self.postgres:
+                db.execute("NOTIFY dagd_wake")
             return str(row[0] or "")
+
+    def listen(self, stop: threading.Event, wake: Callable[[], None]) -> None:
+        """PostgreSQL: call `wake` whenever another node queues a run or asks for a stop (LISTEN
+        dagd_wake, on a connection of its own), until `stop` is set. Blocking: a worker thread's
+        work. A lost connection is opened again; meanwhile the heartbeat's polling covers it."""
+        import psycopg
+
+        while not stop.is_set():
+            try:
+                with psycopg.connect(self.path, autocommit=True, connect_timeout=10) as conn:
+                    conn.execute("LISTEN dagd_wake")
+                    while not stop.is_set():
+                        for _ in conn.notifies(timeout=1.0, stop_after=1):
+                            wake()
+            except psycopg.Error as exc:
+                log.warning("the store's notifications are lost for now (%s); polling meanwhile", str(exc).strip())
+                stop.wait(2.0)
 
     def running_on_others(self, dag: str) -> bool:
         with self.lock:

@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import signal
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from tests.integration.test_daemon import Daemon, start_daemon, wait_until
 DAGS = {
     "mark.yaml": 'steps:\n  - id: mark\n    run: echo "$DAG_RUN_ID" >> {shared}/marks.txt\n',
     "long.yaml": "steps:\n  - id: wait\n    run: sh -c 'sleep 300' {marker}\n",
+    "placed.yaml": "worker_selector: {{zone: node-c}}\nsteps:\n  - id: where\n    run: echo placed\n",
 }
 
 
@@ -101,6 +103,18 @@ def test_each_queued_run_starts_on_exactly_one_node_and_every_node_is_listed(
         assert listed[1]["labels"] == {"zone": "node-b"}
         ran = pg.psql("SELECT DISTINCT node FROM dag_runs", database=_db(dsn)).split()
         assert set(ran) <= {"node-a", "node-b", "node-c"} and ran
+        # worker_selector: queued through node-a, run by the node whose labels match — woken by
+        # the store's NOTIFY, not its next poll
+        started = time.monotonic()
+        placed = a.ctl("enqueue", "placed").stdout.strip()
+        where = wait_until(
+            lambda: pg.psql(
+                f"SELECT node FROM dag_runs WHERE id = '{placed}' AND status = 'succeeded'", database=_db(dsn)
+            ).strip(),
+            timeout=30,
+        )
+        assert where == "node-c"
+        assert time.monotonic() - started < 4.5, time.monotonic() - started  # (polling alone: up to 5 s)
     finally:
         for d in nodes:
             d.close()
