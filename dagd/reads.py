@@ -3,6 +3,8 @@ each a typed method (transports never reach the store themselves), blocking work
 
 from __future__ import annotations
 
+import os
+import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -35,9 +37,19 @@ class Reads:
         active = self.active.get(run_id)
         return list(active.run.secret_values) if active is not None else []
 
+    async def _stored(self, run_id: str, path: str | None) -> bytes | None:
+        """A log this node does not have — its run ran on another node of the store — as that
+        node stored it when the run ended (PostgreSQL); None when there is none."""
+        if not path or not self.store.postgres or await trio.to_thread.run_sync(os.path.exists, path):
+            return None
+        stored = await self._store_call(self.store.stored_log, run_id, path)
+        return None if stored is None else zlib.decompress(stored[0])
+
     async def log_text(self, run_id: str, path: str | None, limit: int = logfiles.TAIL) -> str:
         """A step log's last `limit` bytes, secrets masked."""
         raw = await trio.to_thread.run_sync(logfiles.read_tail, path, limit)
+        if not raw:
+            raw = (await self._stored(run_id, path) or b"")[-limit:]
         secrets = self.secrets(run_id)
         masked, _ = masked_slice(raw, secrets, final=not secrets)
         return masked.decode("utf-8", errors="replace")
@@ -45,6 +57,8 @@ class Reads:
     async def log_chunk(self, run_id: str, path: str | None, pos: int) -> tuple[str, int]:
         """What a growing step log gained since byte `pos`, secrets masked; (text, next pos)."""
         raw = await trio.to_thread.run_sync(logfiles.read_from, path, pos)
+        if not raw:
+            raw = (await self._stored(run_id, path) or b"")[pos : pos + logfiles.CHUNK]
         secrets = self.secrets(run_id)
         masked, used = masked_slice(raw, secrets, final=not secrets)
         return masked.decode("utf-8", errors="replace"), pos + used

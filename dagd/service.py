@@ -16,6 +16,7 @@ import shutil
 import socket
 import sqlite3
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -33,9 +34,11 @@ from dagd.engine.process import end_run_group
 from dagd.engine.run import Run
 from dagd.engine.status import RunStatus
 from dagd.errors import CONFLICT, FORBIDDEN, INVALID, NOT_FOUND, STORAGE_FULL, UNAUTHORIZED, ServiceError, checked
+from dagd.masking import masked_slice
 from dagd.reads import PARSING, Reads
 from dagd.slots import Slots
 from dagd.spec import Dag, SpecError, load_file
+from dagd.store import logfiles
 from dagd.store.db import Store
 
 log = logging.getLogger("dagd.service")
@@ -400,6 +403,8 @@ class Service(Reads, Slots):
                 with trio.CancelScope(shield=True):
                     if run.cgroup is not None:  # however the run ended, nothing it started stays
                         await end_run_group(run.cgroup, 5.0)
+                    if self.store.postgres:
+                        await self._share_logs(opts.run_id, list(run.secret_values))
                     try:
                         await self._prune(dag)
                     except Exception as exc:  # retention can wait for the next run; the run is recorded
@@ -408,6 +413,33 @@ class Service(Reads, Slots):
                 self.changed.set()
 
         self.nursery.start_soon(go)
+
+    async def _share_logs(self, run_id: str, secrets: list[str]) -> None:
+        """A finished run's step logs into the store (their last 4 MiB each, secrets masked,
+        compressed), so every node of a PostgreSQL store can show them. Best effort: a run is
+        never failed for it."""
+        try:
+            doc = await self._store_call(self.store.run_by_id, run_id)
+            steps = await self._store_call(self.store.run, doc["dag"], run_id) if doc else None
+            paths = [p for s in (steps or {}).get("steps", []) for p in (s["stdout_path"], s["stderr_path"]) if p]
+
+            def read() -> list[tuple[str, bytes, int]]:
+                out = []
+                for path in dict.fromkeys(paths):
+                    try:
+                        size = os.path.getsize(path)
+                    except OSError:
+                        continue
+                    raw = logfiles.read_tail(path, logfiles.TAIL)
+                    masked, _ = masked_slice(raw, secrets, final=True)
+                    out.append((path, zlib.compress(masked, 6), size))
+                return out
+
+            logs = await trio.to_thread.run_sync(read)
+            if logs:
+                await self._store_call(self.store.put_logs, run_id, logs)
+        except Exception as exc:
+            log.warning("run %s: its logs are not shared with the other nodes: %s", run_id, _first_cause(exc))
 
     async def _prune(self, dag: Dag) -> None:
         dirs = await self._store_call(self.store.prune, dag.name, dag.hist_retention_days, dag.hist_retention_runs)

@@ -139,6 +139,15 @@ MIGRATIONS = [
     ALTER TABLE dag_runs ADD COLUMN lease_until REAL;
     ALTER TABLE dag_runs ADD COLUMN stop_requested INTEGER;
     """,
+    """
+    CREATE TABLE run_logs (
+        run_id TEXT NOT NULL REFERENCES dag_runs (id) ON DELETE CASCADE,
+        path TEXT NOT NULL,
+        data BLOB NOT NULL,
+        size INTEGER NOT NULL,
+        PRIMARY KEY (run_id, path)
+    );
+    """,
 ]
 # PostgreSQL: the schema as it stands after MIGRATIONS, as one first version (timestamps are
 # DOUBLE PRECISION: PostgreSQL's REAL has 24 bits); later versions are appended to both lists.
@@ -238,6 +247,15 @@ PG_MIGRATIONS = [
     ALTER TABLE dag_runs ADD COLUMN lease_until DOUBLE PRECISION;
     ALTER TABLE dag_runs ADD COLUMN stop_requested INTEGER;
     CREATE INDEX dag_runs_running ON dag_runs (node) WHERE status = 'running';
+    """,
+    """
+    CREATE TABLE run_logs (
+        run_id TEXT NOT NULL REFERENCES dag_runs (id) ON DELETE CASCADE,
+        path TEXT NOT NULL,
+        data BYTEA NOT NULL,
+        size BIGINT NOT NULL,
+        PRIMARY KEY (run_id, path)
+    );
     """,
 ]
 LEASE_SEC = 20.0  # a running run's lease: renewed every HEARTBEAT_SEC by its node (dagd.daemon)
@@ -953,6 +971,25 @@ class Store:
                 (dag, self.node or ""),
             ).fetchone()
         return row is not None
+
+    def put_logs(self, run_id: str, logs: list[tuple[str, bytes, int]]) -> None:
+        """A finished run's step logs (path, zlib-compressed tail, full size), for the other nodes
+        of the store to read (PostgreSQL; on SQLite the files are the only copy)."""
+        with self.transaction() as db:
+            for path, data, size in logs:
+                db.execute(
+                    "INSERT INTO run_logs (run_id, path, data, size) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (run_id, path) DO UPDATE SET data = excluded.data, size = excluded.size",
+                    (run_id, path, data, size),
+                )
+
+    def stored_log(self, run_id: str, path: str) -> tuple[bytes, int] | None:
+        """A log another node stored: (compressed tail, full size), or None."""
+        with self.lock:
+            row = self.db.execute(
+                "SELECT data, size FROM run_logs WHERE run_id = ? AND path = ?", (run_id, path)
+            ).fetchone()
+        return None if row is None else (bytes(row[0]), int(row[1]))
 
     def has_queued(self) -> bool:
         with self.lock:

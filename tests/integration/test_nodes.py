@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import time
 import uuid
@@ -115,6 +116,10 @@ def test_each_queued_run_starts_on_exactly_one_node_and_every_node_is_listed(
         )
         assert where == "node-c"
         assert time.monotonic() - started < 4.5, time.monotonic() - started  # (polling alone: up to 5 s)
+        # its logs from another node: as node-c stored them (its own files gone, as on another machine)
+        shutil.rmtree(tmp_path / "node-c" / "state" / "logs" / "placed")
+        shown = a.ctl("logs", "placed", placed)
+        assert shown.code == 0 and "placed" in shown.stdout, (shown.stdout, shown.stderr)
     finally:
         for d in nodes:
             d.close()
