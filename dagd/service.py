@@ -691,8 +691,9 @@ class Service(Reads, Slots):
                 continue
             if not self._selects_me(dag):
                 continue  # for a node whose labels match its worker_selector
-            if not await self._store_call(functools.partial(self.store.dequeue, item["run_id"], take=True)):
-                continue  # taken meanwhile: by another dagd node on the same store, or a dequeue
+            taken = functools.partial(self.store.take, item["run_id"], dag.name, max(1, dag.max_active_runs))
+            if not await self._store_call(taken):
+                continue  # taken meanwhile (another node, a dequeue), or the DAG's runs are going elsewhere
             running[dag.name] = running.get(dag.name, 0) + 1
             self.inline_dags.pop(item["file"], None)
             params = item["params"]

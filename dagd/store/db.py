@@ -877,19 +877,36 @@ class Store:
         with self.transaction() as db:
             return bool(db.execute("DELETE FROM webhooks WHERE dag = ?", (dag,)).rowcount == 1)
 
-    def dequeue(self, run_id: str, *, cancelled: bool = False, take: bool = False) -> bool:
-        """Take a run out of the queue; False when it is not there (another node took it first).
-        `take`: this node is going to run it (its node from now on)."""
+    def dequeue(self, run_id: str, *, cancelled: bool = False) -> bool:
+        """Take a run out of the queue without running it; False when it is not there."""
         with self.transaction() as db:
             cur = db.execute("DELETE FROM run_queue WHERE run_id = ?", (run_id,))
-            if take and cur.rowcount:
-                db.execute("UPDATE dag_runs SET node = ? WHERE id = ?", (self.node, run_id))
             if cancelled and cur.rowcount:
                 db.execute(
                     "UPDATE dag_runs SET status = 'aborted', status_code = 3, finished_at = ?, error = 'dequeued' WHERE id = ?",
                     (time.time(), run_id),
                 )
             return bool(cur.rowcount == 1)
+
+    def take(self, run_id: str, dag: str, limit: int) -> bool:
+        """This node takes a queued run to start it: False when another node took it first, or
+        when the DAG already has `limit` runs going on any node (its max_active_runs). Claims of
+        one DAG are serialised across nodes (PostgreSQL: an advisory transaction lock per DAG)."""
+        with self.transaction() as db:
+            if self.postgres:
+                db.execute("SELECT pg_advisory_xact_lock(72579, hashtext(?))", (dag,))
+            going = db.execute(
+                "SELECT count(*) FROM dag_runs WHERE dag = ? AND (status = 'running' OR (status = 'queued'"
+                " AND node IS NOT NULL AND id NOT IN (SELECT run_id FROM run_queue)))",
+                (dag,),
+            ).fetchone()[0]
+            if going >= limit:
+                return False
+            cur = db.execute("DELETE FROM run_queue WHERE run_id = ?", (run_id,))
+            if cur.rowcount != 1:
+                return False
+            db.execute("UPDATE dag_runs SET node = ? WHERE id = ?", (self.node, run_id))
+            return True
 
     def stale_runs(self) -> list[str]:
         """Runs a previous process of this node left running, or queued-but-not-in-the-queue

@@ -24,6 +24,7 @@ DAGS = {
     "mark.yaml": 'steps:\n  - id: mark\n    run: echo "$DAG_RUN_ID" >> {shared}/marks.txt\n',
     "long.yaml": "steps:\n  - id: wait\n    run: sh -c 'sleep 300' {marker}\n",
     "placed.yaml": "worker_selector: {{zone: node-c}}\nsteps:\n  - id: where\n    run: echo placed\n",
+    "single.yaml": "max_active_runs: 1\nsteps:\n  - id: alone\n    run: mkdir {shared}/alone || exit 9; sleep 0.3; rmdir {shared}/alone\n",
 }
 
 
@@ -116,6 +117,24 @@ def test_each_queued_run_starts_on_exactly_one_node_and_every_node_is_listed(
         )
         assert where == "node-c"
         assert time.monotonic() - started < 4.5, time.monotonic() - started  # (polling alone: up to 5 s)
+        # max_active_runs: 1 holds across nodes: six runs queued through all three, one at a time
+        singles = [nodes[i % 3].ctl("enqueue", "single").stdout.strip() for i in range(6)]
+        done = wait_until(
+            lambda: (
+                pg.psql(
+                    "SELECT string_agg(status, ',') FROM dag_runs WHERE dag = 'single' AND status NOT IN ('queued', 'running')",
+                    database=_db(dsn),
+                )
+                .strip()
+                .count(",")
+                == 5
+                and "x"
+            ),
+            timeout=90,
+        )
+        assert done
+        statuses = pg.psql("SELECT status FROM dag_runs WHERE dag = 'single'", database=_db(dsn)).split()
+        assert statuses == ["succeeded"] * 6, (statuses, singles)  # an overlap would have exited 9
         # its logs from another node: as node-c stored them (its own files gone, as on another machine)
         shutil.rmtree(tmp_path / "node-c" / "state" / "logs" / "placed")
         shown = a.ctl("logs", "placed", placed)
