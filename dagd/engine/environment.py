@@ -168,6 +168,9 @@ class RunEnvironment:
             "DAG_RUN_ID": self.opts.run_id,
             "DAG_RUN_LOG_FILE": os.path.join(self.log_dir, "run.log"),
             "DAG_RUN_WORK_DIR": self.work_dir,
+            # 1, then 2, 3 … each time the work runs again after its node was lost (on_restart:
+            # requeue queues it as <id>_requeued): a step can tell a first run from a re-run
+            "DAG_RUN_ATTEMPT": str(1 + self.opts.run_id.count("_requeued")),
         }
         if self.artifacts_dir:
             self.managed["DAG_RUN_ARTIFACTS_DIR"] = self.artifacts_dir

@@ -490,3 +490,11 @@ def test_peak_rss_is_the_steps_own(tmp_path: Path, cgroups: str) -> None:
     else:
         assert steps["small"]["memory_source"] is None and steps["small"]["max_rss_kb"] == 0
         assert steps["big"]["memory_source"] == "rusage"
+
+
+def test_steps_see_which_attempt_of_the_work_they_are(tmp_path: Path) -> None:
+    """DAG_RUN_ATTEMPT: 1, then 2 for the run a lost node's run was re-queued as (<id>_requeued)."""
+    write(tmp_path, "a.yaml", 'working_dir: .\nsteps:\n  - run: echo "attempt $DAG_RUN_ATTEMPT" >> attempts.txt\n')
+    assert run_dagctl(["run", "a.yaml"], tmp_path).code == 0
+    assert run_dagctl(["run", "--run-id", "nightly_requeued", "a.yaml"], tmp_path).code == 0
+    assert (tmp_path / "attempts.txt").read_text() == "attempt 1\nattempt 2\n"

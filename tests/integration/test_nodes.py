@@ -194,3 +194,38 @@ def test_a_run_stopped_from_another_node_and_a_killed_nodes_run_taken_over(tmp_p
         for pid in _alive(marker):  # what the killed node's run left on this host
             with contextlib.suppress(OSError):
                 os.kill(int(pid), signal.SIGKILL)
+
+
+def test_a_frozen_node_loses_its_run_and_its_late_result_is_not_recorded(tmp_path: Path, pg: postgres.Server) -> None:
+    dsn = pg.fresh(f"t_{uuid.uuid4().hex[:10]}")
+    marker = f"dagd-frozen-{uuid.uuid4().hex[:8]}"
+    nodes = _nodes(tmp_path, dsn, ["node-a", "node-b"], marker)
+    frozen: Daemon | None = None
+    try:
+        a, b = nodes
+        db = _db(dsn)
+        rid = a.ctl("enqueue", "long").stdout.strip()
+        owner = _running_on(pg, db, rid)
+        frozen = a if owner == "node-a" else b
+        frozen.proc.send_signal(signal.SIGSTOP)  # a frozen machine: it stops renewing its lease
+        row = wait_until(
+            lambda: pg.psql(
+                f"SELECT status, node FROM dag_runs WHERE id = '{rid}' AND status <> 'running'", database=db
+            ).strip(),
+            timeout=45,
+        )
+        assert str(row).split("|")[0] == "failed" and str(row).split("|")[1] != owner, row
+        frozen.proc.send_signal(signal.SIGCONT)  # it wakes: finds the run taken over, ends it
+        wait_until(lambda: not _alive(marker), timeout=30)
+        after = pg.psql(f"SELECT status, error FROM dag_runs WHERE id = '{rid}'", database=db).strip()
+        assert after.startswith("failed|") and "stopped renewing its lease" in after, after  # not its late 'aborted'
+        log = (tmp_path / owner / "dagd.log").read_text()
+        assert "this node lost its lease" in log and "a late result of this node is not recorded" in log
+    finally:
+        if frozen is not None:
+            frozen.proc.send_signal(signal.SIGCONT)
+        for d in nodes:
+            d.close()
+        for pid in _alive(marker):
+            with contextlib.suppress(OSError):
+                os.kill(int(pid), signal.SIGKILL)
