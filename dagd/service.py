@@ -736,11 +736,11 @@ class Service(Reads, Slots):
             if rid in self.active:
                 log.info("run %s: stopped (asked through the store by another node)", rid)
                 self._end_local(rid)
-        for rid in list(self.active):
+        for rid in list(self.active) if self.store.postgres else ():  # (only nodes of a shared store lose runs)
             if not await self._store_call(self.store.still_mine, rid):
                 log.error("run %s: this node lost its lease (another node took the run over): ending it", rid)
                 self._end_local(rid)
-        for run in await self._store_call(self.store.expired_runs):
+        for run in await self._store_call(self.store.expired_runs) if self.store.postgres else ():
             why = f"its node {run['node']} stopped renewing its lease (killed, cut off or frozen)"
             if await self._store_call(self.store.take_over, run["id"], why):
                 log.warning("run %s of %s: recorded failed: %s", run["id"], run["dag"], why)

@@ -449,7 +449,7 @@ class Store:
         from dagd.engine.events import RunFinished, RunStarted, StepChanged
 
         faults.hit("database_write", getattr(event, "dag", None), getattr(event, "step", None))
-        if self.node is not None and not isinstance(event, RunStarted):
+        if self.postgres and self.node is not None and not isinstance(event, RunStarted):  # (shared stores only)
             owner = db.execute("SELECT node FROM dag_runs WHERE id = ?", (event.run_id,)).fetchone()
             if owner is not None and not self._mine(owner[0]):
                 log.warning(
