@@ -39,7 +39,7 @@ from dagd.reads import PARSING, Reads
 from dagd.slots import Slots
 from dagd.spec import Dag, SpecError, load_file
 from dagd.store import logfiles
-from dagd.store.db import Store
+from dagd.store.db import LEASE_SEC, Store, StoreUnreachable
 
 log = logging.getLogger("dagd.service")
 
@@ -97,6 +97,7 @@ class Service(Reads, Slots):
         self.wakeup = trio.Event()  # poked when the queue or the catalog changes
         self.changed = trio.Event()  # poked when running or queued counts may have changed
         self.poked = trio.Event()  # another node NOTIFYed: the heartbeat's work now, not at its time
+        self.reached_since: float | None = None  # since when every heartbeat reached the store
         self.degraded: str | None = None  # why dagd cannot do all it should right now
         self.unrecorded: list[RunFinished] = []  # run ends the store could not take yet
         self.inline_dags: dict[str, Dag] = {}  # queued inline runs' DAGs, by spec file: parsed once
@@ -119,6 +120,16 @@ class Service(Reads, Slots):
             try:
                 async with self.lock:
                     result = await trio.to_thread.run_sync(fn, *args)
+            except StoreUnreachable as exc:
+                if self.degraded is None or not self.degraded.startswith("the store cannot be reached"):
+                    log.warning("the store cannot be reached: waiting for it (%s)", exc)
+                self.degraded = f"the store cannot be reached ({exc})"
+                self.reached_since = None  # no take-over of other nodes' runs right after an outage
+                self.changed.set()
+                waited = True
+                await trio.sleep(pause)
+                pause = min(pause * 2, 2.0)
+                continue
             except sqlite3.OperationalError as exc:
                 if _disk_full(exc):
                     self.degraded = "the history cannot be written: the disk is full"
@@ -139,6 +150,10 @@ class Service(Reads, Slots):
                 self.changed.set()
             if waited and self.degraded is not None and self.degraded.startswith("the history database is locked"):
                 log.warning("the history database is writable again")  # (reads go on while it is locked)
+                self.degraded = None
+                self.changed.set()
+            if waited and self.degraded is not None and self.degraded.startswith("the store cannot be reached"):
+                log.warning("the store is reachable again")
                 self.degraded = None
                 self.changed.set()
             return result
@@ -728,8 +743,16 @@ class Service(Reads, Slots):
         """One heartbeat's work between nodes: this node's heartbeat and leases; its runs another
         node asked to stop (stopped); its runs it no longer holds — its lease ran out and another
         node took the run over — ended at once, their late results not recorded; and the runs of
-        nodes whose lease ran out: recorded failed (and queued again with on_restart: requeue)."""
-        await self.beat()
+        nodes whose lease ran out: recorded failed (and queued again with on_restart: requeue) —
+        only once this node has itself reached the store for a whole lease: after an outage of
+        the database every node renews before any takes another's runs over."""
+        try:
+            await self.beat()
+        except BaseException:
+            self.reached_since = None
+            raise
+        if self.reached_since is None:
+            self.reached_since = time.monotonic()
         if self.store.node is not None and await self._store_call(self.store.has_queued):
             self.wakeup.set()  # runs other nodes queued: this one may take some (a poll each beat)
         for rid in await self._store_call(self.store.stop_requests):
@@ -740,7 +763,8 @@ class Service(Reads, Slots):
             if not await self._store_call(self.store.still_mine, rid):
                 log.error("run %s: this node lost its lease (another node took the run over): ending it", rid)
                 self._end_local(rid)
-        for run in await self._store_call(self.store.expired_runs) if self.store.postgres else ():
+        settled = self.reached_since is not None and time.monotonic() - self.reached_since >= LEASE_SEC
+        for run in await self._store_call(self.store.expired_runs) if self.store.postgres and settled else ():
             why = f"its node {run['node']} stopped renewing its lease (killed, cut off or frozen)"
             if await self._store_call(self.store.take_over, run["id"], why):
                 log.warning("run %s of %s: recorded failed: %s", run["id"], run["dag"], why)

@@ -16,6 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+def _as(pw: pwd.struct_passwd) -> list[str]:
+    return ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups", "--"]
+
+
 def bindir() -> str | None:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
     return os.path.dirname(found[-1]) if found else None
@@ -30,6 +34,30 @@ class Server:
     @property
     def dsn(self) -> str:
         return f"postgresql:///{self.database}?host={self.socket_dir}&user={self.user}"
+
+    def restart(self) -> None:
+        """pg_ctl restart (fast): every client connection is cut; the server is back when it returns."""
+        bin_dir = bindir()
+        pw = pwd.getpwnam("postgres")
+        subprocess.run(
+            [
+                *_as(pw),
+                f"{bin_dir}/pg_ctl",
+                "-D",
+                os.path.join(self.socket_dir, "data"),
+                "-m",
+                "fast",
+                "-w",
+                "restart",
+                "-l",
+                os.path.join(self.socket_dir, "log"),
+            ],  # (the server's output there, not in our pipes)
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=self.socket_dir,
+            timeout=120,
+        )
 
     def fresh(self, name: str) -> str:
         """A new, empty database on this server; its DSN."""
@@ -73,7 +101,7 @@ def serve() -> Iterator[Server]:
     pw = pwd.getpwnam("postgres")
     root = tempfile.mkdtemp(prefix="dagd-pg-")
     os.chown(root, pw.pw_uid, pw.pw_gid)
-    as_postgres = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups", "--"]
+    as_postgres = _as(pw)
     data = os.path.join(root, "data")
     try:
         subprocess.run(

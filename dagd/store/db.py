@@ -266,6 +266,11 @@ def is_postgres(location: str) -> bool:
     return location.startswith(PG_SCHEMES)
 
 
+class StoreUnreachable(sqlite3.OperationalError):
+    """The PostgreSQL server cannot be reached (down, restarting, a cut network): a wait, not a
+    failure — callers retry (dagd.service._store_call) and report dagd degraded meanwhile."""
+
+
 class _Row(tuple):  # type: ignore[type-arg]
     """A PostgreSQL row as sqlite3.Row reads: by position or by column name, and dict(row)."""
 
@@ -288,10 +293,21 @@ class _Postgres:
         import psycopg
 
         self.psycopg = psycopg
+        self.url = url
+        self.conn = self._connect()
+
+    def _connect(self) -> Any:
         try:
-            self.conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
-        except psycopg.Error as exc:
-            raise sqlite3.OperationalError(f"cannot connect to PostgreSQL: {str(exc).strip()}") from None
+            return self.psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+        except self.psycopg.Error as exc:
+            raise StoreUnreachable(f"cannot connect to PostgreSQL: {str(exc).strip()}") from None
+
+    def _usable(self) -> Any:
+        """The connection, opened again when the server closed it (a restart, a network cut): the
+        statement that found it broken failed; the ones after it run on a new connection."""
+        if self.conn.closed or self.conn.broken:
+            self.conn = self._connect()
+        return self.conn
 
     @staticmethod
     def _rows(cursor: Any) -> Callable[[Sequence[Any]], _Row]:
@@ -311,17 +327,19 @@ class _Postgres:
         except errors.IntegrityError as exc:
             raise sqlite3.IntegrityError(str(exc).strip()) from None
         except self.psycopg.OperationalError as exc:
+            if self.conn.closed or self.conn.broken:  # the connection went: the next call reconnects
+                raise StoreUnreachable(str(exc).strip()) from None
             raise sqlite3.OperationalError(str(exc).strip()) from None
         except self.psycopg.Error as exc:
             raise sqlite3.DatabaseError(str(exc).strip()) from None
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        cur = self.conn.cursor(row_factory=self._rows)
+        cur = self._usable().cursor(row_factory=self._rows)
         self._run(lambda: cur.execute(sql.replace("?", "%s").encode(), params or None))
         return cur
 
     def executemany(self, sql: str, seq: Sequence[Sequence[Any]]) -> Any:
-        cur = self.conn.cursor(row_factory=self._rows)
+        cur = self._usable().cursor(row_factory=self._rows)
         self._run(lambda: cur.executemany(sql.replace("?", "%s").encode(), seq))
         return cur
 

@@ -196,3 +196,24 @@ def test_a_daemon_keeps_its_history_in_postgres(tmp_path: Path, pg: postgres.Ser
         d.close()
     r = run_dagctl(["history", "hello", "--json"], tmp_path, {**d.env, "DAGD_STORE": dsn})  # no daemon: DAGD_STORE
     assert r.code == 0 and json.loads(r.stdout)[0]["id"] == rid, r.stderr
+
+
+def test_a_daemon_outlives_a_restart_of_its_postgres(tmp_path: Path, pg: postgres.Server) -> None:
+    dsn = pg.fresh(f"t_{uuid.uuid4().hex[:10]}")
+    (tmp_path / "dags").mkdir()
+    (tmp_path / "dags" / "hello.yaml").write_text("steps:\n  - id: greet\n    run: echo hello\n")
+    d = start_daemon(tmp_path, {"DAGD_STORE": dsn})
+    try:
+        pg.restart()  # every connection of dagd is cut
+
+        # the first use of the cut connection may fail; dagd opens a new one and goes on
+        def started() -> str | None:
+            r = d.ctl("enqueue", "hello")
+            return r.stdout.strip() if r.code == 0 else None
+
+        rid = str(wait_until(started, timeout=30))
+        doc = wait_until(lambda: run_ended(d, "hello", rid))
+        assert isinstance(doc, dict) and doc["status"] == "succeeded", doc
+        assert d.proc.poll() is None  # dagd never went down
+    finally:
+        d.close()
