@@ -923,7 +923,10 @@ class Store:
             cur = db.execute("DELETE FROM run_queue WHERE run_id = ?", (run_id,))
             if cur.rowcount != 1:
                 return False
-            db.execute("UPDATE dag_runs SET node = ? WHERE id = ?", (self.node, run_id))
+            db.execute(  # leased from now: a node lost before the run starts loses it too
+                f"UPDATE dag_runs SET node = ?, lease_until = {self._now} + {LEASE_SEC} WHERE id = ?",
+                (self.node, run_id),
+            )
             return True
 
     def stale_runs(self) -> list[str]:
@@ -945,8 +948,9 @@ class Store:
         renewing — killed, cut off, frozen."""
         with self.lock:
             rows = self.db.execute(
-                f"SELECT id, dag, node FROM dag_runs WHERE status = 'running' AND node IS NOT NULL AND node <> ?"
-                f" AND lease_until IS NOT NULL AND lease_until < {self._now}",
+                f"SELECT id, dag, node FROM dag_runs WHERE status IN ('running', 'queued') AND node IS NOT NULL"
+                f" AND node <> ? AND lease_until IS NOT NULL AND lease_until < {self._now}"
+                " AND id NOT IN (SELECT run_id FROM run_queue)",
                 (self.node or "",),
             ).fetchall()
         return [dict(r) for r in rows]
@@ -958,7 +962,7 @@ class Store:
         with self.transaction() as db:
             cur = db.execute(
                 f"UPDATE dag_runs SET status = ?, status_code = ?, finished_at = {self._now}, error = ?, node = ?"
-                f" WHERE id = ? AND status = 'running' AND lease_until < {self._now}",
+                f" WHERE id = ? AND status IN ('running', 'queued') AND lease_until < {self._now}",
                 (status, code, reason, self.node, run_id),
             )
             if cur.rowcount != 1:
@@ -1097,7 +1101,8 @@ class Store:
                 (node, host, pid, json.dumps(labels, sort_keys=True), capacity, started),
             )
             db.execute(
-                f"UPDATE dag_runs SET lease_until = {self._now} + {LEASE_SEC} WHERE node = ? AND status = 'running'",
+                f"UPDATE dag_runs SET lease_until = {self._now} + {LEASE_SEC} WHERE node = ?"
+                " AND (status = 'running' OR (status = 'queued' AND lease_until IS NOT NULL))",
                 (node,),
             )
 
