@@ -751,7 +751,9 @@ class Store:
 
     def claim_slot(self, dag: str, run_id: str, file: str, fire_at: float, trigger: str) -> bool:
         """Record a scheduled fire once: the run row (id derived from the slot) and the watermark
-        in one transaction. False when that slot was already claimed (a replay)."""
+        in one transaction. False when that slot was already claimed (a replay, or another node).
+        True again for this node's own claim that never reached the queue — its commit went
+        through but the answer was lost with the connection (_store_call then runs it again)."""
         with self.transaction() as db:
             cur = db.execute(  # the claiming node's until it is queued (never another node's stale run)
                 "INSERT INTO dag_runs (id, dag, file, status, status_code, trigger, params, started_at, node)"
@@ -763,7 +765,16 @@ class Store:
                 f" ON CONFLICT (dag) DO UPDATE SET watermark = {self._greatest}(COALESCE(dag_state.watermark, 0), excluded.watermark)",
                 (dag, fire_at),
             )
-            return bool(cur.rowcount == 1)
+            if cur.rowcount == 1:
+                return True
+            if self.node is None:
+                return False
+            own = db.execute(
+                "SELECT 1 FROM dag_runs WHERE id = ? AND status = 'queued' AND node = ? AND started_at IS NULL"
+                " AND queued_at IS NULL AND id NOT IN (SELECT run_id FROM run_queue)",
+                (run_id, self.node),
+            ).fetchone()
+            return own is not None
 
     def set_watermark(self, dag: str, at: float) -> None:
         with self.transaction() as db:

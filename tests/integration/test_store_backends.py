@@ -103,7 +103,18 @@ def test_slots_queue_state_and_webhooks(store: Store) -> None:
     assert store.claim_slot("nightly", "nightly-s1", "/n.yaml", 100.0, "schedule") is True
     assert store.claim_slot("nightly", "nightly-s1", "/n.yaml", 100.0, "schedule") is False  # a replay
     assert store.claim_slot("nightly", "nightly-s0", "/n.yaml", 50.0, "schedule") is True
-    assert store.watermarks() == {"nightly": 100.0}  # never moves back
+    # a node's own claim whose answer was lost (claimed, never queued) is its own again; another's is not
+    store.node = "node-a"
+    assert store.claim_slot("nightly", "nightly-s2", "/n.yaml", 150.0, "schedule") is True
+    assert store.claim_slot("nightly", "nightly-s2", "/n.yaml", 150.0, "schedule") is True
+    store.enqueue("nightly-s2", "nightly", "/n.yaml", [], "scheduler", None)
+    assert store.claim_slot("nightly", "nightly-s2", "/n.yaml", 150.0, "schedule") is False  # queued: a replay
+    store.node = "node-b"
+    assert store.claim_slot("nightly", "nightly-s3", "/n.yaml", 160.0, "schedule") is True
+    store.node = "node-a"
+    assert store.claim_slot("nightly", "nightly-s3", "/n.yaml", 160.0, "schedule") is False  # node-b's
+    store.node = None
+    assert store.watermarks() == {"nightly": 160.0}  # never moves back
     store.set_suspended("nightly", True)
     assert store.suspended() == {"nightly"}
     for rid in ("q1", "q2", "q3"):
