@@ -7,6 +7,7 @@ restart; admission honours each DAG's max_active_runs and a global limit.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import errno
 import functools
@@ -378,6 +379,8 @@ class Service(Reads, Slots):
 
     def _spawn(self, dag: Dag, opts: RunOptions, resume: Any = None) -> None:
         assert self.nursery is not None
+        if self.store.postgres:  # step state (state.*) is the store's, shared by every node
+            opts = dataclasses.replace(opts, shared_store=self.store.path)
         run = Run(dag, opts, self.emit, resume=resume)
         scope = trio.CancelScope()
         active = Active(run, scope, dag.name)

@@ -203,20 +203,35 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def _db(state_dir: str) -> sqlite3.Connection:
-    os.makedirs(state_dir, exist_ok=True)
-    db = sqlite3.connect(os.path.join(state_dir, "step-state.db"), timeout=10.0, isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA busy_timeout=10000")
+def _db(state_dir: str, shared: str | None) -> Any:
+    """The state table: in the daemon's PostgreSQL store when it has one (every node sees the
+    same values), else <state dir>/step-state.db."""
+    if shared:
+        from dagd.store.db import _Postgres
+
+        db: Any = _Postgres(shared)
+    else:
+        os.makedirs(state_dir, exist_ok=True)
+        db = sqlite3.connect(os.path.join(state_dir, "step-state.db"), timeout=10.0, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA busy_timeout=10000")
     db.execute(
-        "CREATE TABLE IF NOT EXISTS state (namespace TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,"
+        "CREATE TABLE IF NOT EXISTS step_state (namespace TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,"
         " version INTEGER NOT NULL, hash TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,"
         " PRIMARY KEY (namespace, key))"
     )
     return db
 
 
-def state(action: str, config: Mapping[str, Any], state_dir: str, dag_name: str, root_name: str, out: BinaryIO) -> None:
+def state(
+    action: str,
+    config: Mapping[str, Any],
+    state_dir: str,
+    dag_name: str,
+    root_name: str,
+    out: BinaryIO,
+    shared: str | None = None,
+) -> None:
     _unknown(action, config, STATE_KEYS)
     scope = str(config.get("scope") or "dag")
     namespaces = {"dag": dag_name, "root_dag": root_name, "global": "global"}
@@ -236,13 +251,13 @@ def state(action: str, config: Mapping[str, Any], state_dir: str, dag_name: str,
         raise StepFailed(f"{action} needs value")
     head = {"operation": op, "scope": scope, "namespace": namespace}
     now = datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
-    db = _db(state_dir)
+    db = _db(state_dir, shared)
     try:
-        db.execute("BEGIN IMMEDIATE")
+        db.execute("BEGIN" if shared else "BEGIN IMMEDIATE")
         row = None
         if key:
             row = db.execute(
-                "SELECT value, version, hash, created_at, updated_at FROM state WHERE namespace = ? AND key = ?",
+                "SELECT value, version, hash, created_at, updated_at FROM step_state WHERE namespace = ? AND key = ?",
                 (namespace, str(key)),
             ).fetchone()
         if op == "get":
@@ -275,7 +290,7 @@ def state(action: str, config: Mapping[str, Any], state_dir: str, dag_name: str,
             version = current + 1 if write and changed else current
             if write and changed:
                 db.execute(
-                    "INSERT INTO state VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (namespace, key) DO UPDATE SET"
+                    "INSERT INTO step_state VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (namespace, key) DO UPDATE SET"
                     " value = excluded.value, version = excluded.version, hash = excluded.hash,"
                     " updated_at = excluded.updated_at",
                     (namespace, str(key), text, version, digest, now, now),
@@ -288,15 +303,15 @@ def state(action: str, config: Mapping[str, Any], state_dir: str, dag_name: str,
                     result["previous"] = json.loads(row[0])
                 result["value"] = config["value"]
         elif op == "delete":
-            db.execute("DELETE FROM state WHERE namespace = ? AND key = ?", (namespace, str(key)))
+            db.execute("DELETE FROM step_state WHERE namespace = ? AND key = ?", (namespace, str(key)))
             result = {**head, "key": key, "deleted": row is not None}
         elif op == "list":
             limit = int(config.get("limit") or 0)
             prefix = str(config.get("prefix") or "")
             rows = db.execute(
-                "SELECT key, value, version, hash, created_at, updated_at FROM state WHERE namespace = ?"
-                " AND substr(key, 1, length(?)) = ? ORDER BY key" + (" LIMIT ?" if limit else ""),
-                (namespace, prefix, prefix, *([limit] if limit else [])),
+                "SELECT key, value, version, hash, created_at, updated_at FROM step_state WHERE namespace = ?"
+                " AND substr(key, 1, ?) = ? ORDER BY key" + (" LIMIT ?" if limit else ""),
+                (namespace, len(prefix), prefix, *([limit] if limit else [])),
             ).fetchall()
             entries = []
             for k, v, ver, h, c, u in rows:

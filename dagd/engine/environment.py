@@ -59,6 +59,7 @@ class RunOptions:
     parent_run: str | None = None
     param_string: str | None = None
     env: Mapping[str, str] = field(default_factory=dict)  # trigger context: a webhook's WEBHOOK_PAYLOAD, …
+    shared_store: str | None = None  # the daemon's PostgreSQL store: state.* values live there (every node)
 
 
 class RunEnvironment:

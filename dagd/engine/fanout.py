@@ -112,6 +112,7 @@ async def run_child(
         default_shell=run.opts.default_shell,
         parent_run=run.opts.run_id,
         param_string=param_string,
+        shared_store=run.opts.shared_store,
     )
     child = RunClass(dag, opts, run.emit, local_dags={**run.local_dags})
     try:
@@ -222,6 +223,7 @@ async def run_foreach(run: Run, step: Step, r: StepResult, scope: Scope, dagu_en
                 trigger="subdag",
                 default_shell=run.opts.default_shell,
                 parent_run=run.opts.run_id,
+                shared_store=run.opts.shared_store,
             )
             child = RunClass(body, opts, run.emit, local_dags=run.local_dags, variables={"foreach": json.dumps(ctx)})
             try:

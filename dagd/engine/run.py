@@ -625,7 +625,7 @@ class Run(RunEnvironment):
             dataops.data(action, cfg, cwd, out)
         else:
             root = str(scope.context.get("run.root_name") or self.dag.name)
-            dataops.state(action, cfg, self.opts.state_dir, self.dag.name, root, out)
+            dataops.state(action, cfg, self.opts.state_dir, self.dag.name, root, out, self.opts.shared_store)
 
     def _redis_step(self, step: Step) -> bool:
         """redis.<command>, or a shell step of a DAG with `redis:` (and no container or ssh:

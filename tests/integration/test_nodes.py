@@ -229,3 +229,38 @@ def test_a_frozen_node_loses_its_run_and_its_late_result_is_not_recorded(tmp_pat
         for pid in _alive(marker):
             with contextlib.suppress(OSError):
                 os.kill(int(pid), signal.SIGKILL)
+
+
+def test_step_state_is_shared_by_the_nodes_of_a_store(tmp_path: Path, pg: postgres.Server) -> None:
+    dsn = pg.fresh(f"t_{uuid.uuid4().hex[:10]}")
+    nodes = _nodes(tmp_path, dsn, ["node-a", "node-b"], "unused")
+    try:
+        a, b = nodes
+        for n in nodes:
+            (n.root / "dags" / "put.yaml").write_text(
+                "worker_selector: {zone: node-a}\nsteps:\n  - action: state.set\n"
+                "    with: {key: cursor, value: {page: 7}, scope: global}\n"
+            )
+            (n.root / "dags" / "get.yaml").write_text(
+                "worker_selector: {zone: node-b}\nsteps:\n  - id: read\n    action: state.list\n"
+                "    with: {scope: global, prefix: cur, include_values: true}\n"
+            )
+        b.ctl("reload")
+        a.ctl("reload")
+        db = _db(dsn)
+        put = a.ctl("enqueue", "put").stdout.strip()
+        wait_until(
+            lambda: pg.psql(f"SELECT status FROM dag_runs WHERE id = '{put}'", database=db).strip() == "succeeded",
+            timeout=30,
+        )
+        got = b.ctl("enqueue", "get").stdout.strip()
+        wait_until(
+            lambda: pg.psql(f"SELECT status FROM dag_runs WHERE id = '{got}'", database=db).strip() == "succeeded",
+            timeout=30,
+        )
+        assert pg.psql(f"SELECT node FROM dag_runs WHERE id = '{got}'", database=db).strip() == "node-b"
+        shown = json.loads(b.ctl("logs", "get", got).stdout.split("\n", 1)[1])
+        assert shown["entries"][0]["key"] == "cursor" and shown["entries"][0]["value"] == {"page": 7}
+    finally:
+        for d in nodes:
+            d.close()
