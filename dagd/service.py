@@ -758,7 +758,7 @@ class Service(Reads, Slots):
             self.reached_since = time.monotonic()
         if self.store.node is not None and await self._store_call(self.store.has_queued):
             self.wakeup.set()  # runs other nodes queued: this one may take some (a poll each beat)
-        for rid in await self._store_call(self.store.stop_requests):
+        for rid in await self._store_call(self.store.stop_requests) if self.store.postgres else ():
             if rid in self.active:
                 log.info("run %s: stopped (asked through the store by another node)", rid)
                 self._end_local(rid)

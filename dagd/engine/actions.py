@@ -23,7 +23,7 @@ import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, BinaryIO
 
-from dagd.engine.step import StepFailed
+from dagd.engine.step import StepFailed, reject_unknown
 from dagd.spec.executors import ARCHIVE_KEYS, FILE_KEYS
 
 FILE_OPS = ("stat", "read", "write", "copy", "move", "delete", "mkdir", "list")
@@ -92,12 +92,6 @@ def _mode(config: Mapping[str, Any], default: int) -> int:
         raise StepFailed(f"with.mode must be an octal mode such as 0644, got {text!r}") from None
 
 
-def _unknown(action: str, config: Mapping[str, Any], allowed: set[str]) -> None:
-    extra = sorted(str(k) for k in config if str(k) not in allowed)
-    if extra:
-        raise StepFailed(f"{action}: {', '.join(extra)} is not a setting (allowed: {', '.join(sorted(allowed))})")
-
-
 def run_action(action: str, config: Mapping[str, Any], cwd: str, out: BinaryIO) -> None:
     if action == "noop":
         return
@@ -106,13 +100,13 @@ def run_action(action: str, config: Mapping[str, Any], cwd: str, out: BinaryIO) 
         return
     family, _, op = action.partition(".")
     if family == "file":
-        _unknown(action, config, FILE_KEYS)
+        reject_unknown(action, config, FILE_KEYS)
         try:
             FILE[op](config, cwd, out)
         except OSError as exc:
             raise StepFailed(f"{action}: {exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}") from None
     elif family == "archive":
-        _unknown(action, config, ARCHIVE_KEYS)
+        reject_unknown(action, config, ARCHIVE_KEYS)
         try:
             ARCHIVE[op](config, cwd, out)
         except (OSError, tarfile.TarError, zipfile.BadZipFile) as exc:

@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 import yaml
 
 from dagd.engine import actions
-from dagd.engine.step import StepFailed
+from dagd.engine.step import StepFailed, reject_unknown
 from dagd.spec.executors import ARTIFACT_KEYS, DATA_KEYS, STATE_KEYS
 
 FORMATS = ("json", "yaml", "csv", "tsv", "text")
@@ -34,17 +34,11 @@ def _emit(out: BinaryIO, result: Mapping[str, Any]) -> None:
     out.write((json.dumps(result, separators=(",", ":"), ensure_ascii=False) + "\n").encode())
 
 
-def _unknown(action: str, config: Mapping[str, Any], allowed: set[str]) -> None:
-    extra = sorted(str(k) for k in config if str(k) not in allowed)
-    if extra:
-        raise StepFailed(f"{action}: {', '.join(extra)} is not a setting (allowed: {', '.join(sorted(allowed))})")
-
-
 # ---- artifact.* ------------------------------------------------------------------------------
 
 
 def artifact(action: str, config: Mapping[str, Any], artifacts_dir: str | None, out: BinaryIO) -> None:
-    _unknown(action, config, ARTIFACT_KEYS)
+    reject_unknown(action, config, ARTIFACT_KEYS)
     if artifacts_dir is None:
         raise StepFailed(f"{action}: this DAG's artifacts are disabled (artifacts: {{enabled: false}})")
     op = action.partition(".")[2]
@@ -175,7 +169,7 @@ def select(value: Any, path: str, action: str) -> Any:
 
 
 def data(action: str, config: Mapping[str, Any], cwd: str, out: BinaryIO) -> None:
-    _unknown(action, config, DATA_KEYS)
+    reject_unknown(action, config, DATA_KEYS)
     value = _read(action, config, cwd)
     if action == "data.convert":
         to = str(config.get("to") or "")
@@ -232,7 +226,7 @@ def state(
     out: BinaryIO,
     shared: str | None = None,
 ) -> None:
-    _unknown(action, config, STATE_KEYS)
+    reject_unknown(action, config, STATE_KEYS)
     scope = str(config.get("scope") or "dag")
     namespaces = {"dag": dag_name, "root_dag": root_name, "global": "global"}
     if scope == "custom":

@@ -19,7 +19,7 @@ from typing import Any
 
 from dagd.engine.sshstep import ASKPASS as SSH_ASKPASS
 from dagd.engine.sshstep import helper
-from dagd.engine.step import StepFailed
+from dagd.engine.step import StepFailed, reject_unknown
 from dagd.spec.executors import GIT_KEYS
 
 ACTIONS = frozenset({"git.checkout", "git.worktree.add", "git.worktree.remove"})
@@ -94,12 +94,6 @@ def _flag(value: Any) -> str:
     return "1" if value is True or str(value).lower() in ("true", "yes", "1") else ""
 
 
-def _unknown(action: str, config: Mapping[str, Any], allowed: set[str]) -> None:
-    extra = sorted(str(k) for k in config if str(k) not in allowed)
-    if extra:
-        raise StepFailed(f"{action}: {', '.join(extra)} is not a setting (allowed: {', '.join(sorted(allowed))})")
-
-
 def plan(action: str, config: Mapping[str, Any], cwd: str, helper_dir: str) -> tuple[list[str], dict[str, str]]:
     """(argv, environment additions) of the step's process."""
     git = shutil.which("git")
@@ -107,7 +101,7 @@ def plan(action: str, config: Mapping[str, Any], cwd: str, helper_dir: str) -> t
         raise StepFailed(f"{action} needs git on this host (apt install git)")
     env = {"GIT_TERMINAL_PROMPT": "0"}
     if action == "git.checkout":
-        _unknown(action, config, GIT_KEYS[action])
+        reject_unknown(action, config, GIT_KEYS[action])
         repo, path = config.get("repository"), config.get("path")
         if not repo or not path:
             raise StepFailed("git.checkout needs repository and path")
@@ -134,14 +128,14 @@ def plan(action: str, config: Mapping[str, Any], cwd: str, helper_dir: str) -> t
         argv = [str(repo), str(path), str(config.get("ref") or ""), str(depth or ""), _flag(config.get("force"))]
         return ["/bin/sh", "-c", CHECKOUT, "git.checkout", *argv], env
     if action == "git.worktree.add":
-        _unknown(action, config, GIT_KEYS[action])
+        reject_unknown(action, config, GIT_KEYS[action])
         if not config.get("path"):
             raise StepFailed("git.worktree.add needs path")
         if config.get("base") and config.get("branch") and not config.get("create_branch"):
             raise StepFailed("git.worktree.add: base needs create_branch: true")
         argv = [str(config.get("branch") or ""), str(config["path"]), _flag(config.get("create_branch"))]
         return ["/bin/sh", "-c", WORKTREE_ADD, action, *argv, str(config.get("base") or "")], env
-    _unknown(action, config, GIT_KEYS[action])
+    reject_unknown(action, config, GIT_KEYS[action])
     if not config.get("branch") and not config.get("path"):
         raise StepFailed("git.worktree.remove needs branch or path")
     if config.get("delete_branch") and not config.get("branch"):

@@ -814,9 +814,7 @@ async def _write_json(out: BinaryIO, values: Mapping[str, str]) -> None:
 
 def outputs_values(cfg: Mapping[str, Any]) -> dict[str, str]:
     """outputs.write's `values`: each published as a step and DAG output (JSON text unless a string)."""
-    extra = sorted(str(k) for k in cfg if k != "values")
-    if extra:
-        raise stepmod.StepFailed(f"outputs.write: {', '.join(extra)} is not a setting (allowed: values)")
+    stepmod.reject_unknown("outputs.write", cfg, {"values"})
     values = cfg.get("values")
     if not isinstance(values, Mapping) or not values:
         raise stepmod.StepFailed("outputs.write needs values: a mapping of output names to values")

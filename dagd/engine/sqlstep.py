@@ -31,7 +31,7 @@ from typing import Any, BinaryIO
 
 import trio
 
-from dagd.engine.step import StepFailed
+from dagd.engine.step import StepFailed, reject_unknown
 from dagd.spec.executors import IMPORT_KEYS, SQL_KEYS
 
 ACTIONS = frozenset({"sqlite.query", "sqlite.import", "postgres.query", "postgres.import"})
@@ -63,10 +63,7 @@ def plan(action: str, config: Mapping[str, Any], commands: tuple[str, ...], scri
     cfg = _norm(config)
     if action.endswith(".import") and "import" not in cfg:  # `with:` may hold the import's own keys
         cfg["import"] = {k: cfg.pop(k) for k in list(cfg) if k in IMPORT_KEYS - {"max_rows"}}
-    allowed = SQL_KEYS[f"{engine}.query"]
-    extra = sorted(k for k in cfg if k not in allowed)
-    if extra:
-        raise StepFailed(f"{action}: {', '.join(extra)} is not a setting (allowed: {', '.join(sorted(allowed))})")
+    reject_unknown(action, cfg, SQL_KEYS[f"{engine}.query"])
     if not cfg.get("dsn") or not isinstance(cfg["dsn"], str):
         raise StepFailed(f"{action} needs with.dsn")
     fmt = str(cfg.get("output_format") or "jsonl")

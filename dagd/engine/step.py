@@ -9,8 +9,9 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import trio
 
@@ -70,6 +71,13 @@ class StepFailed(Exception):
     def __init__(self, message: str, code: int = 1) -> None:
         super().__init__(message)
         self.code = code
+
+
+def reject_unknown(action: str, config: Mapping[str, Any], allowed: Collection[str]) -> None:
+    """StepFailed naming the keys of an action's `with:` it does not take, and those it does."""
+    extra = sorted(str(k) for k in config if str(k) not in allowed)
+    if extra:
+        raise StepFailed(f"{action}: {', '.join(extra)} is not a setting (allowed: {', '.join(sorted(allowed))})")
 
 
 def log_paths(log_dir: str, step: Step) -> tuple[str, str]:

@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 import httpx
 import trio
 
-from dagd.engine.step import StepFailed
+from dagd.engine.step import StepFailed, reject_unknown
 from dagd.spec.executors import WAIT_KEYS as KEYS
 
 OPS = ("duration", "until", "file", "http")
@@ -49,9 +49,7 @@ def _emit(out: BinaryIO, result: Mapping[str, Any]) -> None:
 
 
 async def run(action: str, config: Mapping[str, Any], cwd: str, out: BinaryIO) -> None:
-    extra = sorted(str(k) for k in config if str(k) not in KEYS)
-    if extra:
-        raise StepFailed(f"{action}: {', '.join(extra)} is not a setting (allowed: {', '.join(sorted(KEYS))})")
+    reject_unknown(action, config, KEYS)
     started = time.monotonic()
     op = action.partition(".")[2]
     poll = duration(config.get("poll_interval") or "1s", f"{action}: poll_interval")
