@@ -92,11 +92,10 @@ async def fire_one(svc: Service, name: str, fire: scheduler.Fire, now: dt.dateti
             if item["trigger"] in ("scheduler", "catchup"):
                 await svc.cancel_queued(item["run_id"])
     run_id = scheduler.slot_run_id(name, fire)
-    if not await svc.claim_slot(name, run_id, dag.file, stamp, trigger):
-        return  # this slot already fired (a replay after a crash)
+    if not await svc.claim_slot(name, run_id, dag.file, stamp, trigger, fire.slot):
+        return  # this slot already fired (a replay after a crash, or another node)
     faults.hit("claimed")
     log.info("schedule %s: %s fires (%s, run %s)", fire.expression, name, trigger, run_id)
-    await svc.enqueue(name, [], run_id=run_id, trigger=trigger, schedule_time=fire.slot)
 
 
 async def _stop_then_restart(svc: Service, name: str, fire: scheduler.Fire) -> None:
@@ -111,9 +110,8 @@ async def _stop_then_restart(svc: Service, name: str, fire: scheduler.Fire) -> N
             return
         await trio.sleep(dag.restart_wait_sec)
         run_id = scheduler.slot_run_id(name, fire)
-        if await svc.claim_slot(name, run_id, dag.file, fire.at.timestamp(), "scheduler"):
+        if await svc.claim_slot(name, run_id, dag.file, fire.at.timestamp(), "scheduler", fire.slot):
             log.info("schedule %s: %s restarts (run %s)", fire.expression, name, run_id)
-            await svc.enqueue(name, [], run_id=run_id, trigger="scheduler", schedule_time=fire.slot)
     except ServiceError as exc:
         log.warning("schedule %s: %s of %s failed: %s", fire.expression, fire.action, name, exc.message)
 

@@ -769,10 +769,11 @@ class Service(Reads, Slots):
         settled = self.reached_since is not None and time.monotonic() - self.reached_since >= LEASE_SEC
         for run in await self._store_call(self.store.expired_runs) if self.store.postgres and settled else ():
             why = f"its node {run['node']} stopped renewing its lease (killed, cut off or frozen)"
-            if await self._store_call(self.store.take_over, run["id"], why):
+            taken = functools.partial(self.store.take_over, run["id"], why, requeue=on_restart == "requeue")
+            new_id = await self._store_call(taken)
+            if new_id is not None:
                 log.warning("run %s of %s: recorded failed: %s", run["id"], run["dag"], why)
-                if on_restart == "requeue":
-                    new_id = await self._store_call(self.store.requeue, run["id"])
+                if new_id:
                     log.warning("run %s re-queued as %s (on_restart: requeue)", run["id"], new_id)
                     self.wakeup.set()
                 self.changed.set()

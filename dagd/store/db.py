@@ -749,32 +749,29 @@ class Store:
             row = self.db.execute("SELECT watermark FROM dag_state WHERE dag = ?", (dag,)).fetchone()
         return row[0] if row else None
 
-    def claim_slot(self, dag: str, run_id: str, file: str, fire_at: float, trigger: str) -> bool:
-        """Record a scheduled fire once: the run row (id derived from the slot) and the watermark
-        in one transaction. False when that slot was already claimed (a replay, or another node).
-        True again for this node's own claim that never reached the queue — its commit went
-        through but the answer was lost with the connection (_store_call then runs it again)."""
+    def claim_slot(
+        self, dag: str, run_id: str, file: str, fire_at: float, trigger: str, schedule_time: str | None = None
+    ) -> bool:
+        """Fire a scheduled slot once: its run (id derived from the slot) recorded and queued, and
+        the DAG's watermark moved, in one transaction — a node that dies at any point has either
+        queued the fire for any node to run, or left it for the next claim. False when that slot
+        was already claimed (a replay, or another node's claim; also this node's own claim whose
+        answer was lost with the connection: its run is queued all the same)."""
         with self.transaction() as db:
-            cur = db.execute(  # the claiming node's until it is queued (never another node's stale run)
-                "INSERT INTO dag_runs (id, dag, file, status, status_code, trigger, params, started_at, node)"
-                " VALUES (?, ?, ?, 'queued', 5, ?, '{}', NULL, ?) ON CONFLICT (id) DO NOTHING",
-                (run_id, dag, file, trigger, self.node),
+            cur = db.execute(
+                "INSERT INTO dag_runs (id, dag, file, status, status_code, trigger, params, started_at, queued_at,"
+                " schedule_time) VALUES (?, ?, ?, 'queued', 5, ?, ?, NULL, ?, ?) ON CONFLICT (id) DO NOTHING",
+                (run_id, dag, file, trigger, _params_doc([]), time.time(), schedule_time),
             )
             db.execute(
                 "INSERT INTO dag_state (dag, watermark) VALUES (?, ?)"
                 f" ON CONFLICT (dag) DO UPDATE SET watermark = {self._greatest}(COALESCE(dag_state.watermark, 0), excluded.watermark)",
                 (dag, fire_at),
             )
-            if cur.rowcount == 1:
-                return True
-            if self.node is None:
+            if cur.rowcount != 1:
                 return False
-            own = db.execute(
-                "SELECT 1 FROM dag_runs WHERE id = ? AND status = 'queued' AND node = ? AND started_at IS NULL"
-                " AND queued_at IS NULL AND id NOT IN (SELECT run_id FROM run_queue)",
-                (run_id, self.node),
-            ).fetchone()
-            return own is not None
+            self._queue_in(db, run_id, dag, file, [], trigger, schedule_time, None)
+            return True
 
     def set_watermark(self, dag: str, at: float) -> None:
         with self.transaction() as db:
@@ -819,35 +816,41 @@ class Store:
             db.execute(
                 "INSERT INTO dag_runs (id, dag, file, status, status_code, trigger, params, parent_run, queued_at,"
                 " schedule_time) VALUES (?, ?, ?, 'queued', 5, ?, ?, ?, ?, ?)" + upsert,
-                (
-                    run_id,
-                    dag,
-                    file,
-                    trigger,
-                    json.dumps({"named": {}, "positional": [], "overrides": params}),
-                    parent_run,
-                    time.time(),
-                    schedule_time,
-                ),
+                (run_id, dag, file, trigger, _params_doc(params), parent_run, time.time(), schedule_time),
             )
-            if self.postgres:  # idle nodes wake at once (delivered when this commits)
-                db.execute("NOTIFY dagd_wake")
-            db.execute(
-                "INSERT INTO run_queue (run_id, dag, file, params, trigger, schedule_time, queued_at, env)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE SET dag = excluded.dag,"
-                " file = excluded.file, params = excluded.params, trigger = excluded.trigger,"
-                " schedule_time = excluded.schedule_time, queued_at = excluded.queued_at, env = excluded.env",
-                (
-                    run_id,
-                    dag,
-                    file,
-                    json.dumps(params),
-                    trigger,
-                    schedule_time,
-                    time.time(),
-                    json.dumps(env) if env else None,
-                ),
-            )
+            self._queue_in(db, run_id, dag, file, params, trigger, schedule_time, env)
+
+    def _queue_in(
+        self,
+        db: Any,
+        run_id: str,
+        dag: str,
+        file: str,
+        params: list[str],
+        trigger: str,
+        schedule_time: str | None,
+        env: dict[str, str] | None,
+    ) -> None:
+        """The queue's row of a run, within the caller's transaction; idle nodes of a PostgreSQL
+        store are woken (NOTIFY is delivered when the transaction commits)."""
+        if self.postgres:
+            db.execute("NOTIFY dagd_wake")
+        db.execute(
+            "INSERT INTO run_queue (run_id, dag, file, params, trigger, schedule_time, queued_at, env)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE SET dag = excluded.dag,"
+            " file = excluded.file, params = excluded.params, trigger = excluded.trigger,"
+            " schedule_time = excluded.schedule_time, queued_at = excluded.queued_at, env = excluded.env",
+            (
+                run_id,
+                dag,
+                file,
+                json.dumps(params),
+                trigger,
+                schedule_time,
+                time.time(),
+                json.dumps(env) if env else None,
+            ),
+        )
 
     def queued(self, dag: str | None = None) -> list[dict[str, Any]]:
         """The queue, oldest first; only `dag`'s runs when given."""
@@ -966,9 +969,12 @@ class Store:
             ).fetchall()
         return [dict(r) for r in rows]
 
-    def take_over(self, run_id: str, reason: str, status: str = "failed") -> bool:
+    def take_over(self, run_id: str, reason: str, status: str = "failed", *, requeue: bool = False) -> str | None:
         """End a run whose node lost its lease: recorded `status` with the reason, its running steps
-        aborted — once, whichever node gets there first (False for the others)."""
+        aborted — once, whichever node gets there first (None for the others). With `requeue`
+        (on_restart: requeue) it is queued again as `<id>_requeued` in the same transaction, so
+        a taker that dies right after cannot leave it ended and never queued. Returns the run id
+        queued, or "" when ended only."""
         code = {"aborted": 3, "failed": 2}[status]
         with self.transaction() as db:
             cur = db.execute(
@@ -977,13 +983,15 @@ class Store:
                 (status, code, reason, self.node, run_id),
             )
             if cur.rowcount != 1:
-                return False
+                return None
             db.execute(
                 f"UPDATE dag_step_results SET status = 'aborted', status_code = 3, finished_at = {self._now},"
                 " error = COALESCE(error, ?) WHERE run_id = ? AND status IN ('running', 'retrying')",
                 (reason, run_id),
             )
-            return True
+            if not requeue:
+                return ""
+            return self._requeue_in(db, run_id)
 
     def request_stop(self, run_id: str) -> str | None:
         """Ask the node running `run_id` to stop it (it looks at every heartbeat); that node's id,
@@ -1055,14 +1063,25 @@ class Store:
 
     def requeue(self, run_id: str) -> str | None:
         """Queue an ended run again, with its params, as `<id>_requeued` (on_restart: requeue)."""
-        doc = self.run_by_id(run_id)
-        if doc is None:
+        with self.transaction() as db:
+            return self._requeue_in(db, run_id)
+
+    def _requeue_in(self, db: Any, run_id: str) -> str | None:
+        row = db.execute("SELECT dag, file, params FROM dag_runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
             return None
-        params = doc["params"] if isinstance(doc["params"], dict) else {}
+        params = json.loads(row["params"] or "{}")
+        params = params if isinstance(params, dict) else {}
         overrides = list(params.get("overrides") or [])
         overrides += [f"{k}={v}" for k, v in (params.get("named") or {}).items()]
         new_id = f"{run_id}_requeued"
-        self.enqueue(new_id, doc["dag"], doc["file"], overrides, "retry", None)
+        db.execute(
+            "INSERT INTO dag_runs (id, dag, file, status, status_code, trigger, params, queued_at) VALUES"
+            " (?, ?, ?, 'queued', 5, 'retry', ?, ?) ON CONFLICT (id) DO UPDATE SET status = 'queued', status_code = 5,"
+            " queued_at = excluded.queued_at",
+            (new_id, row["dag"], row["file"], _params_doc(overrides), time.time()),
+        )
+        self._queue_in(db, new_id, row["dag"], row["file"], overrides, "retry", None, None)
         return new_id
 
     def still_mine(self, run_id: str) -> bool:
@@ -1137,6 +1156,10 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+
+
+def _params_doc(overrides: list[str]) -> str:
+    return json.dumps({"named": {}, "positional": [], "overrides": overrides})
 
 
 def _runner_alive(pid: int | None) -> bool:

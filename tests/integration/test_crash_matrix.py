@@ -19,7 +19,7 @@ from tests.integration.test_daemon import Daemon, start_daemon, wait_until
 TERMINAL = {"succeeded", "failed", "aborted", "partially_succeeded", "rejected"}
 # where dagd dies → what the first run is recorded as once a new dagd has recovered
 OUTCOME = {
-    "claimed": "failed",  # the slot's run never started: recorded failed (daemon restart), never re-fired
+    "claimed": "succeeded",  # the slot's run was queued with its claim: it starts under the new dagd, once
     "queued": "succeeded",  # the queue is persistent: the run starts under the new dagd
     "started": "failed",  # daemon restart
     "step_unrecorded": "failed",  # spawned, not yet recorded: its run's cgroup is emptied

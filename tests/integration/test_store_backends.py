@@ -103,17 +103,18 @@ def test_slots_queue_state_and_webhooks(store: Store) -> None:
     assert store.claim_slot("nightly", "nightly-s1", "/n.yaml", 100.0, "schedule") is True
     assert store.claim_slot("nightly", "nightly-s1", "/n.yaml", 100.0, "schedule") is False  # a replay
     assert store.claim_slot("nightly", "nightly-s0", "/n.yaml", 50.0, "schedule") is True
-    # a node's own claim whose answer was lost (claimed, never queued) is its own again; another's is not
-    store.node = "node-a"
-    assert store.claim_slot("nightly", "nightly-s2", "/n.yaml", 150.0, "schedule") is True
-    assert store.claim_slot("nightly", "nightly-s2", "/n.yaml", 150.0, "schedule") is True
-    store.enqueue("nightly-s2", "nightly", "/n.yaml", [], "scheduler", None)
-    assert store.claim_slot("nightly", "nightly-s2", "/n.yaml", 150.0, "schedule") is False  # queued: a replay
+    # a claim is the fire queued, in the same transaction: nothing claimed is left unqueued
+    assert [q["run_id"] for q in store.queued("nightly")] == ["nightly-s1", "nightly-s0"]
+    assert store.queued("nightly")[0]["trigger"] == "schedule"
     store.node = "node-b"
-    assert store.claim_slot("nightly", "nightly-s3", "/n.yaml", 160.0, "schedule") is True
+    assert store.claim_slot("nightly", "nightly-s3", "/n.yaml", 160.0, "schedule", "2026-01-01T00:03:00Z") is True
     store.node = "node-a"
     assert store.claim_slot("nightly", "nightly-s3", "/n.yaml", 160.0, "schedule") is False  # node-b's
     store.node = None
+    s3 = store.run_by_id("nightly-s3")
+    assert s3 is not None and s3["status"] == "queued" and s3["schedule_time"] == "2026-01-01T00:03:00Z"
+    for rid in ("nightly-s0", "nightly-s1", "nightly-s3"):
+        assert store.dequeue(rid)
     assert store.watermarks() == {"nightly": 160.0}  # never moves back
     store.set_suspended("nightly", True)
     assert store.suspended() == {"nightly"}
