@@ -26,7 +26,7 @@ from dagd import __version__, access, cgroups, config, peers, rpc
 from dagd.access import Principal
 from dagd.catalog import Catalog
 from dagd.engine.process import become_subreaper, reap_orphans
-from dagd.firing import scheduler_loop
+from dagd.firing import scaled_clock, scheduler_loop
 from dagd.journal import setup_logging
 from dagd.service import Service
 from dagd.sessions import Sessions
@@ -317,13 +317,14 @@ async def main(opts: Options) -> None:
     for run_id in store.stale_runs():
         try:
             doc = store.run_by_id(run_id)
-            store.reconcile(run_id, reason="daemon restart", status="failed")
+            new_id = store.reconcile(run_id, "daemon restart", "failed", requeue=opts.on_restart == "requeue")
+            if new_id is None:
+                continue  # ended meanwhile (another node took it over)
             full = store.run(doc["dag"], run_id) if doc is not None else None
             if full is not None:
                 mask_left_logs(full)
             log.warning("run %s was left running by a previous dagd: recorded failed (daemon restart)", run_id)
-            if opts.on_restart == "requeue" and doc is not None:
-                new_id = store.requeue(run_id)
+            if new_id:
                 log.warning("run %s re-queued as %s (on_restart: requeue)", run_id, new_id)
         except (sqlite3.Error, OSError) as exc:  # a full disk: recorded at a later start
             log.error("run %s was left running and cannot be recorded ended now: %s", run_id, exc)
@@ -373,7 +374,10 @@ async def main(opts: Options) -> None:
                 login=login,
             )
         )
-        nursery.start_soon(scheduler_loop, svc)
+        if os.environ.get("DAGD_SCHEDULER_CLOCK"):  # the chaos test and bench/: a shared fast clock
+            nursery.start_soon(scheduler_loop, svc, *scaled_clock(os.environ["DAGD_SCHEDULER_CLOCK"]))
+        else:
+            nursery.start_soon(scheduler_loop, svc)
         nursery.start_soon(watch_catalog, svc, opts.poll_sec)
         nursery.start_soon(report_status, svc, notifier)
         nursery.start_soon(reaper)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable
 
 import trio
@@ -21,11 +22,27 @@ def wall_clock() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-async def scheduler_loop(svc: Service, clock: Callable[[], dt.datetime] = wall_clock) -> None:
+def scaled_clock(spec: str) -> tuple[Callable[[], dt.datetime], float]:
+    """A schedule clock that runs `scale` times faster than the wall clock, the same in every
+    process given the same spec "REAL0,VIRTUAL0,SCALE" (epoch seconds: at real time REAL0 it reads
+    VIRTUAL0). DAGD_SCHEDULER_CLOCK: the chaos test and `make bench` fire hours of minutely
+    schedules across several dagd nodes in minutes. Only schedules read it."""
+    real0, virtual0, scale = (float(x) for x in spec.split(","))
+    if not scale > 0:
+        raise ValueError(f"DAGD_SCHEDULER_CLOCK: the scale must be positive, not {scale}")
+
+    def clock() -> dt.datetime:
+        return dt.datetime.fromtimestamp(virtual0 + (time.time() - real0) * scale, dt.UTC)
+
+    return clock, scale
+
+
+async def scheduler_loop(svc: Service, clock: Callable[[], dt.datetime] = wall_clock, scale: float = 1.0) -> None:
     """Fire schedules: at most once per (DAG, slot), catch-up bounded by catchup_window.
 
     `clock` is the wall clock; tests pass one that follows trio's clock, so under
-    trio.testing.MockClock a day of fires takes moments. The loop waits on trio's clock only."""
+    trio.testing.MockClock a day of fires takes moments, or a scaled one (scaled_clock: `scale`
+    of its seconds per real second). The loop waits on trio's clock only."""
     while True:
         now = clock()
         suspended = await svc.suspended_names()
@@ -54,7 +71,7 @@ async def scheduler_loop(svc: Service, clock: Callable[[], dt.datetime] = wall_c
                 nearest = nxt.at
         await svc.dispatch()
         delay = 60.0 if nearest is None else max(0.0, min(60.0, (nearest - clock()).total_seconds()))
-        with trio.move_on_after(delay):
+        with trio.move_on_after(delay / scale):
             await svc.wakeup.wait()
         svc.wakeup = trio.Event()
 

@@ -102,7 +102,11 @@ class Service(Reads, Slots):
         self.degraded: str | None = None  # why dagd cannot do all it should right now
         self.unrecorded: list[RunFinished] = []  # run ends the store could not take yet
         self.inline_dags: dict[str, Dag] = {}  # queued inline runs' DAGs, by spec file: parsed once
-        self.lock = trio.Lock()  # one store writer at a time from the daemon
+        # store calls at once from the daemon: one for SQLite (one connection, one writer); as
+        # many as the pool has connections for PostgreSQL
+        self.lock: trio.Lock | trio.CapacityLimiter = (
+            trio.CapacityLimiter(store.pool.size) if store.pool is not None else trio.Lock()
+        )
         self.subscribers: list[trio.MemorySendChannel[dict[str, Any]]] = []
         self.started_at = time.time()
         self.before_reload: Callable[[], None] = lambda: None

@@ -259,6 +259,8 @@ PG_MIGRATIONS = [
     """,
 ]
 LEASE_SEC = 20.0  # a running run's lease: renewed every HEARTBEAT_SEC by its node (dagd.daemon)
+POOL_SIZE = 4  # PostgreSQL connections per dagd (reads and writes in parallel worker threads)
+IDLE_IN_TRANSACTION_MS = 10_000  # dagd's transactions last milliseconds; a frozen node's, forever
 PG_SCHEMES = ("postgresql://", "postgres://")
 
 
@@ -298,7 +300,11 @@ class _Postgres:
 
     def _connect(self) -> Any:
         try:
-            return self.psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+            conn = self.psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+            # a node frozen (SIGSTOP, a hung VM) inside a transaction must not hold its locks for
+            # long: the server ends such a session, and the other nodes go on
+            conn.execute(f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_MS}")
+            return conn
         except self.psycopg.Error as exc:
             raise StoreUnreachable(f"cannot connect to PostgreSQL: {str(exc).strip()}") from None
 
@@ -351,6 +357,45 @@ class _Postgres:
         self.conn.close()
 
 
+class _Pool:
+    """A bounded pool of PostgreSQL connections: each is used by one thread at a time (psycopg 3
+    has no trio support: the store's calls run in worker threads), at most `size` at once —
+    more callers wait for one to come back. A connection found broken is dropped and the next
+    caller opens a new one."""
+
+    def __init__(self, url: str, size: int) -> None:
+        self.url = url
+        self.size = size
+        self.slots = threading.BoundedSemaphore(size)
+        self.mutex = threading.Lock()
+        self.idle: list[_Postgres] = [_Postgres(url)]  # the first at once: an unreachable store is said at start
+
+    @contextmanager
+    def connection(self) -> Iterator[_Postgres]:
+        self.slots.acquire()
+        conn: _Postgres | None = None
+        try:
+            with self.mutex:
+                conn = self.idle.pop() if self.idle else None
+            if conn is None:
+                conn = _Postgres(self.url)
+            yield conn
+        finally:
+            if conn is not None:
+                if conn.conn.closed or conn.conn.broken or conn.in_transaction:
+                    conn.conn.close()
+                else:
+                    with self.mutex:
+                        self.idle.append(conn)
+            self.slots.release()
+
+    def close(self) -> None:
+        with self.mutex:
+            for conn in self.idle:
+                conn.close()
+            self.idle.clear()
+
+
 WEBHOOK_FIELDS = {
     "token_digest",
     "token_prefix",
@@ -369,9 +414,11 @@ class Store:
         self.lock = threading.Lock()
         self.postgres = is_postgres(path)
         self.db: Any
+        self.pool: _Pool | None = None
+        self.pinned: _Postgres | None = None  # the connection holding this node's advisory lock
         self.node: str | None = None  # this dagd's node id once it registers (heartbeat)
         if self.postgres:
-            self.db = _Postgres(path)
+            self.pool = _Pool(path, POOL_SIZE)
             self._begin, self._greatest, self._all, self._fifo = "BEGIN", "GREATEST", "ALL", "q.seq"
             self._now = "extract(epoch from clock_timestamp())"
         else:
@@ -400,11 +447,8 @@ class Store:
 
     def check(self) -> None:
         """An integrity check at start: SQLite's quick_check; a round trip for PostgreSQL."""
-        with self.lock:
-            if self.postgres:
-                self.db.execute("SELECT 1").fetchall()
-            else:
-                self.db.execute("PRAGMA quick_check").fetchall()
+        with self._conn() as db:
+            db.execute("SELECT 1" if self.postgres else "PRAGMA quick_check").fetchall()
 
     def claim_node(self, node: str) -> bool:
         """For a daemon: be the only dagd of this node id on the store (PostgreSQL: a session
@@ -412,24 +456,37 @@ class Store:
         holds it. Nodes with different ids share a store. SQLite: one state folder per dagd."""
         if not self.postgres:
             return True
-        with self.lock:
-            row = self.db.execute("SELECT pg_try_advisory_lock(72578, hashtext(?))", (node,)).fetchone()
+        if self.pinned is None:
+            self.pinned = _Postgres(self.path)
+        row = self.pinned.execute("SELECT pg_try_advisory_lock(72578, hashtext(?))", (node,)).fetchone()
         return bool(row[0])
+
+    def _conn(self) -> Any:
+        """A connection for one call: SQLite's one, under the store's lock; or one of the pool's."""
+        if self.pool is not None:
+            return self.pool.connection()
+        return self._sqlite()
+
+    @contextmanager
+    def _sqlite(self) -> Iterator[Any]:
+        with self.lock:
+            yield self.db
 
     @contextmanager
     def transaction(self) -> Iterator[Any]:
-        with self.lock:
-            self.db.execute(self._begin)
+        with self._conn() as db:
+            db.execute(self._begin)
             try:
-                yield self.db
+                yield db
             except BaseException:
-                self.db.execute("ROLLBACK")
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
             try:
-                self.db.execute("COMMIT")
+                db.execute("COMMIT")
             except sqlite3.Error:  # busy or full at commit: leave no transaction open behind
-                if self.db.in_transaction:
-                    self.db.execute("ROLLBACK")
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
 
     def _migrate(self) -> None:
@@ -468,7 +525,8 @@ class Store:
 
         faults.hit("database_write", getattr(event, "dag", None), getattr(event, "step", None))
         if self.postgres and self.node is not None and not isinstance(event, RunStarted):  # (shared stores only)
-            owner = db.execute("SELECT node FROM dag_runs WHERE id = ?", (event.run_id,)).fetchone()
+            # the run's row locked until this commits: a take-over waits for it, or comes first
+            owner = db.execute("SELECT node FROM dag_runs WHERE id = ? FOR UPDATE", (event.run_id,)).fetchone()
             if owner is not None and not self._mine(owner[0]):
                 log.warning(
                     "run %s: a late result of this node is not recorded (node %s took the run over)",
@@ -478,7 +536,7 @@ class Store:
                 return
         if isinstance(event, RunStarted):
             names.run_id(event.run_id)  # the last line of defence: ids become log folder names
-            db.execute(
+            cur = db.execute(
                 "INSERT INTO dag_runs (id, dag, file, status, status_code, trigger, params, started_at, parent_run, log_dir,"
                 " work_dir, runner_pid, cgroup, node, lease_until)"
                 f" VALUES (?, ?, ?, 'running', 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, {self._now} + {LEASE_SEC})"
@@ -486,7 +544,10 @@ class Store:
                 " finished_at=NULL, error=NULL, runner_pid=excluded.runner_pid, trigger=excluded.trigger,"
                 " params=excluded.params, log_dir=excluded.log_dir, work_dir=excluded.work_dir,"
                 " parent_run=excluded.parent_run, cgroup=excluded.cgroup, node=excluded.node,"
-                " lease_until=excluded.lease_until",
+                " lease_until=excluded.lease_until"
+                # a run another node took over while this one was away (frozen after taking it
+                # from the queue) is theirs: not started here
+                " WHERE excluded.node IS NULL OR dag_runs.node IS NULL OR dag_runs.node = excluded.node",
                 (
                     event.run_id,
                     event.dag,
@@ -502,6 +563,11 @@ class Store:
                     self.node,
                 ),
             )
+            if cur.rowcount != 1:
+                owner = db.execute("SELECT node FROM dag_runs WHERE id = ?", (event.run_id,)).fetchone()
+                raise sqlite3.IntegrityError(
+                    f"run {event.run_id} is not started here: node {owner[0] if owner else '?'} took it over"
+                )
             db.execute(
                 "INSERT INTO dag_last_run (dag, run_id) VALUES (?, ?) ON CONFLICT (dag) DO UPDATE SET run_id = excluded.run_id",
                 (event.dag, event.run_id),
@@ -550,21 +616,24 @@ class Store:
                 (event.status.value, event.status.code, event.finished_at, event.error, event.run_id),
             )
 
-    def reconcile(self, run_id: str, reason: str | None = None, status: str = "aborted") -> None:
-        """A run left `running` by a process that no longer exists is recorded as ended."""
-        with self.lock:
-            row = self.db.execute(
-                "SELECT status, runner_pid, cgroup, node FROM dag_runs WHERE id = ?", (run_id,)
-            ).fetchone()
+    def reconcile(
+        self, run_id: str, reason: str | None = None, status: str = "aborted", *, requeue: bool = False
+    ) -> str | None:
+        """A run left `running` by a process that no longer exists is recorded as ended — and with
+        `requeue`, queued again as `<id>_requeued` in the same transaction. None when there was
+        nothing to end (not left running, or ended meanwhile by another node); else the re-queued
+        run's id, or ""."""
+        with self._conn() as db:
+            row = db.execute("SELECT status, runner_pid, cgroup, node FROM dag_runs WHERE id = ?", (run_id,)).fetchone()
         if row is None or row["status"] not in ("running", "queued") or _runner_alive(row["runner_pid"]):
-            return
+            return None
         if not self._mine(row["node"]):
-            return  # another node's run: its lease decides (recover_expired), not a pid of this host
+            return None  # another node's run: its lease decides (expired_runs), not a pid of this host
         code = {"aborted": 3, "failed": 2}[status]
         why = reason or f"the process running it (pid {row['runner_pid']}) died before the run finished"
         now = time.time()
-        with self.lock:
-            groups = self.db.execute(
+        with self._conn() as db:
+            groups = db.execute(
                 "SELECT step, pgid, pgid_identity FROM dag_step_results"
                 " WHERE run_id = ? AND status IN ('running', 'retrying') AND pgid IS NOT NULL",
                 (run_id,),
@@ -582,22 +651,25 @@ class Store:
                 " WHERE run_id = ? AND status IN ('running', 'retrying')",
                 (now, run_id),
             )
-            db.execute(
+            ended = db.execute(
                 "UPDATE dag_runs SET status=?, status_code=?, finished_at=?, error=? WHERE id = ? AND status IN ('running', 'queued')",
                 (status, code, now, why, run_id),
             )
+            if ended.rowcount != 1:
+                return None
+            return (self._requeue_in(db, run_id) or "") if requeue else ""
 
     def prune(self, dag: str, keep_days: float, keep_runs: int | None) -> list[str]:
         """Drop runs past the DAG's retention (days, or the newest N); their log/work dirs."""
-        with self.lock:
+        with self._conn() as db:
             if keep_runs:
-                rows = self.db.execute(
+                rows = db.execute(
                     "SELECT id, log_dir, work_dir FROM dag_runs WHERE dag = ? AND status NOT IN ('running', 'queued')"
                     f" ORDER BY started_at DESC NULLS LAST LIMIT {self._all} OFFSET ?",
                     (dag, keep_runs),
                 ).fetchall()
             else:
-                rows = self.db.execute(
+                rows = db.execute(
                     "SELECT id, log_dir, work_dir FROM dag_runs WHERE dag = ? AND status NOT IN ('running', 'queued') AND started_at < ?",
                     (dag, time.time() - keep_days * 86400),
                 ).fetchall()
@@ -632,16 +704,16 @@ class Store:
 
     def last_runs(self) -> dict[str, dict[str, Any]]:
         """The latest run row of every DAG, in one query (listings of many DAGs)."""
-        with self.lock:
-            rows = self.db.execute(
+        with self._conn() as db:
+            rows = db.execute(
                 "SELECT r.id, r.dag, r.status, r.trigger, r.started_at, r.finished_at, r.error"
                 " FROM dag_last_run l JOIN dag_runs r ON r.id = l.run_id"
             ).fetchall()
         return {r["dag"]: dict(r) for r in rows}
 
     def run_by_id(self, run_id: str) -> dict[str, Any] | None:
-        with self.lock:
-            row = self.db.execute("SELECT * FROM dag_runs WHERE id = ?", (run_id,)).fetchone()
+        with self._conn() as db:
+            row = db.execute("SELECT * FROM dag_runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             return None
         doc = dict(row)
@@ -649,13 +721,13 @@ class Store:
         return doc
 
     def run(self, dag: str, run_id: str | None = None) -> dict[str, Any] | None:
-        with self.lock:
+        with self._conn() as db:
             if run_id is None:
-                row = self.db.execute("SELECT run_id FROM dag_last_run WHERE dag = ?", (dag,)).fetchone()
+                row = db.execute("SELECT run_id FROM dag_last_run WHERE dag = ?", (dag,)).fetchone()
                 if row is None:
                     return None
                 run_id = row[0]
-            r = self.db.execute("SELECT * FROM dag_runs WHERE id = ? AND dag = ?", (run_id, dag)).fetchone()
+            r = db.execute("SELECT * FROM dag_runs WHERE id = ? AND dag = ?", (run_id, dag)).fetchone()
             if r is None:
                 return None
         orphaned = r["status"] == "running" or (r["status"] == "queued" and r["runner_pid"] is not None)
@@ -663,8 +735,8 @@ class Store:
         if orphaned and not _runner_alive(r["runner_pid"]):  # a queued run with no runner waits in run_queue
             self.reconcile(run_id)
             return self.run(dag, run_id)
-        with self.lock:
-            steps = self.db.execute(
+        with self._conn() as db:
+            steps = db.execute(
                 "SELECT * FROM dag_step_results WHERE run_id = ? ORDER BY handler, started_at IS NULL, started_at",
                 (run_id,),
             ).fetchall()
@@ -680,9 +752,9 @@ class Store:
     def _lineage(self, parent_run: str | None) -> list[tuple[str, str]]:
         """(dag, run id) of a sub-DAG run's parent, its parent … up to the root (bounded)."""
         out: list[tuple[str, str]] = []
-        with self.lock:
+        with self._conn() as db:
             while parent_run and len(out) < 32:
-                row = self.db.execute("SELECT dag, parent_run FROM dag_runs WHERE id = ?", (parent_run,)).fetchone()
+                row = db.execute("SELECT dag, parent_run FROM dag_runs WHERE id = ?", (parent_run,)).fetchone()
                 if row is None:
                     break
                 out.append((row[0], parent_run))
@@ -714,13 +786,13 @@ class Store:
             args.append(status)
         q += " ORDER BY started_at DESC NULLS LAST, id DESC LIMIT ?"  # (NULL: SQLite's own order, said for PostgreSQL)
         args.append(limit)
-        with self.lock:
-            return [dict(r) for r in self.db.execute(q, args).fetchall()]
+        with self._conn() as db:
+            return [dict(r) for r in db.execute(q, args).fetchall()]
 
     def step(self, dag: str, run_id: str, step: str) -> dict[str, Any] | None:
         """One step's row of a run (no reconciliation: for polling a step that is known to exist)."""
-        with self.lock:
-            row = self.db.execute(
+        with self._conn() as db:
+            row = db.execute(
                 "SELECT s.* FROM dag_step_results s JOIN dag_runs r ON r.id = s.run_id"
                 " WHERE r.dag = ? AND s.run_id = ? AND s.step = ?",
                 (dag, run_id, step),
@@ -729,8 +801,8 @@ class Store:
 
     def children(self, parent_run: str) -> list[dict[str, Any]]:
         """Sub-DAG runs started by a run, oldest first."""
-        with self.lock:
-            rows = self.db.execute(
+        with self._conn() as db:
+            rows = db.execute(
                 "SELECT id, dag, status, started_at, finished_at FROM dag_runs WHERE parent_run = ? ORDER BY started_at NULLS FIRST",
                 (parent_run,),
             ).fetchall()
@@ -740,13 +812,13 @@ class Store:
 
     def watermarks(self) -> dict[str, float]:
         """Every DAG's watermark in one query (the scheduler reads them all on every wake)."""
-        with self.lock:
-            rows = self.db.execute("SELECT dag, watermark FROM dag_state WHERE watermark IS NOT NULL").fetchall()
+        with self._conn() as db:
+            rows = db.execute("SELECT dag, watermark FROM dag_state WHERE watermark IS NOT NULL").fetchall()
         return {r[0]: r[1] for r in rows}
 
     def watermark(self, dag: str) -> float | None:
-        with self.lock:
-            row = self.db.execute("SELECT watermark FROM dag_state WHERE dag = ?", (dag,)).fetchone()
+        with self._conn() as db:
+            row = db.execute("SELECT watermark FROM dag_state WHERE dag = ?", (dag,)).fetchone()
         return row[0] if row else None
 
     def claim_slot(
@@ -781,8 +853,8 @@ class Store:
             )
 
     def suspended(self) -> set[str]:
-        with self.lock:
-            return {r[0] for r in self.db.execute("SELECT dag FROM dag_state WHERE suspended = 1")}
+        with self._conn() as db:
+            return {r[0] for r in db.execute("SELECT dag FROM dag_state WHERE suspended = 1")}
 
     def set_suspended(self, dag: str, value: bool) -> None:
         with self.transaction() as db:
@@ -854,14 +926,12 @@ class Store:
 
     def queued(self, dag: str | None = None) -> list[dict[str, Any]]:
         """The queue, oldest first; only `dag`'s runs when given."""
-        with self.lock:
+        with self._conn() as db:
             select = "SELECT q.*, r.parent_run FROM run_queue q LEFT JOIN dag_runs r ON r.id = q.run_id"
             if dag is None:
-                rows = self.db.execute(f"{select} ORDER BY q.queued_at, {self._fifo}").fetchall()
+                rows = db.execute(f"{select} ORDER BY q.queued_at, {self._fifo}").fetchall()
             else:
-                rows = self.db.execute(
-                    f"{select} WHERE q.dag = ? ORDER BY q.queued_at, {self._fifo}", (dag,)
-                ).fetchall()
+                rows = db.execute(f"{select} WHERE q.dag = ? ORDER BY q.queued_at, {self._fifo}", (dag,)).fetchall()
         return [
             {k: v for k, v in dict(r).items() if k != "seq"}
             | {"params": json.loads(r["params"]), "env": json.loads(r["env"] or "{}")}
@@ -871,13 +941,13 @@ class Store:
     # ---- webhooks (one per DAG; the token is kept as its SHA-256 only) --------------------------
 
     def webhook(self, dag: str) -> dict[str, Any] | None:
-        with self.lock:
-            row = self.db.execute("SELECT * FROM webhooks WHERE dag = ?", (dag,)).fetchone()
+        with self._conn() as db:
+            row = db.execute("SELECT * FROM webhooks WHERE dag = ?", (dag,)).fetchone()
         return dict(row) if row is not None else None
 
     def webhooks(self) -> list[dict[str, Any]]:
-        with self.lock:
-            return [dict(r) for r in self.db.execute("SELECT * FROM webhooks ORDER BY dag").fetchall()]
+        with self._conn() as db:
+            return [dict(r) for r in db.execute("SELECT * FROM webhooks ORDER BY dag").fetchall()]
 
     def add_webhook(self, dag: str, webhook_id: str, token_digest: str, token_prefix: str, by: str) -> bool:
         """False when the DAG has one already."""
@@ -926,6 +996,12 @@ class Store:
         one DAG are serialised across nodes (PostgreSQL: an advisory transaction lock per DAG)."""
         with self.transaction() as db:
             if self.postgres:
+                # the queue row first, skipping one another node is taking right now (it is theirs
+                # or back in a moment): nodes walk past each other's claims instead of queueing
+                # behind them; then the DAG's count under its lock
+                mine = db.execute("SELECT 1 FROM run_queue WHERE run_id = ? FOR UPDATE SKIP LOCKED", (run_id,))
+                if mine.fetchone() is None:
+                    return False
                 db.execute("SELECT pg_advisory_xact_lock(72579, hashtext(?))", (dag,))
             going = db.execute(
                 "SELECT count(*) FROM dag_runs WHERE dag = ? AND (status = 'running' OR (status = 'queued'"
@@ -946,8 +1022,8 @@ class Store:
     def stale_runs(self) -> list[str]:
         """Runs a previous process of this node left running, or queued-but-not-in-the-queue
         (another node's running runs are its own: their leases decide)."""
-        with self.lock:
-            rows = self.db.execute(
+        with self._conn() as db:
+            rows = db.execute(
                 "SELECT id FROM dag_runs WHERE (node IS NULL OR node = ?) AND (status = 'running'"
                 " OR (status = 'queued' AND id NOT IN (SELECT run_id FROM run_queue)))",
                 (self.node or "",),
@@ -960,8 +1036,8 @@ class Store:
     def expired_runs(self) -> list[dict[str, Any]]:
         """Runs of other nodes whose lease ran out (on the database's clock): their node stopped
         renewing — killed, cut off, frozen."""
-        with self.lock:
-            rows = self.db.execute(
+        with self._conn() as db:
+            rows = db.execute(
                 f"SELECT id, dag, node FROM dag_runs WHERE status IN ('running', 'queued') AND node IS NOT NULL"
                 f" AND node <> ? AND lease_until IS NOT NULL AND lease_until < {self._now}"
                 " AND id NOT IN (SELECT run_id FROM run_queue)",
@@ -1023,8 +1099,8 @@ class Store:
                 stop.wait(2.0)
 
     def running_on_others(self, dag: str) -> bool:
-        with self.lock:
-            row = self.db.execute(
+        with self._conn() as db:
+            row = db.execute(
                 "SELECT 1 FROM dag_runs WHERE dag = ? AND status = 'running' AND node IS NOT NULL AND node <> ? LIMIT 1",
                 (dag, self.node or ""),
             ).fetchone()
@@ -1043,20 +1119,18 @@ class Store:
 
     def stored_log(self, run_id: str, path: str) -> tuple[bytes, int] | None:
         """A log another node stored: (compressed tail, full size), or None."""
-        with self.lock:
-            row = self.db.execute(
-                "SELECT data, size FROM run_logs WHERE run_id = ? AND path = ?", (run_id, path)
-            ).fetchone()
+        with self._conn() as db:
+            row = db.execute("SELECT data, size FROM run_logs WHERE run_id = ? AND path = ?", (run_id, path)).fetchone()
         return None if row is None else (bytes(row[0]), int(row[1]))
 
     def has_queued(self) -> bool:
-        with self.lock:
-            return self.db.execute("SELECT 1 FROM run_queue LIMIT 1").fetchone() is not None
+        with self._conn() as db:
+            return db.execute("SELECT 1 FROM run_queue LIMIT 1").fetchone() is not None
 
     def stop_requests(self) -> list[str]:
         """This node's running runs another node was asked to stop."""
-        with self.lock:
-            rows = self.db.execute(
+        with self._conn() as db:
+            rows = db.execute(
                 "SELECT id FROM dag_runs WHERE status = 'running' AND stop_requested = 1 AND node = ?", (self.node,)
             ).fetchall()
         return [r[0] for r in rows]
@@ -1075,33 +1149,34 @@ class Store:
         overrides = list(params.get("overrides") or [])
         overrides += [f"{k}={v}" for k, v in (params.get("named") or {}).items()]
         new_id = f"{run_id}_requeued"
-        db.execute(
+        cur = db.execute(
             "INSERT INTO dag_runs (id, dag, file, status, status_code, trigger, params, queued_at) VALUES"
-            " (?, ?, ?, 'queued', 5, 'retry', ?, ?) ON CONFLICT (id) DO UPDATE SET status = 'queued', status_code = 5,"
-            " queued_at = excluded.queued_at",
+            " (?, ?, ?, 'queued', 5, 'retry', ?, ?) ON CONFLICT (id) DO NOTHING",
             (new_id, row["dag"], row["file"], _params_doc(overrides), time.time()),
         )
+        if cur.rowcount != 1:  # queued again once already (by the node that took it over, or by us)
+            return new_id
         self._queue_in(db, new_id, row["dag"], row["file"], overrides, "retry", None, None)
         return new_id
 
     def still_mine(self, run_id: str) -> bool:
         """Whether this node still holds the run (another node may have taken it over after this
         one's lease ran out: its late results are then not recorded)."""
-        with self.lock:
-            row = self.db.execute("SELECT node FROM dag_runs WHERE id = ?", (run_id,)).fetchone()
+        with self._conn() as db:
+            row = db.execute("SELECT node FROM dag_runs WHERE id = ?", (run_id,)).fetchone()
         return row is None or self._mine(row["node"])
 
     def last_success_since(self, dag: str, since: float) -> bool:
-        with self.lock:
-            row = self.db.execute(
+        with self._conn() as db:
+            row = db.execute(
                 "SELECT 1 FROM dag_runs WHERE dag = ? AND status = 'succeeded' AND started_at >= ? LIMIT 1",
                 (dag, since),
             ).fetchone()
         return row is not None
 
     def run_counts(self) -> list[tuple[str, str, int]]:
-        with self.lock:
-            rows = self.db.execute(
+        with self._conn() as db:
+            rows = db.execute(
                 "SELECT dag, status, COUNT(*) FROM dag_runs GROUP BY dag, status ORDER BY dag, status"
             ).fetchall()
         return [(r[0], r[1], r[2]) for r in rows]
@@ -1109,8 +1184,8 @@ class Store:
     def run_durations(self, buckets: tuple[float, ...]) -> list[tuple[str, list[int], float, int]]:
         """Cumulative bucket counts, sum and count of finished runs' durations, per DAG (one query)."""
         cols = ", ".join(f"SUM(CASE WHEN d <= {float(b)} THEN 1 ELSE 0 END)" for b in buckets)
-        with self.lock:
-            rows = self.db.execute(
+        with self._conn() as db:
+            rows = db.execute(
                 f"SELECT dag, {cols}, SUM(d), COUNT(*) FROM (SELECT dag, finished_at - started_at AS d FROM dag_runs"
                 " WHERE finished_at IS NOT NULL AND started_at IS NOT NULL) AS durations GROUP BY dag ORDER BY dag"
             ).fetchall()
@@ -1139,11 +1214,9 @@ class Store:
     def nodes(self) -> list[dict[str, Any]]:
         """Every node that ever heartbeated, with the seconds since its last heartbeat (on the
         database's clock) and the runs it holds."""
-        with self.lock:
-            rows = self.db.execute(
-                f"SELECT n.*, {self._now} - n.heartbeat AS age FROM nodes n ORDER BY n.id"
-            ).fetchall()
-            running = self.db.execute(
+        with self._conn() as db:
+            rows = db.execute(f"SELECT n.*, {self._now} - n.heartbeat AS age FROM nodes n ORDER BY n.id").fetchall()
+            running = db.execute(
                 "SELECT id, dag, node, started_at, parent_run FROM dag_runs WHERE status = 'running' AND node IS NOT NULL"
                 " ORDER BY started_at"
             ).fetchall()
@@ -1155,7 +1228,12 @@ class Store:
         return out
 
     def close(self) -> None:
-        self.db.close()
+        if self.pool is None:
+            self.db.close()
+            return
+        self.pool.close()
+        if self.pinned is not None:
+            self.pinned.close()
 
 
 def _params_doc(overrides: list[str]) -> str:

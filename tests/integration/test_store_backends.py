@@ -229,3 +229,76 @@ def test_a_daemon_outlives_a_restart_of_its_postgres(tmp_path: Path, pg: postgre
         assert d.proc.poll() is None  # dagd never went down
     finally:
         d.close()
+
+
+def test_a_node_back_from_a_freeze_records_nothing_of_the_runs_taken_over(pg: postgres.Server) -> None:
+    dsn = pg.fresh(f"t_{uuid.uuid4().hex[:10]}")
+    db = dsn.split("///")[1].split("?")[0]
+    a, b = Store(dsn), Store(dsn)
+    a.node, b.node = "node-a", "node-b"
+    try:
+        for rid in ("r1", "r2"):
+            a.enqueue(rid, "etl", "/etl.yaml", [], "manual", None)
+        # node-a takes both; it starts r2, and freezes before it starts r1
+        assert a.take("r1", "etl", 10) and a.take("r2", "etl", 10)
+        a.record(RunStarted("r2", "etl", "/etl.yaml", {}, "manual", 1000.0, "/l/r2", "/w/r2"))
+        pg.psql("UPDATE dag_runs SET lease_until = 0", database=db)  # its leases ran out meanwhile
+        assert sorted(r["id"] for r in b.expired_runs()) == ["r1", "r2"]
+        assert b.take_over("r1", "node-a stopped renewing", requeue=True) == "r1_requeued"
+        assert b.take_over("r2", "node-a stopped renewing", requeue=True) == "r2_requeued"
+        assert b.take_over("r2", "node-a stopped renewing", requeue=True) is None  # once
+        # node-a thaws: it would start r1 and finish r2 — none of it is recorded
+        with pytest.raises(sqlite3.IntegrityError, match="node node-b took it over"):
+            a.record(RunStarted("r1", "etl", "/etl.yaml", {}, "manual", 1001.0, "/l/r1", "/w/r1"))
+        a.record(StepChanged("r2", "s", StepStatus.SUCCEEDED, 1, 0, 1000.0, 1002.0, None, "/o", "/e"))
+        a.record(RunFinished("r2", "etl", RunStatus.SUCCEEDED, 1002.0))
+        for rid in ("r1", "r2"):
+            doc = b.run(dag="etl", run_id=rid)
+            assert doc is not None and doc["status"] == "failed" and doc["node"] == "node-b", doc
+            assert doc["steps"] == []
+        assert sorted(q["run_id"] for q in b.queued()) == ["r1_requeued", "r2_requeued"]
+        # node-a restarting (its own runs reconciled) while node-b took them over: nothing again
+        assert a.reconcile("r2", "daemon restart", "failed", requeue=True) is None
+        assert b.requeue("r2") == "r2_requeued"  # already queued again once: not twice
+        assert len(b.queued()) == 2
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_postgres_store_reads_while_a_transaction_is_open_on_a_bounded_pool(pg: postgres.Server) -> None:
+    from dagd.store.db import POOL_SIZE
+
+    dsn = pg.fresh(f"t_{uuid.uuid4().hex[:10]}")
+    db = dsn.split("///")[1].split("?")[0]
+    s = Store(dsn)
+    inside, release = threading.Event(), threading.Event()
+    setting: list[str] = []
+
+    def hold() -> None:
+        with s.transaction() as conn:
+            setting.append(conn.execute("SHOW idle_in_transaction_session_timeout").fetchone()[0])
+            conn.execute("INSERT INTO dag_state (dag, watermark) VALUES ('etl', 1)")
+            inside.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert inside.wait(30)
+        got: list[object] = []
+        readers = [threading.Thread(target=lambda: got.append(s.queued())) for _ in range(POOL_SIZE * 3)]
+        for t in readers:
+            t.start()
+        for t in readers:
+            t.join(30)
+        assert got == [[]] * (POOL_SIZE * 3)  # answered while the transaction is still open
+        assert s.watermarks() == {}  # (which nobody else sees before it commits)
+        sessions = int(pg.psql(f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}'", database=db))
+        assert sessions <= POOL_SIZE + 1  # the pool's connections, and psql's own
+    finally:
+        release.set()
+        holder.join(30)
+    assert s.watermarks() == {"etl": 1.0}
+    assert setting == ["10s"]  # a frozen node's transaction is ended by the server, and its locks with it
+    s.close()
