@@ -678,6 +678,100 @@ def bench_loop(work: Path, reps: int) -> list[Figure]:
     ]
 
 
+# ---- 9. several nodes on one PostgreSQL ------------------------------------------------------
+
+
+def bench_scaleout(work: Path, reps: int) -> list[Figure]:
+    """Scheduled fires through 1, 2 and 3 dagd nodes on one PostgreSQL (tests/chaos.py: a shared
+    fast schedule clock, more fires than the nodes can run, so the figure is their capacity); then
+    10 000 fires across 3 nodes with nodes killed (SIGKILL) and frozen (SIGSTOP) at random."""
+    from tests import chaos, postgres
+
+    if postgres.bindir() is None:
+        raise RuntimeError("PostgreSQL's server is not installed (make test installs it)")
+    figures: list[Figure] = []
+    command = f"echo sched_x 1 >> {work}/spawned.txt"
+    spawns = [400 / spawn_loop(400, command) for _ in range(reps)]
+    servers = postgres.serve()
+    try:
+        server = next(servers)
+        rates: dict[int, list[float]] = {}
+        for n in (1, 2, 3):
+            rates[n] = []
+            for rep in range(reps):
+                o = chaos.run(work / f"scale{n}-{rep}", server, nodes=n, dags=20, minutes=60, scale=600.0)
+                if o.problems():
+                    raise RuntimeError(f"{n} nodes: {o.problems()}")
+                rates[n].append(o.fires_per_sec)
+        figures.append(
+            Figure(
+                "9a. scheduled fires run to their result, 1 node on PostgreSQL (1200 fires due within 6 s)",
+                "fires/s",
+                rates[1],
+                "the same step command spawned bare in a loop",
+                spawns,
+                higher_is_better=True,
+            )
+        )
+        for n in (2, 3):
+            figures.append(
+                Figure(
+                    f"9{'bc'[n - 2]}. the same through {n} nodes on one PostgreSQL",
+                    "fires/s",
+                    rates[n],
+                    "1 node",
+                    rates[1],
+                    higher_is_better=True,
+                    note="all nodes share this machine's cores and its PostgreSQL",
+                )
+            )
+        names = ["n1", "n2", "n3"]
+        plan = chaos.random_plan(names, 120.0, every=10.0, seed=16)
+        o = chaos.run(
+            work / "chaos",
+            server,
+            nodes=3,
+            dags=56,
+            minutes=180,
+            scale=90.0,
+            plan=plan,
+            capacity=32,
+            step_sec=0.5,
+            timeout=1800,
+        )
+        kills = sum(1 for f in o.faults if f.kind == "kill")
+        stops = len(o.faults) - kills
+        what = f"{o.expected} fires of 56 DAGs through 3 nodes, {kills} x kill -9 and {stops} x SIGSTOP (26-34 s) at random"
+        problems = o.problems()
+        figures += [
+            Figure(
+                f"9d. {what}: slots missed or fired twice, results recorded twice",
+                "slots",
+                [float(len(o.missed) + len(o.extra) + len(o.not_one_success))],
+                target="0",
+                max_value=0,
+                note="; ".join(problems) or f"{o.re_executed} steps ran again after their node lost them",
+            ),
+            Figure(
+                f"9e. {what}: a faulted node's run re-queued after the fault, slowest of {len(o.recovery)}",
+                "s",
+                [max(o.recovery) if o.recovery else 0.0],
+                target="<= 30 s",
+                max_value=30,
+                note=f"{len(o.unrecovered)} never re-queued",
+            ),
+            Figure(
+                f"9f. {what}: fires run to their result",
+                "fires/s",
+                [o.fires_per_sec],
+                higher_is_better=True,
+            ),
+        ]
+    finally:
+        servers.close()
+    return figures
+
+
 BENCHES: dict[str, Callable[[Path, int], list[Figure]]] = {
     "steps": bench_steps,
     "dagu": bench_dagu,
@@ -688,6 +782,7 @@ BENCHES: dict[str, Callable[[Path, int], list[Figure]]] = {
     "history": bench_history,
     "http": bench_http,
     "loop": bench_loop,
+    "scaleout": bench_scaleout,
 }
 
 
