@@ -725,6 +725,7 @@ def bench_scaleout(work: Path, reps: int) -> list[Figure]:
                     note="all nodes share this machine's cores and its PostgreSQL",
                 )
             )
+        figures += _shared_logs(work, server, reps)
         names = ["n1", "n2", "n3"]
         plan = chaos.random_plan(names, 120.0, every=10.0, seed=16)
         o = chaos.run(
@@ -770,6 +771,63 @@ def bench_scaleout(work: Path, reps: int) -> list[Figure]:
     finally:
         servers.close()
     return figures
+
+
+def _shared_logs(work: Path, server: object, reps: int) -> list[Figure]:
+    """What sharing a finished run's step log through PostgreSQL costs (dagd.service._share_logs:
+    its last 4 MiB masked, zlib-compressed, one INSERT), and reading it on another node, against
+    copying and reading the same file on the local disk."""
+    import zlib
+
+    from dagd.masking import masked_slice
+    from dagd.store import logfiles
+    from dagd.store.db import Store
+    from tests import postgres
+
+    assert isinstance(server, postgres.Server)
+    path = work / "step.log"
+    with open(path, "w") as fh:
+        for i in range(60_000):  # ≈ 4 MiB of a typical step log
+            fh.write(f"2026-11-30T10:{i // 1000 % 60:02d}:{i % 60:02d}Z INFO processed item {i} of batch {i // 500}\n")
+    store = Store(server.fresh("bench_logs"))
+    put, get, copy, read = [], [], [], []
+    try:
+        for rep in range(max(reps, 5)):
+            store.enqueue(f"r{rep}", "logs", "/logs.yaml", [], "manual", None)  # (a run to own the logs)
+            t = time.perf_counter()
+            raw = logfiles.read_tail(str(path), logfiles.TAIL)
+            masked, _ = masked_slice(raw, ["s3cr3t"], final=True)
+            store.put_logs(f"r{rep}", [(str(path), zlib.compress(masked, 6), path.stat().st_size)])
+            put.append((time.perf_counter() - t) * 1000)
+            t = time.perf_counter()
+            stored = store.stored_log(f"r{rep}", str(path))
+            assert stored is not None and len(zlib.decompress(stored[0])) == len(masked)
+            get.append((time.perf_counter() - t) * 1000)
+            t = time.perf_counter()
+            shutil.copyfile(path, work / "step.copy")
+            copy.append((time.perf_counter() - t) * 1000)
+            t = time.perf_counter()
+            assert len(logfiles.read_tail(str(work / "step.copy"), logfiles.TAIL)) == len(raw)
+            read.append((time.perf_counter() - t) * 1000)
+    finally:
+        store.close()
+    size = path.stat().st_size / 2**20
+    return [
+        Figure(
+            f"9g. a finished run's {size:.1f} MiB step log shared through PostgreSQL (masked, zlib, INSERT)",
+            "ms",
+            put,
+            "copying the file on the local disk",
+            copy,
+        ),
+        Figure(
+            "9h. that log read on another node (SELECT, inflate)",
+            "ms",
+            get,
+            "reading the local file",
+            read,
+        ),
+    ]
 
 
 BENCHES: dict[str, Callable[[Path, int], list[Figure]]] = {

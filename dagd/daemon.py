@@ -289,6 +289,12 @@ def open_history(state_dir: str, url: str | None = None, node: str = "") -> Stor
         ) from None
     except OSError as exc:
         raise StartupError(f"the state folder {state_dir} cannot be used: {exc.strerror or exc}", code=3) from None
+    except ImportError as exc:  # psycopg finds no libpq: the package only recommends it
+        raise StartupError(
+            f"the run store {Store.describe(url or '')} needs PostgreSQL's client library, libpq:"
+            f" install libpq5 (Debian) or libpq (RPM) ({str(exc).splitlines()[0]})",
+            code=3,
+        ) from None
 
 
 async def main(opts: Options) -> None:

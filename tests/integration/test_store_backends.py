@@ -204,6 +204,24 @@ def test_a_daemon_keeps_its_history_in_postgres(tmp_path: Path, pg: postgres.Ser
         )
         assert second.returncode == 3 and "another dagd runs as node" in second.stderr, second.stderr
         assert "Traceback" not in second.stderr
+        # psycopg without its libpq (the .deb only recommends libpq5): one line, exit 3
+        nolib = subprocess.run(
+            [sys.executable, "-m", "dagd.daemon", "--user", "--no-http"],
+            env={
+                **os.environ,
+                "PSYCOPG_IMPL": "binary",  # (not installed: psycopg's import fails as without libpq)
+                "DAGD_STORE": dsn,
+                "DAGD_NODE_ID": "third",
+                "DAGD_STATE_DIR": str(other / "state"),
+                "DAGD_SOCKET": str(other / "s.sock"),
+                "DAGD_DAGS_DIR": str(tmp_path / "dags"),
+            },
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert nolib.returncode == 3 and "install libpq5" in nolib.stderr, nolib.stderr
+        assert "Traceback" not in nolib.stderr
     finally:
         d.close()
     r = run_dagctl(["history", "hello", "--json"], tmp_path, {**d.env, "DAGD_STORE": dsn})  # no daemon: DAGD_STORE
