@@ -165,9 +165,14 @@ class Cluster:
 
 
 def _inject(
-    cluster: Cluster, plan: list[tuple[float, str, str, float]], faults: list[Fault], stop: threading.Event
+    cluster: Cluster,
+    plan: list[tuple[float, str, str, float]],
+    faults: list[Fault],
+    stop: threading.Event,
+    busy_first: bool,
 ) -> None:
-    """Carry out `plan`: (seconds after the start, kind, node, seconds down), in order."""
+    """Carry out `plan`: (seconds after the start, kind, node, seconds down), in order; with
+    `busy_first`, each fault waits (up to 15 s) until its node holds a run."""
     started = time.monotonic()
     revive: list[tuple[float, Fault]] = []
     pending = sorted(plan)
@@ -181,6 +186,9 @@ def _inject(
                 cluster.thaw(fault.node)
         while pending and pending[0][0] <= now:
             _, kind, node, down = pending.pop(0)
+            until = time.monotonic() + 15
+            while busy_first and not cluster.held(node) and time.monotonic() < until and not stop.is_set():
+                stop.wait(0.05)  # (the store has no event for "this node took a run")
             fault = cluster.kill(node, down) if kind == "kill" else cluster.freeze(node, down)
             faults.append(fault)
             revive.append((now + down, fault))
@@ -217,6 +225,7 @@ def run(
     plan: list[tuple[float, str, str, float]] = (),  # type: ignore[assignment]
     capacity: int = 16,
     step_sec: float = 0.0,
+    busy_first: bool = False,
     lead: float = 12.0,
     timeout: float = 600.0,
 ) -> Outcome:
@@ -249,7 +258,7 @@ def run(
             raise RuntimeError(f"the nodes took more than {lead} s to start: raise `lead`")
         while time.time() < real0:  # the fault plan counts from the first slot
             time.sleep(min(0.1, real0 - time.time()))
-        injector = threading.Thread(target=_inject, args=(cluster, list(plan), faults, stop))
+        injector = threading.Thread(target=_inject, args=(cluster, list(plan), faults, stop, busy_first))
         injector.start()
         expected = dags * minutes
         deadline = time.monotonic() + timeout

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
+from tests import postgres
+
 # CI runs the same examples every time: a red run must be reproducible, never a roll of the dice.
 settings.register_profile("ci", derandomize=True, database=None)
 if os.environ.get("CI"):
@@ -99,3 +101,11 @@ def run_steps(root: Path, name: str, text: str, code: int = 0) -> dict[str, dict
     rid = json.loads(run_dagctl(["history", name, "--json"], root).stdout)[0]["id"]
     doc = json.loads(run_dagctl(["status", name, rid, "--json"], root).stdout)
     return {s["step"]: s for s in doc["steps"]}
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[postgres.Server]:
+    """A real PostgreSQL (tests/postgres.py) for the module's tests; skipped where it is not installed."""
+    if postgres.bindir() is None:
+        pytest.skip("make test installs postgresql")
+    yield from postgres.serve()

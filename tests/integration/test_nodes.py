@@ -12,10 +12,7 @@ import shutil
 import signal
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests import postgres
 from tests.integration.test_daemon import Daemon, start_daemon, wait_until
@@ -26,13 +23,6 @@ DAGS = {
     "placed.yaml": "worker_selector: {{zone: node-c}}\nsteps:\n  - id: where\n    run: echo placed\n",
     "single.yaml": "max_active_runs: 1\nsteps:\n  - id: alone\n    run: mkdir {shared}/alone || exit 9; sleep 0.3; rmdir {shared}/alone\n",
 }
-
-
-@pytest.fixture(scope="module")
-def pg() -> Iterator[postgres.Server]:
-    if postgres.bindir() is None:
-        pytest.skip("make test installs postgresql")
-    yield from postgres.serve()
 
 
 def _nodes(tmp_path: Path, dsn: str, names: list[str], marker: str, requeue: bool = False) -> list[Daemon]:

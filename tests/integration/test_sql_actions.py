@@ -6,11 +6,8 @@ runs, the 1.x spellings — and a timeout or a stop cancelling the query on the 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tests import postgres
 from tests.conftest import run_dagctl, run_steps
@@ -148,13 +145,6 @@ steps:
     assert steps["bad"]["status"] == "failed" and "line 3 has 2 fields" in steps["bad"]["error"]
     # NULL and "" are nulls; replace took Cyrus over Cy; the dry run and the failed file left nothing
     assert _out(steps["dump"]) == "1,Ann,Oslo\n2,Bo,~\n3,Cyrus,Paris\n4,Di,~\n5,Ed,Lima\n"
-
-
-@pytest.fixture(scope="module")
-def pg() -> Iterator[postgres.Server]:
-    if postgres.bindir() is None:
-        pytest.skip("make test installs postgresql")
-    yield from postgres.serve()
 
 
 def test_postgres_queries_params_types_transactions_and_import(tmp_path: Path, pg: postgres.Server) -> None:

@@ -26,13 +26,6 @@ from tests.conftest import run_dagctl
 from tests.integration.test_daemon import run_ended, start_daemon, wait_until
 
 
-@pytest.fixture(scope="module")
-def pg() -> Iterator[postgres.Server]:
-    if postgres.bindir() is None:
-        pytest.skip("make test installs postgresql")
-    yield from postgres.serve()
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param == "sqlite":

@@ -9,6 +9,7 @@ build, 3 s to unpack); each run boots a fresh copy.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -26,7 +27,9 @@ import pytest
 from tests.packaging.conftest import sh
 
 SUITE = "bookworm"
-PACKAGES = ["systemd", "systemd-sysv", "dbus", "python3", "adduser", "curl", "procps", "ca-certificates"]
+# libpq5: what `apt install ./dagd.deb` adds as a Recommends (PostgreSQL stores); the machine has
+# no network to fetch it, so the root file system brings it
+PACKAGES = ["systemd", "systemd-sysv", "dbus", "python3", "adduser", "curl", "procps", "ca-certificates", "libpq5"]
 CACHE = Path("/var/cache/dagd-test")
 BASE = "http://127.0.0.1:8090"
 
@@ -84,9 +87,17 @@ def _leader(nspawn_pid: int) -> int | None:
 
 @pytest.fixture(scope="module")
 def machine(deb: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Machine]:
+    with boot(deb, tmp_path_factory.mktemp("machine")) as m:
+        yield m
+
+
+@contextlib.contextmanager
+def boot(deb: Path, where: Path, binds: tuple[str, ...] = (), config: str = "") -> Iterator[Machine]:
+    """A fresh machine booted, the .deb installed and dagd started (`config` appended to
+    /etc/dagd/config.yaml first); `binds`: systemd-nspawn --bind= arguments."""
     for tool in ("systemd-nspawn", "mmdebstrap", "nsenter"):
         assert shutil.which(tool), f"{tool} is missing (make test installs it)"
-    root = tmp_path_factory.mktemp("machine") / "root"
+    root = where / "root"
     root.mkdir()
     with tarfile.open(_root_tarball()) as tar:
         tar.extractall(root, numeric_owner=True, filter="fully_trusted")
@@ -101,7 +112,8 @@ def machine(deb: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mac
             "--keep-unit",
             "--private-network",
             "--console=passive",
-            f"--machine=dagdtest{os.getpid()}",
+            f"--machine=dagdtest{os.getpid()}{where.name[-6:]}",
+            *(f"--bind={b}" for b in binds),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -119,7 +131,11 @@ def machine(deb: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mac
             "degraded",
         ):
             assert time.monotonic() < deadline, "the machine did not finish booting"
-        m.sh("dpkg -i /root/dagd.deb && systemctl enable --now dagd")
+        m.sh("dpkg -i /root/dagd.deb")
+        if config:  # as the README says: add to config.yaml, then restart (the package started it)
+            m.sh(f"cat >> /etc/dagd/config.yaml <<'EOF'\n{config}EOF")
+            m.sh("systemctl enable dagd && systemctl restart dagd")
+        m.sh("systemctl enable --now dagd")
         m.sh("useradd -m -G dagd alice && useradd -m bob")
         deadline = time.monotonic() + 30
         while m.sh("curl -s -o /dev/null -w '%{http_code}' " + BASE + "/api/v1/health", check=False).stdout != "200":
