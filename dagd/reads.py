@@ -152,12 +152,21 @@ class Reads:
         return [d for d in docs if d is not None]
 
     async def runs_page(
-        self, name: str | None, limit: int, status: str | None, run_id: str | None, before: tuple[float, str] | None
+        self,
+        name: str | None,
+        limit: int,
+        status: str | None,
+        run_id: str | None,
+        before: tuple[float, str] | None,
+        window: tuple[float | None, float | None] = (None, None),
     ) -> list[dict[str, Any]]:
-        """Runs newest first, after the cursor `before` = (started_at, id)."""
+        """Runs newest first, after the cursor `before` = (started_at, id); `window`: started
+        from/until (epoch seconds)."""
         if name is not None:
             checked(names.dag_name, name)
-        rows: list[dict[str, Any]] = await self._store_call(self.store.history, name, limit, status, run_id, before)
+        rows: list[dict[str, Any]] = await self._store_call(
+            self.store.history, name, limit, status, run_id, before, *window
+        )
         return rows
 
     async def suspended_names(self) -> set[str]:

@@ -77,8 +77,12 @@ def routes(svc: Service) -> list[Any]:
         name: str | None = None,
         cursor: str | None = None,
         dag_run_id: str | None = Parameter(query="dagRunId", default=None),
+        from_date: int | None = Parameter(query="fromDate", default=None, ge=0, le=2**40),
+        to_date: int | None = Parameter(query="toDate", default=None, ge=0, le=2**40),
     ) -> m.RunsPage:
-        return await runs_page(limit, status, name, cursor, dag_run_id)
+        """Every DAG's runs, newest first, cursor-paged; `fromDate`/`toDate` (Unix seconds, both
+        included): runs started within."""
+        return await runs_page(limit, status, name, cursor, dag_run_id, window=(from_date, to_date))
 
     @get("/api/v1/dag-runs/{name:str}")
     async def runs_of_dag(
@@ -87,9 +91,12 @@ def routes(svc: Service) -> list[Any]:
         status: list[int] | None = None,
         cursor: str | None = None,
         dag_run_id: str | None = Parameter(query="dagRunId", default=None),
+        from_date: int | None = Parameter(query="fromDate", default=None, ge=0, le=2**40),
+        to_date: int | None = Parameter(query="toDate", default=None, ge=0, le=2**40),
     ) -> m.RunsPage:
         """The runs of one DAG (Dagu's DAGRunsPageResponse), newest first, cursor-paged."""
-        return await runs_page(limit, status, checked_name(name), cursor, dag_run_id, exact=True)
+        window = (from_date, to_date)
+        return await runs_page(limit, status, checked_name(name), cursor, dag_run_id, exact=True, window=window)
 
     async def runs_page(
         limit: int,
@@ -99,12 +106,14 @@ def routes(svc: Service) -> list[Any]:
         dag_run_id: str | None,
         *,
         exact: bool = False,
+        window: tuple[int | None, int | None] = (None, None),
     ) -> m.RunsPage:
         before = shapes.decode_cursor(cursor) if cursor else None
         labels: list[str | None] = [*shapes.status_labels(status or [])] or [None]
         rows: list[dict[str, Any]] = []
+        since, until = (float(w) if w is not None else None for w in window)
         for label in labels:
-            rows += await svc.runs_page(name or None, limit + 1, label, dag_run_id or None, before)
+            rows += await svc.runs_page(name or None, limit + 1, label, dag_run_id or None, before, (since, until))
         if exact:
             rows = [r for r in rows if r["dag"] == name]
         rows.sort(key=lambda r: (r["started_at"] or 0, r["id"]), reverse=True)

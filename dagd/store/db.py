@@ -768,10 +768,22 @@ class Store:
         status: str | None = None,
         run_id: str | None = None,
         before: tuple[float, str] | None = None,
+        since: float | None = None,
+        until: float | None = None,
     ) -> list[dict[str, Any]]:
-        """Newest first; `before` = (started_at, id) of the last row of the previous page."""
-        q = "SELECT id, dag, status, trigger, started_at, finished_at, error FROM dag_runs WHERE 1 = 1"
+        """Newest first; `before` = (started_at, id) of the last row of the previous page;
+        `since`/`until`: runs started within (epoch seconds, both included)."""
+        q = (
+            "SELECT id, dag, status, trigger, started_at, finished_at, error, queued_at, schedule_time"
+            " FROM dag_runs WHERE 1 = 1"
+        )
         args: list[Any] = []
+        if since is not None:
+            q += " AND started_at >= ?"
+            args.append(since)
+        if until is not None:
+            q += " AND started_at <= ?"
+            args.append(until)
         if before is not None:
             q += " AND (started_at < ? OR (started_at = ? AND id < ?))"
             args.extend([before[0], before[0], before[1]])

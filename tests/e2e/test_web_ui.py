@@ -270,3 +270,61 @@ def test_a_sub_dag_run_is_linked_from_its_parent(ui: tuple[Daemon, str, Path], p
     page.goto(base + "/")
     expect(page.locator("tr[data-dag=child]")).to_contain_text("succeeded")
     shot(page, "dag-list")
+
+
+def test_runs_of_every_dag_filtered_in_the_url_and_acted_on_in_bulk(ui: tuple[Daemon, str, Path], page: Page) -> None:
+    _, base, _ = ui
+    made = [
+        httpx.post(base + "/api/v1/dags/child/start-sync", json={"timeout": 30, "singleton": False}, timeout=40).json()[
+            "dagRun"
+        ]["dagRunId"]
+        for _ in range(3)
+    ]
+    children = [r["dagRunId"] for r in httpx.get(base + "/api/v1/dag-runs?name=child").json()["dagRuns"]]
+    assert set(made) <= set(children)
+    long_id = httpx.post(base + "/api/v1/dags/long/start", json={}).json()["dagRunId"]
+    deadline = time.monotonic() + 20
+    while httpx.get(f"{base}/api/v1/dag-runs/long/{long_id}").json()["dagRunDetails"]["statusLabel"] != "running":
+        assert time.monotonic() < deadline, "the long run never started"
+        time.sleep(0.1)
+    pg = page
+    pg.goto(base + "/runs?name=child")
+    rows = pg.locator("tr[data-run]")
+    expect(rows).to_have_count(len(children))
+    # a filter is part of the URL, and the back button brings the previous view back
+    pg.get_by_label("Filter by DAG name").fill("long")
+    pg.get_by_label("Filter by DAG name").press("Enter")
+    expect(pg).to_have_url(re.compile(r"[?&]name=long"))
+    expect(pg.locator(f"tr[data-run='{long_id}']")).to_contain_text("running")
+    pg.go_back()
+    expect(pg).to_have_url(re.compile(r"[?&]name=child"))
+    expect(rows).to_have_count(len(children))
+    pg.get_by_role("button", name="Today").click()  # they all started today
+    expect(pg).to_have_url(re.compile(r"from=\d{4}-\d{2}-\d{2}&to=\d{4}-\d{2}-\d{2}"))
+    expect(rows).to_have_count(len(children))
+    pg.get_by_role("button", name="Yesterday").click()
+    expect(pg.get_by_text("No run matches these filters.")).to_be_visible()
+    # stop the running run from the list: asked once, its result shown
+    pg.goto(base + "/runs?status=running")
+    pg.get_by_label(f"Select run {long_id} of long").check()
+    pg.get_by_role("button", name="Stop", exact=True).click()
+    pg.get_by_role("button", name="Stop 1", exact=True).click()
+    expect(pg.get_by_test_id("bulk-outcomes")).to_contain_text("1 of 1 succeeded")
+    pg.keyboard.press("Escape")
+    deadline = time.monotonic() + 20
+    while httpx.get(f"{base}/api/v1/dag-runs/long/{long_id}").json()["dagRunDetails"]["statusLabel"] == "running":
+        assert time.monotonic() < deadline, "the long run was not stopped"
+        time.sleep(0.1)
+    # delete three runs at once: each gone, the list without them
+    pg.goto(base + "/runs?name=child")
+    for rid in made:
+        pg.get_by_label(f"Select run {rid} of child").check()
+    expect(pg.get_by_test_id("bulk-actions")).to_contain_text("3 selected")
+    shot(pg, "runs-page")
+    pg.get_by_role("button", name="Delete", exact=True).click()
+    pg.get_by_role("button", name="Delete 3", exact=True).click()
+    expect(pg.get_by_test_id("bulk-outcomes")).to_contain_text("3 of 3 succeeded")
+    for rid in made:
+        assert httpx.get(f"{base}/api/v1/dag-runs/child/{rid}").status_code == 404
+    pg.keyboard.press("Escape")
+    expect(rows).to_have_count(len(children) - 3)

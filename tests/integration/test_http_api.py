@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import socket
 import threading
@@ -334,6 +335,17 @@ def test_run_list_pages_with_a_cursor_and_filters_by_status(api: tuple[Daemon, s
     assert httpx.get(base + "/api/v1/dag-runs?status=2&name=hello").json()["dagRuns"] == []
     assert httpx.get(base + "/api/v1/dag-runs?cursor=garbage!").status_code == 400
     assert httpx.get(base + "/api/v1/dag-runs?limit=0").status_code == 400
+    # a time window (Dagu's fromDate/toDate, Unix seconds): runs started within it
+    started = {r["dagRunId"]: r["startedAt"] for r in httpx.get(base + "/api/v1/dag-runs?name=hello").json()["dagRuns"]}
+    third = int(dt.datetime.fromisoformat(started["run-2"]).timestamp())
+    window = httpx.get(f"{base}/api/v1/dag-runs?name=hello&fromDate={third}&toDate={third + 3600}").json()
+    check(window, "DAGRunsPageResponse")
+    assert {"run-2", "run-3", "run-4"} <= {r["dagRunId"] for r in window["dagRuns"]}
+    first = int(dt.datetime.fromisoformat(started["run-0"]).timestamp())
+    assert httpx.get(f"{base}/api/v1/dag-runs?name=hello&toDate={first - 1}").json()["dagRuns"] == []
+    later = httpx.get(f"{base}/api/v1/dag-runs?name=hello&fromDate={third + 3600}").json()["dagRuns"]
+    assert later == []
+    assert httpx.get(base + "/api/v1/dag-runs?fromDate=-1").status_code == 400
 
 
 def test_log_paging_head_offset_limit_and_live_stream(api: tuple[Daemon, str]) -> None:

@@ -13,6 +13,7 @@ import { Link, Route, Routes } from 'react-router-dom'
 import { DagList } from './pages/DagList'
 import { DagPage } from './pages/DagPage'
 import { RunPage } from './pages/RunPage'
+import { RunsPage } from './pages/RunsPage'
 
 function ThemeToggle() {
   const { setColorScheme } = useMantineColorScheme()
@@ -48,6 +49,9 @@ export function App() {
             <Anchor component={Link} to="/">
               DAGs
             </Anchor>
+            <Anchor component={Link} to="/runs">
+              Runs
+            </Anchor>
           </Group>
           <ThemeToggle />
         </Group>
@@ -56,6 +60,7 @@ export function App() {
         <Container size="xl" px={0}>
           <Routes>
             <Route path="/" element={<DagList />} />
+            <Route path="/runs" element={<RunsPage />} />
             <Route path="/dags/:name" element={<DagPage />} />
             <Route path="/dags/:name/runs/:runId" element={<RunPage />} />
             <Route path="*" element={<Text>Page not found.</Text>} />

@@ -10,6 +10,7 @@ export type RunSummary = {
   startedAt: string
   finishedAt: string
   triggerType?: string
+  queuedAt?: string
 }
 
 export type DagSpec = {
@@ -127,6 +128,9 @@ export const api = {
       'GET',
       `/dag-runs?name=${enc(name)}&limit=${limit}${cursor ? `&cursor=${enc(cursor)}` : ''}`,
     ),
+  allRuns: (query: string) => call<{ dagRuns: RunSummary[]; nextCursor?: string }>('GET', `/dag-runs?${query}`),
+  dequeue: (name: string, id: string) => call<object>('POST', `/dag-runs/${enc(name)}/${enc(id)}/dequeue`),
+  deleteRun: (name: string, id: string) => call<object>('DELETE', `/dag-runs/${enc(name)}/${enc(id)}`),
   run: (name: string, id: string) =>
     call<{ dagRunDetails: RunDetails }>('GET', `/dag-runs/${enc(name)}/${enc(id)}`).then((r) => r.dagRunDetails),
   start: (name: string, params: string) => call<{ dagRunId: string }>('POST', `/dags/${enc(name)}/start`, { params }),
