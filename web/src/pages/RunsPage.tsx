@@ -14,10 +14,11 @@ import {
   TextInput,
   Title,
 } from '@mantine/core'
-import { useCallback, useEffect, useMemo, useState } from 'react'
+import { useCallback, useEffect, useMemo, useRef, useState } from 'react'
 import { Link, useSearchParams } from 'react-router-dom'
 import { api, ApiError, type RunSummary } from '../api'
 import { StatusBadge } from '../components/StatusBadge'
+import { throttle, useRunEvents } from '../events'
 import { durationSec, formatDuration, formatTime } from '../format'
 import { BULK_ACTIONS, type BulkAction, dayRange, RUN_STATUS_CODES, runsQuery } from '../runs'
 
@@ -71,6 +72,16 @@ export function RunsPage() {
     setSelected(new Set())
     load()
   }, [load])
+
+  // live: a run started, ended or was queued anywhere: the page is read again (at most twice a second)
+  const loadRef = useRef(load)
+  useEffect(() => {
+    loadRef.current = load
+  })
+  const reload = useMemo(() => throttle(() => loadRef.current(), 500), [])
+  useRunEvents((e) => {
+    if (e.type !== 'StepChanged') reload()
+  })
 
   const set = (changes: Record<string, string>) => {
     const p = new URLSearchParams(params)
