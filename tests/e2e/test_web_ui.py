@@ -330,3 +330,37 @@ def test_runs_of_every_dag_filtered_in_the_url_and_acted_on_in_bulk(ui: tuple[Da
         assert httpx.get(f"{base}/api/v1/dag-runs/child/{rid}").status_code == 404
     pg.keyboard.press("Escape")
     expect(rows).to_have_count(len(children) + 1 - 3)
+
+
+def test_queues_show_what_runs_and_what_waits_and_dequeue_one(ui: tuple[Daemon, str, Path], page: Page) -> None:
+    _, base, _ = ui
+    ids = [httpx.post(base + "/api/v1/dags/long/start", json={}).json()["dagRunId"] for _ in range(3)]
+    deadline = time.monotonic() + 20
+    while httpx.get(f"{base}/api/v1/dag-runs/long/{ids[0]}").json()["dagRunDetails"]["statusLabel"] != "running":
+        assert time.monotonic() < deadline, "the first run never started"
+        time.sleep(0.1)
+    pg = page
+    try:
+        pg.goto(base + "/queues")
+        row = pg.locator("tr[data-queue=long]")
+        expect(row).to_contain_text("1 / 1")  # max_active_runs: 1 — one runs, two wait
+        expect(row).to_contain_text(ids[0])
+        expect(pg.get_by_test_id("queue-summary")).to_contain_text("2 waiting")
+        row.get_by_role("button", name="long").click()
+        expect(pg).to_have_url(re.compile(r"[?&]open=long"))
+        items = pg.get_by_test_id("queue-items").locator("tr[data-item]")
+        expect(items).to_have_count(2)
+        expect(items.first).to_contain_text(ids[1])  # oldest first
+        shot(pg, "queues-page")
+        pg.get_by_role("button", name=f"Dequeue {ids[1]}").click()
+        expect(items).to_have_count(1)
+        expect(items.first).to_contain_text(ids[2])
+        assert httpx.get(f"{base}/api/v1/dag-runs/long/{ids[1]}").json()["dagRunDetails"]["statusLabel"] == "aborted"
+        # the page follows the daemon: the running run stopped elsewhere, the next one starts
+        httpx.post(f"{base}/api/v1/dag-runs/long/{ids[0]}/stop")
+        expect(row).to_contain_text(ids[2], timeout=20_000)
+        expect(items).to_have_count(0)
+    finally:
+        for rid in ids:
+            httpx.post(f"{base}/api/v1/dag-runs/long/{rid}/dequeue")
+            httpx.post(f"{base}/api/v1/dag-runs/long/{rid}/stop")

@@ -13,6 +13,7 @@ import { Link, Route, Routes } from 'react-router-dom'
 import { DagList } from './pages/DagList'
 import { DagPage } from './pages/DagPage'
 import { RunPage } from './pages/RunPage'
+import { QueuesPage } from './pages/QueuesPage'
 import { RunsPage } from './pages/RunsPage'
 
 function ThemeToggle() {
@@ -52,6 +53,9 @@ export function App() {
             <Anchor component={Link} to="/runs">
               Runs
             </Anchor>
+            <Anchor component={Link} to="/queues">
+              Queues
+            </Anchor>
           </Group>
           <ThemeToggle />
         </Group>
@@ -61,6 +65,7 @@ export function App() {
           <Routes>
             <Route path="/" element={<DagList />} />
             <Route path="/runs" element={<RunsPage />} />
+            <Route path="/queues" element={<QueuesPage />} />
             <Route path="/dags/:name" element={<DagPage />} />
             <Route path="/dags/:name/runs/:runId" element={<RunPage />} />
             <Route path="*" element={<Text>Page not found.</Text>} />

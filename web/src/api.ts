@@ -83,6 +83,23 @@ export type DagDetail = {
   errors: string[]
 }
 
+export type Queue = {
+  name: string
+  type: string
+  maxConcurrency: number
+  runningCount: number
+  queuedCount: number
+  running: RunSummary[]
+}
+
+export type QueueSummary = {
+  totalQueues: number
+  totalRunning: number
+  totalQueued: number
+  totalCapacity: number
+  utilizationPercentage: number
+}
+
 export class ApiError extends Error {
   status: number
   details: string[]
@@ -128,6 +145,9 @@ export const api = {
       'GET',
       `/dag-runs?name=${enc(name)}&limit=${limit}${cursor ? `&cursor=${enc(cursor)}` : ''}`,
     ),
+  queues: () => call<{ queues: Queue[]; summary: QueueSummary }>('GET', '/queues'),
+  queueItems: (name: string) =>
+    call<{ items: RunSummary[]; nextCursor?: string }>('GET', `/queues/${enc(name)}/items?limit=1000`),
   allRuns: (query: string) => call<{ dagRuns: RunSummary[]; nextCursor?: string }>('GET', `/dag-runs?${query}`),
   dequeue: (name: string, id: string) => call<object>('POST', `/dag-runs/${enc(name)}/${enc(id)}/dequeue`),
   deleteRun: (name: string, id: string) => call<object>('DELETE', `/dag-runs/${enc(name)}/${enc(id)}`),
