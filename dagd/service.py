@@ -812,6 +812,32 @@ class Service(Reads, Slots):
         rows: list[dict[str, Any]] = await self._store_call(self.store.nodes)
         return rows
 
+    async def system(self, fires: int = 10) -> dict[str, Any]:
+        """What the System page shows: this dagd (version, uptime, health), its store (where,
+        size), its scheduler (the next `fires` starts across DAGs, suspended DAGs), the DAG files
+        that do not load, and its limits."""
+        from dagd import __version__
+
+        overview = await self.overview()
+        upcoming = sorted((o.next_start, o.name) for o in overview if o.next_start and not o.suspended)
+        return self.status() | {
+            "version": __version__,
+            "health": "unhealthy" if self.degraded else "healthy",
+            "reason": self.degraded,
+            "node": self.node_id,
+            "store": {
+                "kind": "postgresql" if self.store.postgres else "sqlite",
+                "where": self.store.where,
+                "size_bytes": await self._store_call(self.store.size),
+            },
+            "scheduled": sum(1 for o in overview if o.entry.usable and o.entry.usable.schedule.start),
+            "suspended": sorted(o.name for o in overview if o.suspended),
+            "next_fires": [{"dag": name, "at": at} for at, name in upcoming[:fires]],
+            "problems": [{"file": f, "error": e} for f, e in sorted(self.catalog.problems().items())],
+            "max_concurrent_runs": self.max_concurrent_runs,
+            "queued": sum(o.queued for o in overview),
+        }
+
     def status(self) -> dict[str, Any]:
         return {
             "pid": os.getpid(),

@@ -43,6 +43,12 @@ def routes(svc: Service) -> list[Any]:
             body["reason"] = svc.degraded
         return Response(body, status_code=503 if svc.degraded else 200)
 
+    @get("/api/v1/system")
+    async def system() -> dict[str, Any]:
+        """dagd's own (not Dagu's): this daemon, its store, its scheduler's next fires, the DAG
+        files that do not load, its limits — what the UI's System page shows."""
+        return await svc.system()
+
     @get("/api/v1/workers")
     async def workers() -> dict[str, Any]:
         """Dagu's workers list: the dagd nodes of this store (one, on SQLite) — labels, capacity,
@@ -322,6 +328,7 @@ def routes(svc: Service) -> list[Any]:
     return [
         health,
         workers,
+        system,
         run_from_spec,
         all_runs,
         runs_of_dag,

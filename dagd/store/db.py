@@ -1135,6 +1135,14 @@ class Store:
             row = db.execute("SELECT data, size FROM run_logs WHERE run_id = ? AND path = ?", (run_id, path)).fetchone()
         return None if row is None else (bytes(row[0]), int(row[1]))
 
+    def size(self) -> int:
+        """The store's size on disk in bytes: the SQLite file and its WAL, or the PostgreSQL
+        database (pg_database_size)."""
+        if self.postgres:
+            with self._conn() as db:
+                return int(db.execute("SELECT pg_database_size(current_database())").fetchone()[0])
+        return sum(os.path.getsize(p) for p in (self.path, self.path + "-wal") if os.path.exists(p))
+
     def has_queued(self) -> bool:
         with self._conn() as db:
             return db.execute("SELECT 1 FROM run_queue LIMIT 1").fetchone() is not None

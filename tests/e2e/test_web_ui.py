@@ -364,3 +364,34 @@ def test_queues_show_what_runs_and_what_waits_and_dequeue_one(ui: tuple[Daemon, 
         for rid in ids:
             httpx.post(f"{base}/api/v1/dag-runs/long/{rid}/dequeue")
             httpx.post(f"{base}/api/v1/dag-runs/long/{rid}/stop")
+
+
+def test_system_page_shows_the_daemon_its_store_next_fires_nodes_and_broken_files(
+    ui: tuple[Daemon, str, Path], page: Page
+) -> None:
+    from dagd import __version__
+
+    d, base, _ = ui
+    broken = d.root / "dags" / "broken.yaml"
+    broken.write_text("steps:\n  - id: a\n    depends: nowhere\n    run: 'true'\n")
+    try:
+        deadline = time.monotonic() + 20
+        while not httpx.get(base + "/api/v1/system").json()["problems"]:
+            assert time.monotonic() < deadline, "the broken file was never reported"
+            time.sleep(0.1)
+        pg = page
+        pg.goto(base + "/system")
+        expect(pg.get_by_test_id("health")).to_have_text("healthy")
+        expect(pg.get_by_test_id("daemon")).to_contain_text(__version__)
+        expect(pg.get_by_test_id("store")).to_contain_text("SQLite")
+        expect(pg.get_by_test_id("store")).to_contain_text("dagd.db")
+        expect(pg.locator("tr[data-fire=etl]")).to_contain_text("in ")  # 30 2 * * *: the next one
+        expect(pg.locator(f"tr[data-problem='{broken}']")).to_contain_text("nowhere")
+        expect(pg.get_by_test_id("nodes").locator("tr[data-node]")).to_have_count(1)
+        shot(pg, "system-page")
+    finally:
+        broken.unlink()
+        deadline = time.monotonic() + 20
+        while httpx.get(base + "/api/v1/system").json()["problems"]:
+            assert time.monotonic() < deadline, "the removed file is still reported"
+            time.sleep(0.1)

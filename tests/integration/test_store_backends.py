@@ -89,6 +89,7 @@ def test_runs_history_and_counts(store: Store) -> None:
     assert store.last_success_since("etl", 900) and not store.last_success_since("etl", 1001)
     assert store.delete_run("etl", "r2") == ["/l/r2", "/w/r2"]
     assert store.last_runs()["etl"]["id"] == "r1"  # the one before it is the latest again
+    assert store.size() > 0  # (the System page's figure: the SQLite file and WAL, or the database)
     assert store.prune("etl", 0, keep_runs=1) == []  # one left: nothing past the newest one
 
 

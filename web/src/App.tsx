@@ -15,6 +15,7 @@ import { DagPage } from './pages/DagPage'
 import { RunPage } from './pages/RunPage'
 import { QueuesPage } from './pages/QueuesPage'
 import { RunsPage } from './pages/RunsPage'
+import { SystemPage } from './pages/SystemPage'
 
 function ThemeToggle() {
   const { setColorScheme } = useMantineColorScheme()
@@ -56,6 +57,9 @@ export function App() {
             <Anchor component={Link} to="/queues">
               Queues
             </Anchor>
+            <Anchor component={Link} to="/system">
+              System
+            </Anchor>
           </Group>
           <ThemeToggle />
         </Group>
@@ -66,6 +70,7 @@ export function App() {
             <Route path="/" element={<DagList />} />
             <Route path="/runs" element={<RunsPage />} />
             <Route path="/queues" element={<QueuesPage />} />
+            <Route path="/system" element={<SystemPage />} />
             <Route path="/dags/:name" element={<DagPage />} />
             <Route path="/dags/:name/runs/:runId" element={<RunPage />} />
             <Route path="*" element={<Text>Page not found.</Text>} />

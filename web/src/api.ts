@@ -100,6 +100,37 @@ export type QueueSummary = {
   utilizationPercentage: number
 }
 
+export type System = {
+  version: string
+  health: 'healthy' | 'unhealthy'
+  reason: string | null
+  pid: number
+  uptime_sec: number
+  node: string
+  dags: number
+  dags_folder: string
+  state_dir: string
+  containment: string
+  running: number
+  queued: number
+  max_concurrent_runs: number
+  store: { kind: 'sqlite' | 'postgresql'; where: string; size_bytes: number }
+  scheduled: number
+  suspended: string[]
+  next_fires: { dag: string; at: string }[]
+  problems: { file: string; error: string }[]
+}
+
+export type Worker = {
+  id: string
+  labels: Record<string, string>
+  totalPollers: number
+  busyPollers: number
+  runningTasks: { dagRunId: string; dagName: string; startedAt: string }[]
+  lastHeartbeatAt: string
+  healthStatus: 'healthy' | 'warning' | 'unhealthy'
+}
+
 export class ApiError extends Error {
   status: number
   details: string[]
@@ -145,6 +176,8 @@ export const api = {
       'GET',
       `/dag-runs?name=${enc(name)}&limit=${limit}${cursor ? `&cursor=${enc(cursor)}` : ''}`,
     ),
+  system: () => call<System>('GET', '/system'),
+  workers: () => call<{ workers: Worker[] }>('GET', '/workers'),
   queues: () => call<{ queues: Queue[]; summary: QueueSummary }>('GET', '/queues'),
   queueItems: (name: string) =>
     call<{ items: RunSummary[]; nextCursor?: string }>('GET', `/queues/${enc(name)}/items?limit=1000`),
