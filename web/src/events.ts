@@ -1,5 +1,5 @@
 // One EventSource on /api/v1/events shared by every component; the browser reconnects it.
-import { useEffect, useRef } from 'react'
+import { useEffect, useRef, useState } from 'react'
 
 export type RunEvent = {
   // Reconnected: the stream broke and is back; events may have been missed, so reload
@@ -57,4 +57,17 @@ export function throttle(fn: () => void, ms: number): () => void {
       fn()
     }, ms)
   }
+}
+
+/** Call `load` again (at most once per `ms`) whenever a run starts, ends or the stream
+ * reconnects: a page of runs, queues or counts stays current without polling. */
+export function useLiveReload(load: () => void, ms: number = 500): void {
+  const ref = useRef(load)
+  useEffect(() => {
+    ref.current = load
+  })
+  const [reload] = useState(() => throttle(() => ref.current(), ms))
+  useRunEvents((e) => {
+    if (e.type !== 'StepChanged') reload()
+  })
 }

@@ -1,8 +1,8 @@
 import { Alert, Anchor, Badge, Button, Group, Progress, Stack, Table, Text, Title } from '@mantine/core'
-import { useCallback, useEffect, useMemo, useRef, useState } from 'react'
+import { useCallback, useEffect, useState } from 'react'
 import { Link, useSearchParams } from 'react-router-dom'
 import { api, type Queue, type QueueSummary, type RunSummary } from '../api'
-import { throttle, useRunEvents } from '../events'
+import { useLiveReload } from '../events'
 import { formatTime, relativeTime } from '../format'
 
 const runLink = (r: RunSummary) => `/dags/${encodeURIComponent(r.name)}/runs/${encodeURIComponent(r.dagRunId)}`
@@ -35,14 +35,7 @@ export function QueuesPage() {
     } else setItems(null)
   }, [open])
   useEffect(load, [load])
-  const loadRef = useRef(load)
-  useEffect(() => {
-    loadRef.current = load
-  })
-  const reload = useMemo(() => throttle(() => loadRef.current(), 500), [])
-  useRunEvents((e) => {
-    if (e.type !== 'StepChanged') reload()
-  })
+  useLiveReload(load)
 
   const dequeue = async (r: RunSummary) => {
     setBusy(r.dagRunId)

@@ -14,11 +14,11 @@ import {
   TextInput,
   Title,
 } from '@mantine/core'
-import { useCallback, useEffect, useMemo, useRef, useState } from 'react'
+import { useCallback, useEffect, useMemo, useState } from 'react'
 import { Link, useSearchParams } from 'react-router-dom'
 import { api, ApiError, type RunSummary } from '../api'
 import { StatusBadge } from '../components/StatusBadge'
-import { throttle, useRunEvents } from '../events'
+import { useLiveReload } from '../events'
 import { durationSec, formatDuration, formatTime } from '../format'
 import { BULK_ACTIONS, type BulkAction, dayRange, RUN_STATUS_CODES, runsQuery } from '../runs'
 
@@ -73,15 +73,8 @@ export function RunsPage() {
     load()
   }, [load])
 
-  // live: a run started, ended or was queued anywhere: the page is read again (at most twice a second)
-  const loadRef = useRef(load)
-  useEffect(() => {
-    loadRef.current = load
-  })
-  const reload = useMemo(() => throttle(() => loadRef.current(), 500), [])
-  useRunEvents((e) => {
-    if (e.type !== 'StepChanged') reload()
-  })
+  // live: a run started, ended or was queued anywhere: read the page again
+  useLiveReload(load)
 
   const set = (changes: Record<string, string>) => {
     const p = new URLSearchParams(params)

@@ -1,8 +1,8 @@
 import { Alert, Anchor, Badge, Card, Group, SimpleGrid, Stack, Table, Text, Title } from '@mantine/core'
-import { useCallback, useEffect, useMemo, useRef, useState } from 'react'
+import { useCallback, useEffect, useState } from 'react'
 import { Link } from 'react-router-dom'
 import { api, type System, type Worker } from '../api'
-import { throttle, useRunEvents } from '../events'
+import { useLiveReload } from '../events'
 import { formatDuration, formatMemory, formatTime, relativeTime } from '../format'
 
 function Fact({ label, children }: { label: string; children: React.ReactNode }) {
@@ -38,14 +38,7 @@ export function SystemPage() {
     const timer = setInterval(load, 15_000) // uptime, heartbeats and sizes change without events
     return () => clearInterval(timer)
   }, [load])
-  const loadRef = useRef(load)
-  useEffect(() => {
-    loadRef.current = load
-  })
-  const reload = useMemo(() => throttle(() => loadRef.current(), 1000), [])
-  useRunEvents((e) => {
-    if (e.type !== 'StepChanged') reload()
-  })
+  useLiveReload(load, 1000)
 
   if (error) return <Alert color="red" title="Cannot read dagd's state">{error}</Alert>
   if (!sys) return <Text c="dimmed">loading…</Text>
