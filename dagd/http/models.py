@@ -34,6 +34,7 @@ class RunSummary(TypedDict):
     triggerType: NotRequired[str]
     queuedAt: NotRequired[str]
     scheduleTime: NotRequired[str]
+    error: NotRequired[str]  # dagd: why the run failed
     params: NotRequired[str]  # the params the run used, as a JSON object (positional ones as "1", "2" …)
 
 

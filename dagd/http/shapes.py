@@ -127,6 +127,8 @@ def run_summary(doc: dict[str, Any]) -> m.RunSummary:
         out["queuedAt"] = _iso(doc["queued_at"])
     if doc.get("schedule_time"):
         out["scheduleTime"] = str(doc["schedule_time"])
+    if doc.get("error"):
+        out["error"] = str(doc["error"])  # dagd: why it failed, without opening the run
     params = doc.get("params")
     if isinstance(params, str):
         try:

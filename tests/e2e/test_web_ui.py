@@ -108,7 +108,7 @@ def shot(page: Page, name: str) -> None:
 def test_list_search_and_tag_filter(ui: tuple[Daemon, str, Path], page: Page) -> None:
     _, base, _ = ui
     pg = page
-    pg.goto(base + "/")
+    pg.goto(base + "/dags")
     rows = pg.locator("tr[data-dag]")
     expect(rows).to_have_count(4)
     expect(pg.locator("tr[data-dag=etl]")).to_contain_text("30 2 * * *")
@@ -128,7 +128,7 @@ def test_run_now_with_a_param_turns_the_graph_green_live(ui: tuple[Daemon, str, 
     # the module's daemon is shared: another test on this worker may have run etl already
     before = len(httpx.get(base + "/api/v1/dag-runs?name=etl").json()["dagRuns"])
     pg = page
-    pg.goto(base + "/")
+    pg.goto(base + "/dags")
     pg.get_by_role("link", name="etl", exact=True).click()
     nodes = pg.locator(".react-flow__node")
     expect(nodes).to_have_count(4)
@@ -207,7 +207,7 @@ def test_dark_theme_and_phone_layout(ui: tuple[Daemon, str, Path], browser: Brow
     _, base, _ = ui
     ctx = browser.new_context(viewport={"width": 390, "height": 844}, color_scheme="dark", is_mobile=True)
     pg = ctx.new_page()
-    pg.goto(base + "/")
+    pg.goto(base + "/dags")
     expect(pg.locator("html")).to_have_attribute("data-mantine-color-scheme", "dark")
     expect(pg.locator("tr[data-dag]")).to_have_count(4)
     width = pg.evaluate("document.documentElement.scrollWidth")
@@ -238,7 +238,7 @@ def test_a_thousand_dags_list_search_and_page_smoothly(tmp_path: Path, browser: 
         ctx = browser.new_context(viewport={"width": 1280, "height": 860})
         pg = ctx.new_page()
         t0 = time.monotonic()
-        pg.goto(base + "/")
+        pg.goto(base + "/dags")
         expect(pg.get_by_test_id("dag-count")).to_have_text("1000 of 1000", timeout=30_000)
         loaded = time.monotonic() - t0
         expect(pg.locator("tr[data-dag]")).to_have_count(50)  # one page in the DOM, not 1000 rows
@@ -267,7 +267,7 @@ def test_a_sub_dag_run_is_linked_from_its_parent(ui: tuple[Daemon, str, Path], p
     expect(page).to_have_url(re.compile(r"/dags/child/runs/"))
     page.locator("tr[data-step=work]").click()
     expect(page.get_by_test_id("log")).to_contain_text("child at work")
-    page.goto(base + "/")
+    page.goto(base + "/dags")
     expect(page.locator("tr[data-dag=child]")).to_contain_text("succeeded")
     shot(page, "dag-list")
 
@@ -394,4 +394,55 @@ def test_system_page_shows_the_daemon_its_store_next_fires_nodes_and_broken_file
         deadline = time.monotonic() + 20
         while httpx.get(base + "/api/v1/system").json()["problems"]:
             assert time.monotonic() < deadline, "the removed file is still reported"
+            time.sleep(0.1)
+
+
+def test_the_overview_answers_what_failed_and_why_in_two_clicks(ui: tuple[Daemon, str, Path], page: Page) -> None:
+    d, base, _ = ui
+    flaky = d.root / "dags" / "flaky.yaml"
+    flaky.write_text(
+        "steps:\n  - id: fetch\n    run: echo fetching\n  - id: boom\n    depends: fetch\n    run: echo 'disk quota exceeded' >&2; exit 3\n"
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while httpx.get(base + "/api/v1/dags/flaky").status_code != 200:
+            assert time.monotonic() < deadline, "flaky.yaml was never loaded"
+            time.sleep(0.1)
+        run = httpx.post(base + "/api/v1/dags/flaky/start-sync", json={"timeout": 30}, timeout=40).json()["dagRun"]
+        assert run["statusLabel"] == "failed"
+        error = httpx.get(base + "/api/v1/dag-runs?name=flaky").json()["dagRuns"][0]["error"]
+        assert error
+        pg = page
+        pg.goto(base + "/")
+        expect(pg.get_by_test_id("overview-what")).to_contain_text("last 24 hours")
+        failed = pg.locator(f"tr[data-failed='{run['dagRunId']}']")
+        expect(failed).to_contain_text(error)  # why, on the home page
+        expect(pg.locator("[data-count=failed]")).not_to_contain_text("0")
+        bar = pg.locator(f"[data-bar='{run['dagRunId']}']")
+        expect(bar).to_have_attribute("data-status", "failed")
+        shot(pg, "overview")
+        # zoom to the last hour, move an hour earlier (nothing), and back
+        pg.get_by_role("button", name="1 h", exact=True).click()
+        expect(pg).to_have_url(re.compile(r"[?&]span=1"))
+        expect(bar).to_be_visible()
+        pg.get_by_role("button", name="Earlier").click()
+        expect(bar).to_have_count(0)
+        pg.get_by_role("button", name="Later").click()
+        expect(bar).to_be_visible()
+        pg.get_by_role("button", name="Yesterday").click()
+        expect(pg).to_have_url(re.compile(r"[?&]day=\d{4}-\d{2}-\d{2}"))
+        expect(bar).to_have_count(0)
+        pg.go_back()
+        expect(bar).to_be_visible()
+        # two clicks: the failed run, then its failed step's log
+        failed.get_by_role("link", name="flaky").click()
+        expect(pg).to_have_url(re.compile(rf"/dags/flaky/runs/{run['dagRunId']}$"))
+        pg.locator("tr[data-step=boom]").click()
+        pg.get_by_text("stderr", exact=True).click()
+        expect(pg.get_by_test_id("log")).to_contain_text("disk quota exceeded")
+    finally:
+        flaky.unlink()
+        deadline = time.monotonic() + 20
+        while httpx.get(base + "/api/v1/dags/flaky").status_code == 200:
+            assert time.monotonic() < deadline, "flaky.yaml is still listed"
             time.sleep(0.1)

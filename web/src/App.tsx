@@ -12,6 +12,7 @@ import {
 import { Link, Route, Routes } from 'react-router-dom'
 import { DagList } from './pages/DagList'
 import { DagPage } from './pages/DagPage'
+import { Overview } from './pages/Overview'
 import { RunPage } from './pages/RunPage'
 import { QueuesPage } from './pages/QueuesPage'
 import { RunsPage } from './pages/RunsPage'
@@ -49,6 +50,9 @@ export function App() {
               </Group>
             </Anchor>
             <Anchor component={Link} to="/">
+              Overview
+            </Anchor>
+            <Anchor component={Link} to="/dags">
               DAGs
             </Anchor>
             <Anchor component={Link} to="/runs">
@@ -67,7 +71,8 @@ export function App() {
       <AppShell.Main>
         <Container size="xl" px={0}>
           <Routes>
-            <Route path="/" element={<DagList />} />
+            <Route path="/" element={<Overview />} />
+            <Route path="/dags" element={<DagList />} />
             <Route path="/runs" element={<RunsPage />} />
             <Route path="/queues" element={<QueuesPage />} />
             <Route path="/system" element={<SystemPage />} />

@@ -11,6 +11,7 @@ export type RunSummary = {
   finishedAt: string
   triggerType?: string
   queuedAt?: string
+  error?: string // dagd: why the run failed
 }
 
 export type DagSpec = {

@@ -15,12 +15,13 @@ import {
   Title,
 } from '@mantine/core'
 import { useCallback, useEffect, useMemo, useState } from 'react'
-import { Link, useSearchParams } from 'react-router-dom'
+import { Link } from 'react-router-dom'
 import { api, ApiError, type RunSummary } from '../api'
 import { StatusBadge } from '../components/StatusBadge'
 import { useLiveReload } from '../events'
 import { durationSec, formatDuration, formatTime } from '../format'
 import { BULK_ACTIONS, type BulkAction, dayRange, RUN_STATUS_CODES, runsQuery } from '../runs'
+import { useUrlParams } from '../url'
 
 const PAGE = 50
 
@@ -29,7 +30,7 @@ type Outcome = { run: RunSummary; ok: boolean; message: string }
 /** Every run of every DAG: filters in the URL (a view can be shared, the back button restores
  * it), cursor paging, and bulk retry / stop / dequeue / delete with a result per run. */
 export function RunsPage() {
-  const [params, setParams] = useSearchParams()
+  const [params, set] = useUrlParams(['cursor']) // a new filter starts at the newest run
   const [runs, setRuns] = useState<RunSummary[] | null>(null)
   const [next, setNext] = useState<string | undefined>()
   const [error, setError] = useState<string | null>(null)
@@ -76,15 +77,6 @@ export function RunsPage() {
   // live: a run started, ended or was queued anywhere: read the page again
   useLiveReload(load)
 
-  const set = (changes: Record<string, string>) => {
-    const p = new URLSearchParams(params)
-    for (const [k, v] of Object.entries(changes)) {
-      if (v) p.set(k, v)
-      else p.delete(k)
-    }
-    if (!('cursor' in changes)) p.delete('cursor') // a new filter starts at the newest run
-    setParams(p)
-  }
 
   const key = (r: RunSummary) => `${r.name}\u0000${r.dagRunId}`
   const chosen = (runs ?? []).filter((r) => selected.has(key(r)))

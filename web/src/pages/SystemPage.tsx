@@ -1,9 +1,9 @@
-import { Alert, Anchor, Badge, Card, Group, SimpleGrid, Stack, Table, Text, Title } from '@mantine/core'
+import { Alert, Badge, Card, Group, SimpleGrid, Stack, Table, Text, Title } from '@mantine/core'
 import { useCallback, useEffect, useState } from 'react'
-import { Link } from 'react-router-dom'
 import { api, type System, type Worker } from '../api'
+import { NextFires } from '../components/NextFires'
 import { useLiveReload } from '../events'
-import { formatDuration, formatMemory, formatTime, relativeTime } from '../format'
+import { formatDuration, formatMemory, relativeTime } from '../format'
 
 function Fact({ label, children }: { label: string; children: React.ReactNode }) {
   return (
@@ -89,25 +89,7 @@ export function SystemPage() {
         </Card>
       </SimpleGrid>
       <Title order={4}>Next fires</Title>
-      {sys.next_fires.length === 0 ? (
-        <Text c="dimmed">No schedule is due.</Text>
-      ) : (
-        <Table data-testid="next-fires">
-          <Table.Tbody>
-            {sys.next_fires.map((f) => (
-              <Table.Tr key={`${f.dag}-${f.at}`} data-fire={f.dag}>
-                <Table.Td>
-                  <Anchor component={Link} to={`/dags/${encodeURIComponent(f.dag)}`}>
-                    {f.dag}
-                  </Anchor>
-                </Table.Td>
-                <Table.Td>{formatTime(f.at)}</Table.Td>
-                <Table.Td c="dimmed">{relativeTime(f.at)}</Table.Td>
-              </Table.Tr>
-            ))}
-          </Table.Tbody>
-        </Table>
-      )}
+      <NextFires fires={sys.next_fires} />
       <Title order={4}>DAG files that do not load</Title>
       {sys.problems.length === 0 ? (
         <Text c="dimmed">Every DAG file loads.</Text>
