@@ -446,3 +446,32 @@ def test_the_overview_answers_what_failed_and_why_in_two_clicks(ui: tuple[Daemon
         while httpx.get(base + "/api/v1/dags/flaky").status_code == 200:
             assert time.monotonic() < deadline, "flaky.yaml is still listed"
             time.sleep(0.1)
+
+
+def test_keyboard_slash_searches_j_k_move_enter_opens(ui: tuple[Daemon, str, Path], page: Page) -> None:
+    _, base, _ = ui
+    pg = page
+    pg.goto(base + "/dags")
+    expect(pg.locator("tr[data-dag]")).to_have_count(4)
+    pg.keyboard.press("/")
+    expect(pg.get_by_label("Search DAGs")).to_be_focused()
+    pg.keyboard.type("long")
+    expect(pg.locator("tr[data-dag]")).to_have_count(1)
+    pg.keyboard.press("Escape")
+    pg.keyboard.press("j")
+    expect(pg.locator("tr[data-dag=long]")).to_have_attribute("data-active", "true")
+    pg.keyboard.press("Enter")
+    expect(pg).to_have_url(re.compile(r"/dags/long$"))
+    pg.go_back()
+    expect(pg).to_have_url(re.compile(r"/dags$"))
+    # the runs list: j, j, k lands on the first run; Enter opens that run
+    httpx.post(base + "/api/v1/dags/child/start-sync", json={"timeout": 30, "singleton": False}, timeout=40)
+    pg.goto(base + "/runs")
+    rows = pg.locator("tr[data-run]")
+    expect(rows.first).to_be_visible()
+    first = rows.first.get_attribute("data-run")
+    for key in ("j", "j", "k"):
+        pg.keyboard.press(key)
+    expect(rows.first).to_have_attribute("data-active", "true")
+    pg.keyboard.press("Enter")
+    expect(pg).to_have_url(re.compile(rf"/runs/{first}$"))

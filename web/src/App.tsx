@@ -10,6 +10,7 @@ import {
   useMantineColorScheme,
 } from '@mantine/core'
 import { Link, Route, Routes } from 'react-router-dom'
+import { useKeyboardNav } from './keys'
 import { DagList } from './pages/DagList'
 import { DagPage } from './pages/DagPage'
 import { Overview } from './pages/Overview'
@@ -36,6 +37,7 @@ function ThemeToggle() {
 }
 
 export function App() {
+  useKeyboardNav()
   return (
     <AppShell header={{ height: 52 }} padding="md">
       <AppShell.Header>

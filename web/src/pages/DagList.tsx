@@ -70,6 +70,7 @@ export function DagList() {
         <TextInput
           placeholder="Search name, description, group"
           aria-label="Search DAGs"
+          data-search
           value={search}
           onChange={(e) => {
             setSearch(e.currentTarget.value)
@@ -105,7 +106,7 @@ export function DagList() {
             </Table.Thead>
             <Table.Tbody>
               {rows.map((d) => (
-                <Table.Tr key={d.fileName} data-dag={d.fileName}>
+                <Table.Tr key={d.fileName} data-dag={d.fileName} data-nav>
                   <Table.Td>
                     <Anchor component={Link} to={`/dags/${encodeURIComponent(d.fileName)}`} fw={600}>
                       {d.fileName}

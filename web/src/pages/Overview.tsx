@@ -289,7 +289,7 @@ export function Overview() {
 /** A run that needs a look: its status, its DAG (a link to the run), then what is said of it. */
 function Attention({ run, mark, children }: { run: RunSummary; mark: 'failed' | 'stuck'; children: React.ReactNode }) {
   return (
-    <Table.Tr {...{ [`data-${mark}`]: run.dagRunId }}>
+    <Table.Tr {...{ [`data-${mark}`]: run.dagRunId }} data-nav>
       <Table.Td>
         <StatusBadge label={run.statusLabel} />
       </Table.Td>

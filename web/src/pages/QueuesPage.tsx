@@ -89,12 +89,13 @@ export function QueuesPage() {
         </Table.Thead>
         <Table.Tbody>
           {(queues ?? []).map((q) => (
-            <Table.Tr key={q.name} data-queue={q.name}>
+            <Table.Tr key={q.name} data-queue={q.name} data-nav>
               <Table.Td>
                 <Anchor
                   component="button"
                   onClick={() => setParams(q.name === open ? {} : { open: q.name })}
                   aria-expanded={q.name === open}
+                  data-open
                 >
                   {q.name}
                 </Anchor>

@@ -114,6 +114,7 @@ export function RunsPage() {
         <TextInput
           label="DAG"
           aria-label="Filter by DAG name"
+          data-search
           placeholder="name"
           value={nameDraft}
           onChange={(e) => setNameDraft(e.currentTarget.value)}
@@ -215,7 +216,7 @@ export function RunsPage() {
         </Table.Thead>
         <Table.Tbody>
           {(runs ?? []).map((r) => (
-            <Table.Tr key={key(r)} data-run={r.dagRunId}>
+            <Table.Tr key={key(r)} data-run={r.dagRunId} data-nav>
               <Table.Td>
                 <Checkbox
                   aria-label={`Select run ${r.dagRunId} of ${r.name}`}
@@ -237,6 +238,7 @@ export function RunsPage() {
                 <Anchor
                   component={Link}
                   to={`/dags/${encodeURIComponent(r.name)}/runs/${encodeURIComponent(r.dagRunId)}`}
+                  data-open
                   ff="monospace"
                   size="sm"
                 >
