@@ -169,6 +169,11 @@ class Reads:
         )
         return rows
 
+    async def resources(self, name: str, limit: int) -> list[dict[str, Any]]:
+        """A DAG's last `limit` runs with each step's duration, CPU and peak memory, oldest first."""
+        rows: list[dict[str, Any]] = await self._store_call(self.store.resources, checked(names.dag_name, name), limit)
+        return rows
+
     async def suspended_names(self) -> set[str]:
         found: set[str] = await self._store_call(self.store.suspended)
         return found

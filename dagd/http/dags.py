@@ -224,6 +224,31 @@ def routes(svc: Service) -> list[Any]:
         docs = await svc.runs_of(checked_name(file_name), limit)
         return {"dagRuns": [await details(svc, d) for d in docs], "gridData": shapes.grid(docs)}
 
+    @get("/api/v1/dags/{file_name:str}/resources")
+    async def resources(file_name: str, limit: int = Parameter(default=50, ge=1, le=500)) -> dict[str, Any]:
+        """dagd's own: the DAG's last `limit` runs, oldest first, each step's duration, CPU seconds
+        and peak memory (KiB; null where the host cannot measure it) — the UI's resource charts."""
+        out = []
+        for r in await svc.resources(checked_name(file_name), limit):
+            out.append(
+                {
+                    "dagRunId": r["id"],
+                    "statusLabel": r["status"],
+                    "startedAt": shapes.iso_time(r["started_at"]),
+                    "durationSec": (r["finished_at"] - r["started_at"]) if r["finished_at"] else None,
+                    "steps": {
+                        s["step"]: {
+                            "statusLabel": s["status"],
+                            "durationSec": s["duration"],
+                            "cpuSec": (s["cpu_user"] or 0) + (s["cpu_sys"] or 0) if s["duration"] is not None else None,
+                            "maxRssKb": s["max_rss_kb"] if s["memory_source"] else None,
+                        }
+                        for s in r["steps"]
+                    },
+                }
+            )
+        return {"runs": out}
+
     @get("/api/v1/dags/{file_name:str}/dag-runs/{run_id:str}")
     async def dag_run_of_file(file_name: str, run_id: str) -> m.DagRun:
         return {"dagRun": await run_with_children(svc, file_name, run_id)}
@@ -244,4 +269,5 @@ def routes(svc: Service) -> list[Any]:
         stop_all,
         dag_runs,
         dag_run_of_file,
+        resources,
     ]

@@ -10,7 +10,8 @@ from dagd.http import models as m
 from dagd.spec.model import Dag
 
 
-def _iso(ts: float | None) -> str:
+def iso_time(ts: float | None) -> str:
+    """An epoch time as ISO 8601 (UTC); "" for none."""
     return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat() if ts else ""
 
 
@@ -117,14 +118,14 @@ def run_summary(doc: dict[str, Any]) -> m.RunSummary:
         "name": doc["dag"],
         "status": status.code,
         "statusLabel": status.value,
-        "startedAt": _iso(doc.get("started_at")),
-        "finishedAt": _iso(doc.get("finished_at")),
+        "startedAt": iso_time(doc.get("started_at")),
+        "finishedAt": iso_time(doc.get("finished_at")),
         "artifactsAvailable": False,
         "autoRetryCount": 0,
         "triggerType": doc.get("trigger") or "manual",
     }
     if doc.get("queued_at"):
-        out["queuedAt"] = _iso(doc["queued_at"])
+        out["queuedAt"] = iso_time(doc["queued_at"])
     if doc.get("schedule_time"):
         out["scheduleTime"] = str(doc["schedule_time"])
     if doc.get("error"):
@@ -223,7 +224,7 @@ def queued_summary(item: dict[str, Any]) -> m.RunSummary:
     out = no_run(str(item["dag"]))
     out["dagRunId"] = str(item["run_id"])
     out["status"], out["statusLabel"] = RunStatus.QUEUED.code, RunStatus.QUEUED.value
-    out["queuedAt"] = _iso(item.get("queued_at"))
+    out["queuedAt"] = iso_time(item.get("queued_at"))
     out["triggerType"] = str(item.get("trigger") or "manual")
     if item.get("schedule_time"):
         out["scheduleTime"] = str(item["schedule_time"])
@@ -293,8 +294,8 @@ def run_details(
             "step": node_step(defined) if defined is not None else {"name": s["step"]},
             "stdout": s["stdout_path"] or "",
             "stderr": s["stderr_path"] or "",
-            "startedAt": _iso(s["started_at"]),
-            "finishedAt": _iso(s["finished_at"]),
+            "startedAt": iso_time(s["started_at"]),
+            "finishedAt": iso_time(s["finished_at"]),
             "status": status.code,
             "statusLabel": status.value,
             "retryCount": max(0, (s["attempt"] or 1) - 1),
@@ -467,7 +468,7 @@ def outputs(doc: dict[str, Any], output_names: dict[str, str]) -> m.Outputs:
             "dagRunId": doc["id"],
             "attemptId": doc["id"],
             "status": doc["status"],
-            "completedAt": _iso(doc.get("finished_at")) or dt.datetime.now(dt.UTC).isoformat(),
+            "completedAt": iso_time(doc.get("finished_at")) or dt.datetime.now(dt.UTC).isoformat(),
             "params": json.dumps(doc.get("params") or {}),
         },
         "outputs": values,

@@ -811,6 +811,30 @@ class Store:
             ).fetchone()
         return dict(row) if row else None
 
+    def resources(self, dag: str, limit: int) -> list[dict[str, Any]]:
+        """The last `limit` started runs of a DAG, oldest first, each with its steps' duration,
+        CPU seconds and peak memory (handlers left out): the web UI's resource charts."""
+        with self._conn() as db:
+            runs = db.execute(
+                "SELECT id, status, started_at, finished_at FROM dag_runs WHERE dag = ? AND started_at IS NOT NULL"
+                " ORDER BY started_at DESC, id DESC LIMIT ?",
+                (dag, limit),
+            ).fetchall()
+            ids = [r["id"] for r in runs]
+            steps = (
+                db.execute(
+                    "SELECT run_id, step, status, duration, cpu_user, cpu_sys, max_rss_kb, memory_source"
+                    f" FROM dag_step_results WHERE handler = 0 AND run_id IN ({', '.join('?' * len(ids))})",
+                    ids,
+                ).fetchall()
+                if ids
+                else []
+            )
+        by_run: dict[str, list[dict[str, Any]]] = {}
+        for s in steps:
+            by_run.setdefault(s["run_id"], []).append(dict(s))
+        return [dict(r) | {"steps": by_run.get(r["id"], [])} for r in reversed(runs)]
+
     def children(self, parent_run: str) -> list[dict[str, Any]]:
         """Sub-DAG runs started by a run, oldest first."""
         with self._conn() as db:

@@ -475,3 +475,45 @@ def test_keyboard_slash_searches_j_k_move_enter_opens(ui: tuple[Daemon, str, Pat
     expect(rows.first).to_have_attribute("data-active", "true")
     pg.keyboard.press("Enter")
     expect(pg).to_have_url(re.compile(rf"/runs/{first}$"))
+
+
+def test_resource_use_over_time_marks_the_slow_run_and_its_run_page_says_so(
+    ui: tuple[Daemon, str, Path], page: Page
+) -> None:
+    d, base, _ = ui
+    varying = d.root / "dags" / "varying.yaml"
+    varying.write_text("params:\n  - PAUSE: '0.05'\nsteps:\n  - id: work\n    run: sleep ${PAUSE}\n")
+    try:
+        deadline = time.monotonic() + 20
+        while httpx.get(base + "/api/v1/dags/varying").status_code != 200:
+            assert time.monotonic() < deadline, "varying.yaml was never loaded"
+            time.sleep(0.1)
+
+        def run(pause: str) -> str:
+            r = httpx.post(
+                base + "/api/v1/dags/varying/start-sync",
+                json={"timeout": 30, "singleton": False, "params": f"PAUSE={pause}"},
+                timeout=40,
+            ).json()["dagRun"]
+            assert r["statusLabel"] == "succeeded", r
+            return str(r["dagRunId"])
+
+        for _ in range(4):
+            run("0.05")
+        slow = run("1.5")
+        pg = page
+        pg.goto(base + "/dags/varying")
+        pg.get_by_role("tab", name="Resources").click()
+        work = pg.locator("tr[data-resource=work]")
+        expect(work.locator(f"[data-outlier='{slow}']")).to_have_count(1)  # the duration chart marks it
+        expect(work).to_contain_text("median")
+        shot(pg, "dag-resources")
+        work.locator(f"[data-outlier='{slow}']").first.click()  # the dot opens that run
+        expect(pg).to_have_url(re.compile(rf"/dags/varying/runs/{slow}$"))
+        expect(pg.locator("tr[data-step=work] [data-usual]")).to_contain_text("its usual")
+    finally:
+        varying.unlink()
+        deadline = time.monotonic() + 20
+        while httpx.get(base + "/api/v1/dags/varying").status_code == 200:
+            assert time.monotonic() < deadline, "varying.yaml is still listed"
+            time.sleep(0.1)

@@ -1,4 +1,5 @@
 import type { ParamDef } from './format'
+import type { RunUse } from './resources'
 
 // Typed client for dagd's /api/v1 (Dagu's shapes plus dagd's additions).
 
@@ -178,6 +179,7 @@ export const api = {
       `/dag-runs?name=${enc(name)}&limit=${limit}${cursor ? `&cursor=${enc(cursor)}` : ''}`,
     ),
   system: () => call<System>('GET', '/system'),
+  resources: (name: string, limit: number) => call<{ runs: RunUse[] }>('GET', `/dags/${enc(name)}/resources?limit=${limit}`),
   workers: () => call<{ workers: Worker[] }>('GET', '/workers'),
   queues: () => call<{ queues: Queue[]; summary: QueueSummary }>('GET', '/queues'),
   queueItems: (name: string) =>

@@ -4,6 +4,7 @@ import { useCallback, useEffect, useMemo, useState } from 'react'
 import { Link, useNavigate, useParams } from 'react-router-dom'
 import { api, type DagDetail, type RunDetails, type RunSummary } from '../api'
 import { Graph } from '../components/Graph'
+import { Resources } from '../components/Resources'
 import { RunForm } from '../components/RunForm'
 import { SpecEditor } from '../components/SpecEditor'
 import { StatusBadge } from '../components/StatusBadge'
@@ -186,6 +187,7 @@ export function DagPage() {
         <Tabs.List>
           <Tabs.Tab value="graph">Graph</Tabs.Tab>
           <Tabs.Tab value="history">History</Tabs.Tab>
+          <Tabs.Tab value="resources">Resources</Tabs.Tab>
           <Tabs.Tab value="spec">Spec</Tabs.Tab>
           <Tabs.Tab value="info">Details</Tabs.Tab>
         </Tabs.List>
@@ -204,6 +206,9 @@ export function DagPage() {
         </Tabs.Panel>
         <Tabs.Panel value="history" pt="md">
           <History name={name} version={version} />
+        </Tabs.Panel>
+        <Tabs.Panel value="resources" pt="md">
+          <Resources name={name} steps={(dag?.steps ?? []).map((s) => s.name)} version={version} />
         </Tabs.Panel>
         <Tabs.Panel value="spec" pt="md">
           <SpecEditor name={name} onSaved={load} />

@@ -7,6 +7,7 @@ import { LogView } from '../components/LogView'
 import { StatusBadge } from '../components/StatusBadge'
 import { throttle, useRunEvents } from '../events'
 import { durationSec, formatDuration, formatMemory, formatTime } from '../format'
+import { type Measure, ratioText, type RunUse, series, usualRatio } from '../resources'
 
 const LIVE = new Set(['running', 'queued', 'not_started', 'retrying', 'waiting'])
 
@@ -17,6 +18,13 @@ export function RunPage() {
   const [run, setRun] = useState<RunDetails | null>(null)
   const [error, setError] = useState('')
   const [now, setNow] = useState(Date.now())
+  const [history, setHistory] = useState<RunUse[]>([]) // the DAG's last runs: what "usual" means
+  useEffect(() => {
+    api
+      .resources(name, 21)
+      .then((r) => setHistory(r.runs))
+      .catch(() => setHistory([]))
+  }, [name, runId])
 
   const load = useCallback(() => {
     api
@@ -45,7 +53,14 @@ export function RunPage() {
     const handlers = [run.onSuccess, run.onFailure, run.onAbort, run.onExit].filter((n): n is Node => !!n)
     return [...run.nodes, ...handlers]
   }, [run])
-  const selected = search.get('step') ?? steps.find((s) => s.statusLabel === 'running')?.step.name ?? steps[0]?.step.name
+  // a failed run opens on its failed step (its log says why), a running one on its running step
+  const selected =
+    search.get('step') ??
+    steps.find((s) => s.statusLabel === 'failed')?.step.name ??
+    steps.find((s) => s.statusLabel === 'running')?.step.name ??
+    steps[0]?.step.name
+  const usual = (step: string, measure: Measure, value: number | null) =>
+    usualRatio(value, series(history.filter((r) => r.dagRunId !== runId), step, measure))
 
   if (error) return <Alert color="red">{error}</Alert>
   if (!run) return <Loader />
@@ -131,11 +146,15 @@ export function RunPage() {
                 </Table.Td>
                 <Table.Td>{s.doneCount || (s.startedAt ? 1 : 0)}</Table.Td>
                 <Table.Td>{formatTime(s.startedAt)}</Table.Td>
-                <Table.Td>{formatDuration(durationSec(s.startedAt, s.finishedAt, now))}</Table.Td>
+                <Table.Td>
+                  {formatDuration(durationSec(s.startedAt, s.finishedAt, now))}
+                  <Usual ratio={s.finishedAt ? usual(s.step.name, 'durationSec', durationSec(s.startedAt, s.finishedAt, now)) : null} />
+                </Table.Td>
                 <Table.Td>{s.exitCode ?? '—'}</Table.Td>
                 <Table.Td>{s.startedAt ? formatDuration((s.cpuUserSec ?? 0) + (s.cpuSysSec ?? 0)) : '—'}</Table.Td>
                 <Table.Td title={s.memorySource ? `from ${s.memorySource}` : 'not measured on this host'}>
                   {s.memorySource ? formatMemory(s.maxRssKb) : '—'}
+                  <Usual ratio={s.memorySource ? usual(s.step.name, 'maxRssKb', s.maxRssKb) : null} />
                 </Table.Td>
               </Table.Tr>
             ))}
@@ -163,5 +182,16 @@ export function RunPage() {
         </Card>
       )}
     </Stack>
+  )
+}
+
+/** "3.1× its usual" under a figure that strays from the median of the DAG's last 20 runs. */
+function Usual({ ratio }: { ratio: number | null }) {
+  const text = ratioText(ratio)
+  if (!text) return null
+  return (
+    <Text size="xs" c={ratio !== null && ratio >= 2 ? 'orange' : 'teal'} data-usual title="against the median of the last 20 runs">
+      {text}
+    </Text>
   )
 }
