@@ -5,11 +5,12 @@ Screenshots of every page land in test-artifacts/screenshots/.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -98,6 +99,32 @@ def page(browser: Browser) -> Iterator[Page]:
     pg.set_default_timeout(15_000)
     yield pg
     ctx.close()
+
+
+@contextlib.contextmanager
+def extra_dag(d: Daemon, name: str, text: str, loaded: Callable[[], bool], gone: Callable[[], bool]) -> Iterator[None]:
+    """A DAG file added to the shared daemon's folder for one test, and taken away after it (the
+    other tests count the DAGs): `loaded` and `gone` say when dagd has seen each change."""
+    path = d.root / "dags" / f"{name}.yaml"
+    path.write_text(text)
+    try:
+        wait_for(loaded, f"{name}.yaml was never loaded")
+        yield
+    finally:
+        path.unlink()
+        wait_for(gone, f"{name}.yaml is still loaded")
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 20) -> None:
+    """Poll an observable state of dagd (its API) until it holds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+def _listed(base: str, name: str) -> bool:
+    return httpx.get(f"{base}/api/v1/dags/{name}").status_code == 200
 
 
 def shot(page: Page, name: str) -> None:
@@ -373,12 +400,13 @@ def test_system_page_shows_the_daemon_its_store_next_fires_nodes_and_broken_file
 
     d, base, _ = ui
     broken = d.root / "dags" / "broken.yaml"
-    broken.write_text("steps:\n  - id: a\n    depends: nowhere\n    run: 'true'\n")
-    try:
-        deadline = time.monotonic() + 20
-        while not httpx.get(base + "/api/v1/system").json()["problems"]:
-            assert time.monotonic() < deadline, "the broken file was never reported"
-            time.sleep(0.1)
+
+    def reported() -> bool:
+        return bool(httpx.get(base + "/api/v1/system").json()["problems"])
+
+    with extra_dag(
+        d, "broken", "steps:\n  - id: a\n    depends: nowhere\n    run: 'true'\n", reported, lambda: not reported()
+    ):
         pg = page
         pg.goto(base + "/system")
         expect(pg.get_by_test_id("health")).to_have_text("healthy")
@@ -389,25 +417,12 @@ def test_system_page_shows_the_daemon_its_store_next_fires_nodes_and_broken_file
         expect(pg.locator(f"tr[data-problem='{broken}']")).to_contain_text("nowhere")
         expect(pg.get_by_test_id("nodes").locator("tr[data-node]")).to_have_count(1)
         shot(pg, "system-page")
-    finally:
-        broken.unlink()
-        deadline = time.monotonic() + 20
-        while httpx.get(base + "/api/v1/system").json()["problems"]:
-            assert time.monotonic() < deadline, "the removed file is still reported"
-            time.sleep(0.1)
 
 
 def test_the_overview_answers_what_failed_and_why_in_two_clicks(ui: tuple[Daemon, str, Path], page: Page) -> None:
     d, base, _ = ui
-    flaky = d.root / "dags" / "flaky.yaml"
-    flaky.write_text(
-        "steps:\n  - id: fetch\n    run: echo fetching\n  - id: boom\n    depends: fetch\n    run: echo 'disk quota exceeded' >&2; exit 3\n"
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while httpx.get(base + "/api/v1/dags/flaky").status_code != 200:
-            assert time.monotonic() < deadline, "flaky.yaml was never loaded"
-            time.sleep(0.1)
+    text = "steps:\n  - id: fetch\n    run: echo fetching\n  - id: boom\n    depends: fetch\n    run: echo 'disk quota exceeded' >&2; exit 3\n"
+    with extra_dag(d, "flaky", text, lambda: _listed(base, "flaky"), lambda: not _listed(base, "flaky")):
         run = httpx.post(base + "/api/v1/dags/flaky/start-sync", json={"timeout": 30}, timeout=40).json()["dagRun"]
         assert run["statusLabel"] == "failed"
         error = httpx.get(base + "/api/v1/dag-runs?name=flaky").json()["dagRuns"][0]["error"]
@@ -440,12 +455,6 @@ def test_the_overview_answers_what_failed_and_why_in_two_clicks(ui: tuple[Daemon
         pg.locator("tr[data-step=boom]").click()
         pg.get_by_text("stderr", exact=True).click()
         expect(pg.get_by_test_id("log")).to_contain_text("disk quota exceeded")
-    finally:
-        flaky.unlink()
-        deadline = time.monotonic() + 20
-        while httpx.get(base + "/api/v1/dags/flaky").status_code == 200:
-            assert time.monotonic() < deadline, "flaky.yaml is still listed"
-            time.sleep(0.1)
 
 
 def test_keyboard_slash_searches_j_k_move_enter_opens(ui: tuple[Daemon, str, Path], page: Page) -> None:
@@ -481,13 +490,8 @@ def test_resource_use_over_time_marks_the_slow_run_and_its_run_page_says_so(
     ui: tuple[Daemon, str, Path], page: Page
 ) -> None:
     d, base, _ = ui
-    varying = d.root / "dags" / "varying.yaml"
-    varying.write_text("params:\n  - PAUSE: '0.05'\nsteps:\n  - id: work\n    run: sleep ${PAUSE}\n")
-    try:
-        deadline = time.monotonic() + 20
-        while httpx.get(base + "/api/v1/dags/varying").status_code != 200:
-            assert time.monotonic() < deadline, "varying.yaml was never loaded"
-            time.sleep(0.1)
+    text = "params:\n  - PAUSE: '0.05'\nsteps:\n  - id: work\n    run: sleep ${PAUSE}\n"
+    with extra_dag(d, "varying", text, lambda: _listed(base, "varying"), lambda: not _listed(base, "varying")):
 
         def run(pause: str) -> str:
             r = httpx.post(
@@ -511,9 +515,3 @@ def test_resource_use_over_time_marks_the_slow_run_and_its_run_page_says_so(
         work.locator(f"[data-outlier='{slow}']").first.click()  # the dot opens that run
         expect(pg).to_have_url(re.compile(rf"/dags/varying/runs/{slow}$"))
         expect(pg.locator("tr[data-step=work] [data-usual]")).to_contain_text("its usual")
-    finally:
-        varying.unlink()
-        deadline = time.monotonic() + 20
-        while httpx.get(base + "/api/v1/dags/varying").status_code == 200:
-            assert time.monotonic() < deadline, "varying.yaml is still listed"
-            time.sleep(0.1)
