@@ -515,3 +515,32 @@ def test_resource_use_over_time_marks_the_slow_run_and_its_run_page_says_so(
         work.locator(f"[data-outlier='{slow}']").first.click()  # the dot opens that run
         expect(pg).to_have_url(re.compile(rf"/dags/varying/runs/{slow}$"))
         expect(pg.locator("tr[data-step=work] [data-usual]")).to_contain_text("its usual")
+
+
+AXE = Path(__file__).resolve().parents[2] / "web" / "node_modules" / "axe-core" / "axe.min.js"
+
+
+@pytest.mark.parametrize("path", ["/", "/dags", "/dags/etl", "/runs", "/queues", "/system"])
+def test_every_page_has_no_serious_accessibility_violation(
+    ui: tuple[Daemon, str, Path], browser: Browser, path: str
+) -> None:
+    """axe-core (web/'s devDependency, as locked) on each page, light and dark: nothing serious
+    or critical (contrast, names of controls, landmarks, ARIA)."""
+    _, base, _ = ui
+    for scheme in ("light", "dark"):
+        ctx = browser.new_context(viewport={"width": 1280, "height": 860}, color_scheme=scheme)
+        page = ctx.new_page()
+        try:
+            page.goto(base + path)
+            expect(page.locator("h2").first).to_be_visible()
+            page.wait_for_load_state("networkidle")
+            page.add_script_tag(path=str(AXE))
+            found = page.evaluate(
+                "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
+                ".filter(v => v.impact === 'serious' || v.impact === 'critical')"
+                ".map(v => ({id: v.id, impact: v.impact, help: v.help,"
+                " nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}))"
+            )
+            assert found == [], (scheme, found)
+        finally:
+            ctx.close()

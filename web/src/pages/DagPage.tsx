@@ -147,7 +147,7 @@ export function DagPage() {
                 {s.expression}
               </Badge>
             ))}
-            {detail.suspended && <Badge color="yellow">suspended</Badge>}
+            {detail.suspended && <Badge variant="light" color="yellow">suspended</Badge>}
           </Group>
         </div>
         <Group>

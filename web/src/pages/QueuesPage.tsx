@@ -104,7 +104,7 @@ export function QueuesPage() {
                 {q.runningCount} / {q.maxConcurrency}
               </Table.Td>
               <Table.Td>
-                {q.queuedCount > 0 ? <Badge color="violet">{q.queuedCount}</Badge> : <Text c="dimmed">0</Text>}
+                {q.queuedCount > 0 ? <Badge variant="light" color="violet">{q.queuedCount}</Badge> : <Text c="dimmed">0</Text>}
               </Table.Td>
               <Table.Td>
                 <Group gap={6}>

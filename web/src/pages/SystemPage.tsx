@@ -46,7 +46,7 @@ export function SystemPage() {
     <Stack gap="md">
       <Group justify="space-between">
         <Title order={2}>System</Title>
-        <Badge size="lg" color={sys.health === 'healthy' ? 'green' : 'red'} data-testid="health">
+        <Badge size="lg" variant="light" color={sys.health === 'healthy' ? 'green' : 'red'} data-testid="health">
           {sys.health}
         </Badge>
       </Group>
@@ -132,7 +132,7 @@ export function SystemPage() {
               </Table.Td>
               <Table.Td>{relativeTime(w.lastHeartbeatAt)}</Table.Td>
               <Table.Td>
-                <Badge color={w.healthStatus === 'healthy' ? 'green' : w.healthStatus === 'warning' ? 'yellow' : 'red'}>
+                <Badge variant="light" color={w.healthStatus === 'healthy' ? 'green' : w.healthStatus === 'warning' ? 'yellow' : 'red'}>
                   {w.healthStatus}
                 </Badge>
               </Table.Td>
