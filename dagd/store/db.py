@@ -148,6 +148,9 @@ MIGRATIONS = [
         PRIMARY KEY (run_id, path)
     );
     """,
+    """
+    CREATE INDEX dag_runs_by_start ON dag_runs (started_at DESC, id DESC);
+    """,
 ]
 # PostgreSQL: the schema as it stands after MIGRATIONS, as one first version (timestamps are
 # DOUBLE PRECISION: PostgreSQL's REAL has 24 bits); later versions are appended to both lists.
@@ -256,6 +259,9 @@ PG_MIGRATIONS = [
         size BIGINT NOT NULL,
         PRIMARY KEY (run_id, path)
     );
+    """,
+    """
+    CREATE INDEX dag_runs_by_start ON dag_runs (started_at DESC NULLS LAST, id DESC);
     """,
 ]
 LEASE_SEC = 20.0  # a running run's lease: renewed every HEARTBEAT_SEC by its node (dagd.daemon)

@@ -283,6 +283,65 @@ def test_a_thousand_dags_list_search_and_page_smoothly(tmp_path: Path, browser: 
         d.proc.wait(timeout=30)
 
 
+def test_a_hundred_thousand_runs_page_and_filter_on_the_runs_page(tmp_path: Path, browser: Browser) -> None:
+    import sqlite3
+
+    from dagd.store.db import Store
+
+    (tmp_path / "dags").mkdir()
+    (tmp_path / "dags" / "nightly.yaml").write_text("steps:\n  - id: a\n    run: 'true'\n")
+    (tmp_path / "state").mkdir()
+    Store(str(tmp_path / "state" / "dagd.db")).close()  # dagd's schema, then the history below
+    now = time.time()
+    statuses = ["succeeded", "succeeded", "succeeded", "failed", "aborted"]
+    rows = [  # 100 000 runs of 100 DAGs over the last 30 days, one every 26 s
+        (f"hist{i:06d}", f"dag{i % 100:03d}", "/d.yaml", statuses[i % 5], "scheduler", "{}", now - 60 - i * 26)
+        for i in range(100_000)
+    ]
+    db = sqlite3.connect(tmp_path / "state" / "dagd.db")
+    with db:
+        db.executemany(
+            "INSERT INTO dag_runs (id, dag, file, status, status_code, trigger, params, started_at, finished_at)"
+            " VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?)",
+            [(*r, r[-1] + 5) for r in rows],
+        )
+    db.close()
+    d, base = start_with_http(tmp_path)
+    try:
+        ctx = browser.new_context(viewport={"width": 1280, "height": 860})
+        pg = ctx.new_page()
+        pg.goto(base + "/runs")
+        table = pg.locator("tr[data-run]")
+        expect(table).to_have_count(50)
+        expect(table.first).to_have_attribute("data-run", "hist000000")  # newest first
+        seen: set[str] = set()
+        for page_no in range(3):  # cursor pages: each the next 50, none repeated
+            ids = {table.nth(i).get_attribute("data-run") or "" for i in range(50)}
+            assert not ids & seen and len(ids) == 50, page_no
+            seen |= ids
+            top = table.first.get_attribute("data-run") or ""
+            pg.get_by_role("button", name="Older").click()
+            expect(table.first).not_to_have_attribute("data-run", top)
+        expect(pg).to_have_url(re.compile(r"[?&]cursor="))
+        assert "hist000150" in {table.nth(i).get_attribute("data-run") for i in range(50)}
+        # statuses and days filter the whole history, not the page
+        pg.goto(base + "/runs?status=failed")
+        expect(table).to_have_count(50)
+        expect(table.first).to_have_attribute("data-run", "hist000003")
+        expect(pg.locator("tr[data-run] [data-status]:not([data-status=failed])")).to_have_count(0)
+        pg.get_by_role("button", name="Yesterday").click()
+        expect(pg).to_have_url(re.compile(r"from=.*&to="))
+        expect(table.first).not_to_have_attribute("data-run", "hist000003")  # the day's newest failure
+        expect(table).to_have_count(50)
+        first = table.first.get_attribute("data-run") or ""
+        started = now - 60 - int(first[4:]) * 26
+        assert time.localtime(started).tm_yday == time.localtime(now - 86400).tm_yday, first
+        ctx.close()
+    finally:
+        d.proc.send_signal(signal.SIGTERM)
+        d.proc.wait(timeout=30)
+
+
 def test_a_sub_dag_run_is_linked_from_its_parent(ui: tuple[Daemon, str, Path], page: Page) -> None:
     _, base, _ = ui
     r = httpx.post(base + "/api/v1/dags/parent/start-sync", json={"timeout": 30}, timeout=40).json()["dagRun"]
