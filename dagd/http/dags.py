@@ -135,11 +135,11 @@ def routes(svc: Service) -> list[Any]:
         spec = body.get("spec")
         if not isinstance(spec, str):
             raise HTTPException(status_code=400, detail="spec (the DAG's YAML text) is required")
-        errors, dag = await trio.to_thread.run_sync(
-            lambda: shapes.check_spec(spec, str(body.get("name") or "dag"), svc.catalog.folder, strict=True),
+        errors, located, dag = await trio.to_thread.run_sync(
+            lambda: shapes.check_spec_located(spec, str(body.get("name") or "dag"), svc.catalog.folder, strict=True),
             limiter=PARSING,
         )
-        out: m.Validation = {"valid": not errors, "errors": errors}
+        out: m.Validation = {"valid": not errors, "errors": errors, "errorLines": located}
         if dag is not None:
             out["dag"] = shapes.dag_details(dag)
         return out
@@ -224,6 +224,18 @@ def routes(svc: Service) -> list[Any]:
         docs = await svc.runs_of(checked_name(file_name), limit)
         return {"dagRuns": [await details(svc, d) for d in docs], "gridData": shapes.grid(docs)}
 
+    @get("/api/v1/spec/keys", sync_to_thread=False)
+    def spec_keys() -> dict[str, list[str]]:
+        """dagd's own: the keys a DAG and a step may have, and the actions dagd runs — the spec
+        editor's completion."""
+        from dagd.spec import keys
+
+        return {
+            "root": sorted(keys.ROOT_KEYS | keys.CLASSIC_ROOT_KEYS),
+            "step": sorted(keys.STEP_KEYS | keys.CLASSIC_STEP_KEYS),
+            "actions": sorted(a for a in keys.BUILTIN_ACTIONS if a not in keys.REFUSED_ACTIONS and "." in a),
+        }
+
     @get("/api/v1/dags/{file_name:str}/resources")
     async def resources(file_name: str, limit: int = Parameter(default=50, ge=1, le=500)) -> dict[str, Any]:
         """dagd's own: the DAG's last `limit` runs, oldest first, each step's duration, CPU seconds
@@ -270,4 +282,5 @@ def routes(svc: Service) -> list[Any]:
         dag_runs,
         dag_run_of_file,
         resources,
+        spec_keys,
     ]

@@ -241,9 +241,16 @@ class Outputs(TypedDict):
     outputs: dict[str, Any]
 
 
+class ErrorLine(TypedDict):
+    line: int  # 1-based; 0 when the error has no place in the text
+    column: int
+    message: str
+
+
 class Validation(TypedDict):
     valid: bool
     errors: list[str]
+    errorLines: NotRequired[list[ErrorLine]]  # dagd: where each error is, for the editor
     dag: NotRequired[DagDetails]
 
 

@@ -432,6 +432,14 @@ def reference_notices(dag: Dag) -> list[dict[str, str]]:
 def check_spec(text: str, name: str, folder: str, *, strict: bool = False) -> tuple[list[str], Dag | None]:
     """Validate YAML text as the DAG file `name` of `folder` (nothing is written);
     (errors as text, the DAG when valid)."""
+    errors, _, dag = check_spec_located(text, name, folder, strict=strict)
+    return errors, dag
+
+
+def check_spec_located(
+    text: str, name: str, folder: str, *, strict: bool = False
+) -> tuple[list[str], list[m.ErrorLine], Dag | None]:
+    """check_spec, and each error's line and column in `text` (0 when unknown)."""
     import os
 
     from dagd.spec import SpecError, load_text
@@ -439,8 +447,12 @@ def check_spec(text: str, name: str, folder: str, *, strict: bool = False) -> tu
     try:
         loaded = load_text(text, os.path.join(folder, f"{name}.yaml"), strict=strict)
     except SpecError as exc:
-        return [d.render().split(": ", 1)[1] if ": " in d.render() else d.render() for d in exc.diagnostics], None
-    return [], loaded.dag
+        errors = [d.render().split(": ", 1)[1] if ": " in d.render() else d.render() for d in exc.diagnostics]
+        located: list[m.ErrorLine] = [
+            {"line": d.line, "column": d.col, "message": e} for d, e in zip(exc.diagnostics, errors, strict=True)
+        ]
+        return errors, located, None
+    return [], [], loaded.dag
 
 
 def _camel(name: str) -> str:

@@ -603,3 +603,35 @@ def test_every_page_has_no_serious_accessibility_violation(
             assert found == [], (scheme, found)
         finally:
             ctx.close()
+
+
+def test_spec_editor_checks_as_you_type_marks_the_line_and_completes_keys(
+    ui: tuple[Daemon, str, Path], page: Page
+) -> None:
+    d, base, _ = ui
+    before = (d.root / "dags" / "long.yaml").read_text()
+    pg = page
+    pg.goto(base + "/dags/long")
+    pg.get_by_role("tab", name="Spec").click()
+    expect(pg.locator(".cm-content .cm-line").first).to_be_visible()
+    assert pg.locator(".cm-content span[class]").count() > 0  # highlighted YAML, not plain text
+    pg.get_by_role("button", name="Edit").click()
+    editor = pg.get_by_label("DAG YAML")
+    editor.fill("steps:\n  - id: a\n    run: 'true'\n  - id: b\n    depends: nowhere\n    run: 'true'")
+    # dagd validates as you type (no button): the error is listed and marked in the gutter
+    expect(pg.get_by_test_id("spec-errors")).to_contain_text("nowhere")
+    expect(pg.locator(".cm-lint-marker-error")).to_have_count(1)
+    marked = pg.locator(".cm-gutter-lint .cm-gutterElement:has(.cm-lint-marker-error)")
+    line_no = pg.locator(".cm-lineNumbers .cm-gutterElement").filter(has_text=re.compile(r"^4$"))
+    assert abs(marked.bounding_box()["y"] - line_no.bounding_box()["y"]) < 2  # on step b's line (4)
+    # completion of dagd's step keys on an indented line
+    editor.press("Control+End")
+    editor.press("Enter")
+    pg.keyboard.type("retr")
+    option = pg.locator(".cm-tooltip-autocomplete li", has_text="retry_policy")
+    expect(option).to_have_count(1)
+    option.click()
+    expect(editor).to_contain_text("retry_policy: ")
+    shot(pg, "spec-editor")
+    pg.get_by_role("button", name="Cancel").click()
+    assert (d.root / "dags" / "long.yaml").read_text() == before  # nothing saved

@@ -133,6 +133,8 @@ export type Worker = {
   healthStatus: 'healthy' | 'warning' | 'unhealthy'
 }
 
+export type SpecKeys = { root: string[]; step: string[]; actions: string[] }
+
 export class ApiError extends Error {
   status: number
   details: string[]
@@ -179,6 +181,7 @@ export const api = {
       `/dag-runs?name=${enc(name)}&limit=${limit}${cursor ? `&cursor=${enc(cursor)}` : ''}`,
     ),
   system: () => call<System>('GET', '/system'),
+  specKeys: () => call<SpecKeys>('GET', '/spec/keys'),
   resources: (name: string, limit: number) => call<{ runs: RunUse[] }>('GET', `/dags/${enc(name)}/resources?limit=${limit}`),
   workers: () => call<{ workers: Worker[] }>('GET', '/workers'),
   queues: () => call<{ queues: Queue[]; summary: QueueSummary }>('GET', '/queues'),
@@ -196,7 +199,11 @@ export const api = {
   spec: (name: string) => call<{ spec: string; errors: string[] }>('GET', `/dags/${enc(name)}/spec`),
   saveSpec: (name: string, spec: string) => call<{ errors: string[] }>('PUT', `/dags/${enc(name)}/spec`, { spec }),
   validate: (name: string, spec: string) =>
-    call<{ valid: boolean; errors: string[] }>('POST', '/dags/validate', { name, spec }),
+    call<{ valid: boolean; errors: string[]; errorLines?: { line: number; column: number; message: string }[] }>(
+      'POST',
+      '/dags/validate',
+      { name, spec },
+    ),
   stepLog: (name: string, id: string, step: string, stream: 'stdout' | 'stderr') =>
     call<{ content: string; totalLines: number; hasMore: boolean }>(
       'GET',

@@ -1,16 +1,43 @@
-import { Alert, Button, Group, List, Stack, Text, Textarea } from '@mantine/core'
-import { useEffect, useState } from 'react'
-import { api, ApiError } from '../api'
+import { Alert, Button, Group, List, Stack, Text } from '@mantine/core'
+import { useEffect, useMemo, useState } from 'react'
+import { api, ApiError, type SpecKeys } from '../api'
+import { type LineError, lineErrors } from '../specerrors'
+import { YamlEditor } from './YamlEditor'
 
-/** The DAG file's YAML: view, edit, validate, save (the server refuses invalid YAML). */
+let keysOnce: Promise<SpecKeys> | null = null // dagd's key tables: asked once per page load
+
+/** The DAG file's YAML: view, edit (highlighting, completion of dagd's keys, dagd's own
+ * validation as you type, errors on their lines), validate, save (the server refuses invalid
+ * YAML). */
 export function SpecEditor({ name, onSaved }: { name: string; onSaved: () => void }) {
   const [original, setOriginal] = useState<string | null>(null)
   const [text, setText] = useState('')
   const [editing, setEditing] = useState(false)
   const [errors, setErrors] = useState<string[]>([])
+  const [located, setLocated] = useState<LineError[] | null>(null) // where dagd says each error is
   const [message, setMessage] = useState('')
   const [busy, setBusy] = useState(false)
 
+  const [keys, setKeys] = useState<SpecKeys | null>(null)
+  useEffect(() => {
+    keysOnce ??= api.specKeys()
+    keysOnce.then(setKeys).catch(() => setKeys(null))
+  }, [])
+  // while editing, dagd validates the text 0.6 s after the last keystroke
+  useEffect(() => {
+    if (!editing || original === null || text === original) return
+    const timer = setTimeout(() => {
+      api
+        .validate(name, text)
+        .then((r) => {
+          setErrors(r.errors)
+          setLocated(r.errorLines ?? null)
+        })
+        .catch(() => undefined)
+    }, 600)
+    return () => clearTimeout(timer)
+  }, [editing, name, original, text])
+  const marks = useMemo(() => located ?? lineErrors(errors), [located, errors])
   useEffect(() => {
     api.spec(name).then((r) => {
       setOriginal(r.spec)
@@ -22,6 +49,7 @@ export function SpecEditor({ name, onSaved }: { name: string; onSaved: () => voi
   const validate = async () => {
     const r = await api.validate(name, text)
     setErrors(r.errors)
+    setLocated(r.errorLines ?? null)
     setMessage(r.valid ? 'Valid.' : '')
     return r.valid
   }
@@ -37,6 +65,7 @@ export function SpecEditor({ name, onSaved }: { name: string; onSaved: () => voi
       onSaved()
     } catch (e) {
       setErrors(e instanceof ApiError && e.details.length ? e.details : [(e as Error).message])
+      setLocated(null)
     } finally {
       setBusy(false)
     }
@@ -82,17 +111,7 @@ export function SpecEditor({ name, onSaved }: { name: string; onSaved: () => voi
           </List>
         </Alert>
       )}
-      <Textarea
-        aria-label="DAG YAML"
-        value={text}
-        readOnly={!editing}
-        onChange={(e) => setText(e.currentTarget.value)}
-        autosize
-        minRows={12}
-        maxRows={40}
-        spellCheck={false}
-        styles={{ input: { fontFamily: 'var(--mantine-font-family-monospace)', fontSize: 13 } }}
-      />
+      <YamlEditor value={text} onChange={setText} readOnly={!editing} errors={marks} keys={keys} />
     </Stack>
   )
 }
