@@ -1,10 +1,11 @@
 import { Alert, Button, Group, List, Stack, Text } from '@mantine/core'
-import { useEffect, useMemo, useState } from 'react'
+import { lazy, Suspense, useEffect, useMemo, useState } from 'react'
 import { api, ApiError, type SpecKeys } from '../api'
 import { type LineError, lineErrors } from '../specerrors'
-import { YamlEditor } from './YamlEditor'
 
 let keysOnce: Promise<SpecKeys> | null = null // dagd's key tables: asked once per page load
+// the editor (CodeMirror, ≈ 150 kB gzipped) loads with the Spec tab, not with every page
+const YamlEditor = lazy(() => import('./YamlEditor').then((m) => ({ default: m.YamlEditor })))
 
 /** The DAG file's YAML: view, edit (highlighting, completion of dagd's keys, dagd's own
  * validation as you type, errors on their lines), validate, save (the server refuses invalid
@@ -111,7 +112,9 @@ export function SpecEditor({ name, onSaved }: { name: string; onSaved: () => voi
           </List>
         </Alert>
       )}
-      <YamlEditor value={text} onChange={setText} readOnly={!editing} errors={marks} keys={keys} />
+      <Suspense fallback={<Text c="dimmed">Loading the editor…</Text>}>
+        <YamlEditor value={text} onChange={setText} readOnly={!editing} errors={marks} keys={keys} />
+      </Suspense>
     </Stack>
   )
 }
