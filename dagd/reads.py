@@ -159,13 +159,14 @@ class Reads:
         run_id: str | None,
         before: tuple[float, str] | None,
         window: tuple[float | None, float | None] = (None, None),
+        dags: list[str] | None = None,
     ) -> list[dict[str, Any]]:
         """Runs newest first, after the cursor `before` = (started_at, id); `window`: started
-        from/until (epoch seconds)."""
+        from/until (epoch seconds); `dags`: only these DAGs' runs."""
         if name is not None:
             checked(names.dag_name, name)
         rows: list[dict[str, Any]] = await self._store_call(
-            self.store.history, name, limit, status, run_id, before, *window
+            self.store.history, name, limit, status, run_id, before, *window, dags
         )
         return rows
 

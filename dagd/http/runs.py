@@ -85,10 +85,17 @@ def routes(svc: Service) -> list[Any]:
         dag_run_id: str | None = Parameter(query="dagRunId", default=None),
         from_date: int | None = Parameter(query="fromDate", default=None, ge=0, le=2**40),
         to_date: int | None = Parameter(query="toDate", default=None, ge=0, le=2**40),
+        labels: str | None = None,
+        tags: str | None = None,
     ) -> m.RunsPage:
         """Every DAG's runs, newest first, cursor-paged; `fromDate`/`toDate` (Unix seconds, both
-        included): runs started within."""
-        return await runs_page(limit, status, name, cursor, dag_run_id, window=(from_date, to_date))
+        included): runs started within; `labels` (or Dagu's older `tags`; not both): runs of DAGs
+        with all these labels (comma-separated, `key` or `key=value`)."""
+        if labels and tags:
+            raise HTTPException(status_code=400, detail="labels and tags are the same filter: give one")
+        wanted = labels or tags
+        dags = shapes.dags_labelled(svc.catalog, wanted) if wanted else None
+        return await runs_page(limit, status, name, cursor, dag_run_id, window=(from_date, to_date), dags=dags)
 
     @get("/api/v1/dag-runs/{name:str}")
     async def runs_of_dag(
@@ -113,13 +120,16 @@ def routes(svc: Service) -> list[Any]:
         *,
         exact: bool = False,
         window: tuple[int | None, int | None] = (None, None),
+        dags: list[str] | None = None,
     ) -> m.RunsPage:
         before = shapes.decode_cursor(cursor) if cursor else None
         labels: list[str | None] = [*shapes.status_labels(status or [])] or [None]
         rows: list[dict[str, Any]] = []
         since, until = (float(w) if w is not None else None for w in window)
         for label in labels:
-            rows += await svc.runs_page(name or None, limit + 1, label, dag_run_id or None, before, (since, until))
+            rows += await svc.runs_page(
+                name or None, limit + 1, label, dag_run_id or None, before, (since, until), dags
+            )
         if exact:
             rows = [r for r in rows if r["dag"] == name]
         rows.sort(key=lambda r: (r["started_at"] or 0, r["id"]), reverse=True)

@@ -68,6 +68,21 @@ def labels(catalog: Any) -> list[str]:
     return sorted(found)
 
 
+def dags_labelled(catalog: Any, wanted: str) -> list[str]:
+    """The names of the DAGs that have every label of `wanted` ("team=data,nightly": a key with
+    that value, or a key with any value)."""
+    want = [w.strip() for w in wanted.split(",") if w.strip()]
+    out = []
+    for name, entry in catalog.dags().items():
+        dag = entry.dag
+        if dag is None:
+            continue
+        have = dag.labels
+        if all((k in have and (not sep or have[k] == v)) for k, sep, v in (w.partition("=") for w in want)):
+            out.append(name)
+    return sorted(out)
+
+
 def overrides(params: Any) -> list[str]:
     """The API's `params`: a string (`K=V K2="v 2"`, or JSON text) or a JSON object, as run overrides."""
     import json

@@ -776,14 +776,21 @@ class Store:
         before: tuple[float, str] | None = None,
         since: float | None = None,
         until: float | None = None,
+        dags: list[str] | None = None,
     ) -> list[dict[str, Any]]:
         """Newest first; `before` = (started_at, id) of the last row of the previous page;
-        `since`/`until`: runs started within (epoch seconds, both included)."""
+        `since`/`until`: runs started within (epoch seconds, both included); `dags`: only these
+        DAGs' runs (none for an empty list)."""
+        if dags is not None and not dags:
+            return []
         q = (
             "SELECT id, dag, status, trigger, started_at, finished_at, error, queued_at, schedule_time"
             " FROM dag_runs WHERE 1 = 1"
         )
         args: list[Any] = []
+        if dags:
+            q += f" AND dag IN ({', '.join('?' * len(dags))})"
+            args.extend(dags)
         if since is not None:
             q += " AND started_at >= ?"
             args.append(since)

@@ -385,6 +385,13 @@ def test_runs_of_every_dag_filtered_in_the_url_and_acted_on_in_bulk(ui: tuple[Da
     pg.go_back()
     expect(pg).to_have_url(re.compile(r"[?&]name=child"))
     expect(rows).to_have_count(len(children))
+    # labels: the runs of DAGs with them (etl.yaml is labelled nightly; child is not)
+    pg.get_by_label("Filter by DAG labels").click()
+    pg.get_by_role("option", name="nightly").click()
+    expect(pg).to_have_url(re.compile(r"[?&]labels=nightly"))
+    expect(rows).to_have_count(0)
+    pg.go_back()
+    expect(rows).to_have_count(len(children))
     pg.get_by_role("button", name="Today").click()  # they all started today
     expect(pg).to_have_url(re.compile(r"from=\d{4}-\d{2}-\d{2}&to=\d{4}-\d{2}-\d{2}"))
     expect(rows).to_have_count(len(children))

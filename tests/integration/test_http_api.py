@@ -346,6 +346,14 @@ def test_run_list_pages_with_a_cursor_and_filters_by_status(api: tuple[Daemon, s
     later = httpx.get(f"{base}/api/v1/dag-runs?name=hello&fromDate={third + 3600}").json()["dagRuns"]
     assert later == []
     assert httpx.get(base + "/api/v1/dag-runs?fromDate=-1").status_code == 400
+    # labels (Dagu's filter): runs of the DAGs that have them all
+    for wanted in ("team=ops", "team", "team=ops,team"):  # hello.yaml: labels [team=ops]
+        mine = httpx.get(base + f"/api/v1/dag-runs?labels={wanted}").json()
+        check(mine, "DAGRunsPageResponse")
+        assert len(mine["dagRuns"]) == 5 and {r["name"] for r in mine["dagRuns"]} == {"hello"}, wanted
+    for other in ("team=dev", "nightly", "team=ops,nightly"):
+        assert httpx.get(base + f"/api/v1/dag-runs?labels={other}").json()["dagRuns"] == [], other
+    assert httpx.get(base + "/api/v1/dag-runs?labels=a&tags=a").status_code == 400
 
 
 def test_log_paging_head_offset_limit_and_live_stream(api: tuple[Daemon, str]) -> None:

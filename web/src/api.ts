@@ -182,6 +182,7 @@ export const api = {
     ),
   system: () => call<System>('GET', '/system'),
   specKeys: () => call<SpecKeys>('GET', '/spec/keys'),
+  labels: () => call<{ labels: string[] }>('GET', '/dags/labels').then((r) => r.labels),
   resources: (name: string, limit: number) => call<{ runs: RunUse[] }>('GET', `/dags/${enc(name)}/resources?limit=${limit}`),
   workers: () => call<{ workers: Worker[] }>('GET', '/workers'),
   queues: () => call<{ queues: Queue[]; summary: QueueSummary }>('GET', '/queues'),

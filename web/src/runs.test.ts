@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { dayRange, runsQuery } from './runs'
 
-const none = { name: '', runId: '', statuses: [], from: '', to: '', cursor: '' }
+const none = { name: '', runId: '', statuses: [], labels: [], from: '', to: '', cursor: '' }
 
 describe('runsQuery', () => {
   it('asks for the newest runs when nothing is filtered', () => {
@@ -18,6 +18,9 @@ describe('runsQuery', () => {
     expect(new Date(from * 1000).getHours()).toBe(0)
     expect(Number(q.get('toDate')) - from).toBe(86399)
     expect(q.get('cursor')).toBe('c')
+    expect(new URLSearchParams(runsQuery({ ...none, labels: ['team=data', 'nightly'] }, 5)).get('labels')).toBe(
+      'team=data,nightly',
+    )
   })
   it('ignores a malformed day', () => {
     expect(runsQuery({ ...none, from: 'yesterday' }, 5)).toBe('limit=5')

@@ -19,6 +19,7 @@ export type RunFilters = {
   name: string
   runId: string
   statuses: string[]
+  labels: string[] // the DAG's labels, all of them ("team=data", "nightly")
   from: string // YYYY-MM-DD, local day, inclusive ('' = open)
   to: string
   cursor: string
@@ -37,6 +38,7 @@ export function runsQuery(f: RunFilters, limit: number): string {
   for (const s of f.statuses) {
     if (s in RUN_STATUS_CODES) q.append('status', String(RUN_STATUS_CODES[s]))
   }
+  if (f.labels.length) q.set('labels', f.labels.join(','))
   if (/^\d{4}-\d{2}-\d{2}$/.test(f.from)) q.set('fromDate', String(Math.floor(localDayStart(f.from))))
   if (/^\d{4}-\d{2}-\d{2}$/.test(f.to)) q.set('toDate', String(Math.floor(localDayStart(f.to) + 86400 - 1)))
   if (f.cursor) q.set('cursor', f.cursor)

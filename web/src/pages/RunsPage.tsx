@@ -40,8 +40,24 @@ export function RunsPage() {
   const [outcomes, setOutcomes] = useState<Outcome[] | null>(null)
   const [nameDraft, setNameDraft] = useState(params.get('name') ?? '')
   const [idDraft, setIdDraft] = useState(params.get('runId') ?? '')
+  useEffect(() => {
+    // the back button (or a link) changed the URL: the text fields show its filters again
+    setNameDraft(params.get('name') ?? '')
+    setIdDraft(params.get('runId') ?? '')
+  }, [params])
+  const commit = (key: 'name' | 'runId', draft: string) => {
+    if (draft.trim() !== (params.get(key) ?? '')) set({ [key]: draft.trim() })
+  }
 
   const statuses = useMemo(() => (params.get('status') ?? '').split(',').filter(Boolean), [params])
+  const labels = useMemo(() => (params.get('labels') ?? '').split(',').filter(Boolean), [params])
+  const [known, setKnown] = useState<string[]>([])
+  useEffect(() => {
+    api
+      .labels()
+      .then(setKnown)
+      .catch(() => setKnown([]))
+  }, [])
   const query = useMemo(
     () =>
       runsQuery(
@@ -49,13 +65,14 @@ export function RunsPage() {
           name: params.get('name') ?? '',
           runId: params.get('runId') ?? '',
           statuses,
+          labels,
           from: params.get('from') ?? '',
           to: params.get('to') ?? '',
           cursor: params.get('cursor') ?? '',
         },
         PAGE,
       ),
-    [params, statuses],
+    [params, statuses, labels],
   )
 
   const load = useCallback(() => {
@@ -118,8 +135,8 @@ export function RunsPage() {
           placeholder="name"
           value={nameDraft}
           onChange={(e) => setNameDraft(e.currentTarget.value)}
-          onBlur={() => set({ name: nameDraft.trim() })}
-          onKeyDown={(e) => e.key === 'Enter' && set({ name: nameDraft.trim() })}
+          onBlur={() => commit('name', nameDraft)}
+          onKeyDown={(e) => e.key === 'Enter' && commit('name', nameDraft)}
         />
         <TextInput
           label="Run id"
@@ -127,8 +144,8 @@ export function RunsPage() {
           placeholder="run id"
           value={idDraft}
           onChange={(e) => setIdDraft(e.currentTarget.value)}
-          onBlur={() => set({ runId: idDraft.trim() })}
-          onKeyDown={(e) => e.key === 'Enter' && set({ runId: idDraft.trim() })}
+          onBlur={() => commit('runId', idDraft)}
+          onKeyDown={(e) => e.key === 'Enter' && commit('runId', idDraft)}
         />
         <MultiSelect
           label="Status"
@@ -139,6 +156,17 @@ export function RunsPage() {
           onChange={(v) => set({ status: v.join(',') })}
           clearable
           w={260}
+        />
+        <MultiSelect
+          label="Labels"
+          aria-label="Filter by DAG labels"
+          placeholder={labels.length ? undefined : 'any'}
+          data={[...new Set([...known, ...labels])]}
+          value={labels}
+          onChange={(v) => set({ labels: v.join(',') })}
+          clearable
+          searchable
+          w={220}
         />
         <TextInput
           label="From"
