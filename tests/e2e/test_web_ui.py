@@ -423,6 +423,13 @@ def test_runs_of_every_dag_filtered_in_the_url_and_acted_on_in_bulk(ui: tuple[Da
         assert httpx.get(f"{base}/api/v1/dag-runs/child/{rid}").status_code == 404
     pg.keyboard.press("Escape")
     expect(rows).to_have_count(len(children) + 1 - 3)
+    # grouped by DAG, or flat: part of the URL too
+    pg.goto(base + "/runs")
+    pg.get_by_text("By DAG", exact=True).click()
+    expect(pg).to_have_url(re.compile(r"[?&]view=grouped"))
+    left = len(children) + 1 - 3
+    expect(pg.locator("tr[data-group=child]")).to_contain_text(f"child · {left} run{'s' if left != 1 else ''}")
+    expect(pg.locator("tr[data-group=long]")).to_be_visible()
 
 
 def test_queues_show_what_runs_and_what_waits_and_dequeue_one(ui: tuple[Daemon, str, Path], page: Page) -> None:

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { dayRange, runsQuery } from './runs'
+import { dayRange, groupRuns, runsQuery } from './runs'
 
 const none = { name: '', runId: '', statuses: [], labels: [], from: '', to: '', cursor: '' }
 
@@ -24,6 +24,26 @@ describe('runsQuery', () => {
   })
   it('ignores a malformed day', () => {
     expect(runsQuery({ ...none, from: 'yesterday' }, 5)).toBe('limit=5')
+  })
+})
+
+describe('groupRuns', () => {
+  it("groups a page by DAG name, keeping each DAG's runs in order", () => {
+    const page = [
+      { name: 'b', id: 1 },
+      { name: 'a', id: 2 },
+      { name: 'b', id: 3 },
+    ]
+    expect(groupRuns(page)).toEqual([
+      { dag: 'a', runs: [{ name: 'a', id: 2 }] },
+      {
+        dag: 'b',
+        runs: [
+          { name: 'b', id: 1 },
+          { name: 'b', id: 3 },
+        ],
+      },
+    ])
   })
 })
 

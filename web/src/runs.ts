@@ -62,6 +62,13 @@ export function dayRange(preset: 'today' | 'yesterday' | 'week', now: Date = new
   return { from: ymd(start), to: ymd(day) }
 }
 
+/** A page of runs grouped by DAG (DAGs by name; each DAG's runs in the page's order). */
+export function groupRuns<R extends { name: string }>(runs: R[]): { dag: string; runs: R[] }[] {
+  const by = new Map<string, R[]>()
+  for (const r of runs) by.set(r.name, [...(by.get(r.name) ?? []), r])
+  return [...by.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([dag, rs]) => ({ dag, runs: rs }))
+}
+
 export type BulkAction = 'retry' | 'stop' | 'dequeue' | 'delete'
 
 export const BULK_ACTIONS: Record<

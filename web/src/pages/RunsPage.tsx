@@ -8,19 +8,20 @@ import {
   Modal,
   MultiSelect,
   Progress,
+  SegmentedControl,
   Stack,
   Table,
   Text,
   TextInput,
   Title,
 } from '@mantine/core'
-import { useCallback, useEffect, useMemo, useState } from 'react'
+import { Fragment, useCallback, useEffect, useMemo, useState } from 'react'
 import { Link } from 'react-router-dom'
 import { api, ApiError, type RunSummary } from '../api'
 import { StatusBadge } from '../components/StatusBadge'
 import { useLiveReload } from '../events'
 import { durationSec, formatDuration, formatTime } from '../format'
-import { BULK_ACTIONS, type BulkAction, dayRange, RUN_STATUS_CODES, runsQuery } from '../runs'
+import { BULK_ACTIONS, type BulkAction, dayRange, groupRuns, RUN_STATUS_CODES, runsQuery } from '../runs'
 import { useUrlParams } from '../url'
 
 const PAGE = 50
@@ -49,6 +50,7 @@ export function RunsPage() {
     if (draft.trim() !== (params.get(key) ?? '')) set({ [key]: draft.trim() })
   }
 
+  const grouped = params.get('view') === 'grouped'
   const statuses = useMemo(() => (params.get('status') ?? '').split(',').filter(Boolean), [params])
   const labels = useMemo(() => (params.get('labels') ?? '').split(',').filter(Boolean), [params])
   const [known, setKnown] = useState<string[]>([])
@@ -118,11 +120,62 @@ export function RunsPage() {
     load()
   }
 
+  const row = (r: RunSummary) => (
+    <Table.Tr key={key(r)} data-run={r.dagRunId} data-nav>
+      <Table.Td>
+        <Checkbox
+          aria-label={`Select run ${r.dagRunId} of ${r.name}`}
+          checked={selected.has(key(r))}
+          onChange={() => {
+            const s = new Set(selected)
+            if (s.has(key(r))) s.delete(key(r))
+            else s.add(key(r))
+            setSelected(s)
+          }}
+        />
+      </Table.Td>
+      <Table.Td>
+        <Anchor component={Link} to={`/dags/${encodeURIComponent(r.name)}`}>
+          {r.name}
+        </Anchor>
+      </Table.Td>
+      <Table.Td>
+        <Anchor
+          component={Link}
+          to={`/dags/${encodeURIComponent(r.name)}/runs/${encodeURIComponent(r.dagRunId)}`}
+          data-open
+          ff="monospace"
+          size="sm"
+        >
+          {r.dagRunId}
+        </Anchor>
+      </Table.Td>
+      <Table.Td>
+        <StatusBadge label={r.statusLabel} />
+      </Table.Td>
+      <Table.Td>{r.triggerType ?? 'manual'}</Table.Td>
+      <Table.Td>{formatTime(r.queuedAt)}</Table.Td>
+      <Table.Td>{formatTime(r.startedAt)}</Table.Td>
+      <Table.Td>{formatDuration(durationSec(r.startedAt, r.finishedAt))}</Table.Td>
+    </Table.Tr>
+  )
   const today = dayRange('today')
   return (
     <Stack gap="md">
       <Group justify="space-between">
-        <Title order={2}>Runs</Title>
+        <Group gap="md">
+          <Title order={2}>Runs</Title>
+          <SegmentedControl
+            aria-label="Show runs"
+            size="xs"
+            data={[
+              { value: 'flat', label: 'Flat' },
+              { value: 'grouped', label: 'By DAG' },
+            ]}
+            value={grouped ? 'grouped' : 'flat'}
+            onChange={(v) => set({ view: v === 'grouped' ? 'grouped' : '', cursor: params.get('cursor') ?? '' })}
+          />
+        </Group>
         <Text c="dimmed" size="sm" data-testid="runs-count">
           {runs === null ? 'loading…' : `${runs.length} shown${next ? ', more below' : ''}`}
         </Text>
@@ -243,44 +296,19 @@ export function RunsPage() {
           </Table.Tr>
         </Table.Thead>
         <Table.Tbody>
-          {(runs ?? []).map((r) => (
-            <Table.Tr key={key(r)} data-run={r.dagRunId} data-nav>
-              <Table.Td>
-                <Checkbox
-                  aria-label={`Select run ${r.dagRunId} of ${r.name}`}
-                  checked={selected.has(key(r))}
-                  onChange={() => {
-                    const s = new Set(selected)
-                    if (s.has(key(r))) s.delete(key(r))
-                    else s.add(key(r))
-                    setSelected(s)
-                  }}
-                />
-              </Table.Td>
-              <Table.Td>
-                <Anchor component={Link} to={`/dags/${encodeURIComponent(r.name)}`}>
-                  {r.name}
-                </Anchor>
-              </Table.Td>
-              <Table.Td>
-                <Anchor
-                  component={Link}
-                  to={`/dags/${encodeURIComponent(r.name)}/runs/${encodeURIComponent(r.dagRunId)}`}
-                  data-open
-                  ff="monospace"
-                  size="sm"
-                >
-                  {r.dagRunId}
-                </Anchor>
-              </Table.Td>
-              <Table.Td>
-                <StatusBadge label={r.statusLabel} />
-              </Table.Td>
-              <Table.Td>{r.triggerType ?? 'manual'}</Table.Td>
-              <Table.Td>{formatTime(r.queuedAt)}</Table.Td>
-              <Table.Td>{formatTime(r.startedAt)}</Table.Td>
-              <Table.Td>{formatDuration(durationSec(r.startedAt, r.finishedAt))}</Table.Td>
-            </Table.Tr>
+          {(grouped ? groupRuns(runs ?? []) : [{ dag: '', runs: runs ?? [] }]).map((g) => (
+            <Fragment key={g.dag || 'all'}>
+              {g.dag && (
+                <Table.Tr data-group={g.dag}>
+                  <Table.Td colSpan={8}>
+                    <Text fw={600} size="sm">
+                      {g.dag} · {g.runs.length} {g.runs.length === 1 ? 'run' : 'runs'}
+                    </Text>
+                  </Table.Td>
+                </Table.Tr>
+              )}
+              {g.runs.map(row)}
+            </Fragment>
           ))}
         </Table.Tbody>
       </Table>
