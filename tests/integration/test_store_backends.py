@@ -162,6 +162,23 @@ def test_nodes_starting_together_migrate_a_postgres_store_once(pg: postgres.Serv
         s.close()
 
 
+def _another_dagd(tmp_path: Path, other: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """A second dagd on the same DAGs, its own state folder and socket, run to its exit."""
+    return subprocess.run(
+        [sys.executable, "-m", "dagd.daemon", "--user", "--no-http"],
+        env={
+            **os.environ,
+            "DAGD_STATE_DIR": str(other / "state"),
+            "DAGD_SOCKET": str(other / "s.sock"),
+            "DAGD_DAGS_DIR": str(tmp_path / "dags"),
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def test_a_daemon_keeps_its_history_in_postgres(tmp_path: Path, pg: postgres.Server) -> None:
     dsn = pg.fresh(f"t_{uuid.uuid4().hex[:10]}")
     (tmp_path / "dags").mkdir()
@@ -183,37 +200,12 @@ def test_a_daemon_keeps_its_history_in_postgres(tmp_path: Path, pg: postgres.Ser
         # a second dagd with the same node id on the same database refuses to start
         other = tmp_path / "other"
         other.mkdir()
-        second = subprocess.run(
-            [sys.executable, "-m", "dagd.daemon", "--user", "--no-http"],
-            env={
-                **os.environ,
-                "DAGD_STORE": dsn,
-                "DAGD_STATE_DIR": str(other / "state"),
-                "DAGD_SOCKET": str(other / "s.sock"),
-                "DAGD_DAGS_DIR": str(tmp_path / "dags"),
-            },
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        second = _another_dagd(tmp_path, other, {"DAGD_STORE": dsn})
         assert second.returncode == 3 and "another dagd runs as node" in second.stderr, second.stderr
         assert "Traceback" not in second.stderr
         # psycopg without its libpq (the .deb only recommends libpq5): one line, exit 3
-        nolib = subprocess.run(
-            [sys.executable, "-m", "dagd.daemon", "--user", "--no-http"],
-            env={
-                **os.environ,
-                "PSYCOPG_IMPL": "binary",  # (not installed: psycopg's import fails as without libpq)
-                "DAGD_STORE": dsn,
-                "DAGD_NODE_ID": "third",
-                "DAGD_STATE_DIR": str(other / "state"),
-                "DAGD_SOCKET": str(other / "s.sock"),
-                "DAGD_DAGS_DIR": str(tmp_path / "dags"),
-            },
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        # (PSYCOPG_IMPL=binary is not installed: psycopg's import fails as it does without libpq)
+        nolib = _another_dagd(tmp_path, other, {"DAGD_STORE": dsn, "DAGD_NODE_ID": "third", "PSYCOPG_IMPL": "binary"})
         assert nolib.returncode == 3 and "install libpq5" in nolib.stderr, nolib.stderr
         assert "Traceback" not in nolib.stderr
     finally:

@@ -36,6 +36,14 @@ function ThemeToggle() {
   )
 }
 
+const NAV = [
+  ['/', 'Overview'],
+  ['/dags', 'DAGs'],
+  ['/runs', 'Runs'],
+  ['/queues', 'Queues'],
+  ['/system', 'System'],
+] as const
+
 export function App() {
   useKeyboardNav()
   return (
@@ -51,21 +59,11 @@ export function App() {
                 </Text>
               </Group>
             </Anchor>
-            <Anchor component={Link} to="/">
-              Overview
-            </Anchor>
-            <Anchor component={Link} to="/dags">
-              DAGs
-            </Anchor>
-            <Anchor component={Link} to="/runs">
-              Runs
-            </Anchor>
-            <Anchor component={Link} to="/queues">
-              Queues
-            </Anchor>
-            <Anchor component={Link} to="/system">
-              System
-            </Anchor>
+            {NAV.map(([to, label]) => (
+              <Anchor key={to} component={Link} to={to}>
+                {label}
+              </Anchor>
+            ))}
           </Group>
           <ThemeToggle />
         </Group>
