@@ -121,7 +121,7 @@ def daemon(root: Path, *extra: str, poll: str = "2") -> Iterator[Daemon]:
         "DAGD_DAGS_DIR": str(root / "dags"),
         "DAGD_SOCKET": str(root / "dagd.sock"),
         **{
-            k: v for k, v in os.environ.items() if k in ("DAGD_LOOP_WATCH_MS", "DAGD_CGROUPS")
+            k: v for k, v in os.environ.items() if k in ("DAGD_LOOP_WATCH_MS", "DAGD_CGROUPS", "DAGD_ON_RESTART")
         },  # to profile, to compare
     }
     with open(root / "dagd.log", "ab") as log:
@@ -830,6 +830,52 @@ def _shared_logs(work: Path, server: object, reps: int) -> list[Figure]:
     ]
 
 
+def bench_restarts(work: Path, reps: int) -> list[Figure]:
+    """Runs that outlive dagd (issue 18): what the step wrapper and the attempt record cost per
+    step, and 1000 runs through a restart of dagd every 30 s (tests/soak.py)."""
+    from tests import soak
+
+    n = 1000
+    steps = "\n".join(f"  - id: s{i}\n    run: 'true'" for i in range(n))
+    took: dict[str, list[float]] = {}
+    for mode in ("fail", "reattach"):
+        os.environ["DAGD_ON_RESTART"] = mode
+        try:
+            with daemon(work / f"restarts-{mode}") as d:
+                (d.root / "dags" / "chain.yaml").write_text(f"type: chain\nhist_retention_days: 1\nsteps:\n{steps}\n")
+                wait_loaded(d, 1)
+                took[mode] = []
+                for _ in range(reps):
+                    t = time.perf_counter()
+                    run_sync(d, "chain")
+                    took[mode].append(time.perf_counter() - t)
+        finally:
+            del os.environ["DAGD_ON_RESTART"]
+    per = (statistics.median(took["reattach"]) - statistics.median(took["fail"])) / n * 1000
+    o = soak.run(work / "soak", 1000, 30.0, max_concurrent=8, timeout=3600)
+    bad = o.lost + len(o.duplicated) + len(o.missing) + len(o.orphaned)
+    return [
+        Figure(
+            "10a. 1000-step chain of `true`, runs kept across restarts (on_restart: reattach: a sh wrapper and a record per step)",
+            "s",
+            took["reattach"],
+            "the same chain with on_restart: fail",
+            took["fail"],
+            note=f"{per:+.2f} ms a step",
+        ),
+        Figure(
+            f"10b. 1000 runs of 3 DAGs through {o.restarts} restarts and {o.kills} x kill -9 of dagd (every 30 s):"
+            " runs lost + steps run twice or never + processes orphaned",
+            "runs",
+            [float(bad)],
+            target="0",
+            max_value=0,
+            note=f"{o.seconds:.0f} s; {dict(o.statuses)}; re-attached {o.reattached} times"
+            + (f"; twice: {o.duplicated[:3]}; never: {o.missing[:3]}; orphans: {o.orphaned[:3]}" if bad else ""),
+        ),
+    ]
+
+
 BENCHES: dict[str, Callable[[Path, int], list[Figure]]] = {
     "steps": bench_steps,
     "dagu": bench_dagu,
@@ -841,6 +887,7 @@ BENCHES: dict[str, Callable[[Path, int], list[Figure]]] = {
     "http": bench_http,
     "loop": bench_loop,
     "scaleout": bench_scaleout,
+    "restarts": bench_restarts,
 }
 
 

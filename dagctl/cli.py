@@ -138,6 +138,7 @@ for command in (
     daemonctl.suspend,
     daemonctl.resume,
     daemonctl.reload,
+    daemonctl.prepare_stop,
     daemonctl.daemon,
     daemonctl.nodes,
     daemonctl.ui,

@@ -152,3 +152,52 @@ def ui(open_browser: bool | None) -> None:
         import webbrowser
 
         webbrowser.open(link["url"])
+
+
+@click.command("prepare-stop", context_settings=CONTEXT)
+@click.option("--keep-runs/--stop-runs", "keep", default=None, help="The coming stop is a restart / a stop.")
+@click.option("--systemd-unit", default=None, metavar="UNIT", help="Ask systemd: a restart job of UNIT keeps runs.")
+@click.option("--user-unit", is_flag=True, help="UNIT is one of the user's service manager.")
+def prepare_stop(keep: bool | None, systemd_unit: str | None, user_unit: bool) -> None:
+    """Tell dagd what its next SIGTERM is: a restart, whose running runs go on and are re-attached
+    by the next dagd (on_restart: reattach), or a stop, which aborts them. dagd.service's ExecStop=
+    calls it with --systemd-unit; it never fails a stop (exit 0 when dagd is not there)."""
+    if systemd_unit:
+        keep = _restart_job(systemd_unit, user_unit)
+        if keep is None:
+            return  # no job (dagd exited by itself, or systemctl is missing): dagd's default stands
+    if keep is None:
+        raise click.UsageError("give --keep-runs, --stop-runs or --systemd-unit")
+    client = daemon_client(required=systemd_unit is None)
+    if client is None:
+        return
+    with contextlib.closing(client):
+        try:
+            result = rpc(client, "daemon.prepare_stop", keep_runs=keep)
+        except ExitWith:
+            if systemd_unit is None:
+                raise
+            return  # an older dagd that knows no prepare_stop: it stops as it always did
+    kept = "left running for the next dagd" if result["keep_runs"] else "aborted"
+    click.echo(f"on the coming stop, {result['running']} running run(s) will be {kept}")
+
+
+def _restart_job(unit: str, user: bool) -> bool | None:
+    """Whether systemd's job on `unit` is a restart (True), a stop (False), or unknown (None)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["systemctl", *(["--user"] if user else []), "list-jobs", "--no-legend", "--no-pager", "--full", unit],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and fields[1] == unit:
+            return "restart" in fields[2]
+    return None

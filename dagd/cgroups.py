@@ -354,6 +354,34 @@ class RunGroup:
         self.warnings: list[str] = []
         self.memory_limited = False
 
+    @classmethod
+    def recorded(cls, tree: Tree, path: str) -> RunGroup:
+        """The cgroup a previous dagd made for a run it left running (re-attached after a
+        restart): its path as recorded, beside this dagd's own subtree; its v1 twins likewise."""
+        self = cls(tree, os.path.basename(path))
+        self.path = path
+        old_root = os.path.basename(os.path.dirname(path))
+        self.v1 = {
+            c: os.path.join(os.path.dirname(d), old_root, self.v1[c].rsplit("/", 1)[1]) for c, d in tree.v1.items()
+        }
+        with contextlib.suppress(OSError):  # step cgroups are numbered on from what is there
+            for entry in os.scandir(path):
+                head = entry.name.split(".", 1)[0]
+                if entry.is_dir() and head.isdigit():
+                    self._next = max(self._next, int(head))
+        return self
+
+    def reopen(self, limits: ResourceLimits | None = None) -> None:
+        """A recorded run cgroup in use again: made again if it went (it was empty), its
+        controllers and limits applied again (a restart may have had to release them)."""
+        for d in (os.path.dirname(self.path), self.path):
+            os.makedirs(d, exist_ok=True)
+            _enable(d, self.tree.controllers)
+        for d in self.v1.values():
+            os.makedirs(d, exist_ok=True)
+        if limits:
+            self._limit(limits)
+
     def create(self, limits: ResourceLimits | None = None) -> None:
         try:
             os.mkdir(self.path)
@@ -409,13 +437,20 @@ class RunGroup:
 class StepGroup:
     """One step attempt's cgroup: the step joins it before it execs."""
 
-    def __init__(self, run: RunGroup, path: str, v1: Mapping[str, str]) -> None:
+    def __init__(self, run: RunGroup, path: str, v1: Mapping[str, str], existing: bool = False) -> None:
         self.run = run
         self.path = path
         self.v1 = dict(v1)
+        if existing:  # an attempt a previous dagd started (re-attached after a restart)
+            return
         os.mkdir(path)
         for d in self.v1.values():
             os.mkdir(d)
+
+    @classmethod
+    def recorded(cls, run: RunGroup, path: str) -> StepGroup:
+        name = os.path.basename(path)
+        return cls(run, path, {"memory": os.path.join(run.v1["memory"], name)} if "memory" in run.v1 else {}, True)
 
     def procs_files(self) -> list[str]:
         """The cgroup.procs files the step's first process writes itself into before it execs."""
@@ -475,3 +510,43 @@ def iter_leftover_roots(tree: Tree) -> Iterator[str]:
                 m = re.fullmatch(rf"dagd\.{tree.key}\.(\d+)\.(\d+)", entry.name)
                 if m and entry.path != mine and str(start_time(int(m[1]))) != m[2]:
                     yield entry.path
+
+
+def release_for_restart() -> str:
+    """`ExecStartPre=` of dagd.service (delegated, KillMode=process): runs a previous dagd left
+    running still live in the unit's cgroup, below a `cgroup.subtree_control` that enables
+    controllers — and cgroup v2 lets no process join a cgroup that hands controllers to its
+    children, so systemd could not place the new dagd there (status=219/CGROUP). Disable the
+    controllers, deepest cgroup first (the runs go on, unlimited for the moment); the new dagd
+    enables them again and re-applies each re-attached run's limits. One line of what was done."""
+    mount, _ = _mounts()
+    own, _ = _own_paths()
+    if mount is None or own is None:
+        return "no cgroup v2 hierarchy: nothing to release"
+    here = os.path.normpath(mount + own)
+    unit = (
+        os.path.dirname(here) if os.path.basename(here) == ".control" else here
+    )  # systemd's place for control processes
+    if not unit.endswith(".service") or not os.environ.get("INVOCATION_ID"):
+        return f"{unit} is not a systemd service's cgroup: nothing released"  # never a host's or a slice's
+    try:
+        enabled = _read(os.path.join(unit, "cgroup.subtree_control")).split()
+    except OSError as exc:
+        return f"cannot read {unit}/cgroup.subtree_control: {exc.strerror or exc}"
+    left = [e.path for e in os.scandir(unit) if e.is_dir() and os.path.join(unit, e.name) != here and populated(e.path)]
+    if not enabled or not left:
+        return f"{unit}: nothing to release (controllers: {' '.join(enabled) or 'none'}; runs left: {len(left)})"
+    failed = []
+    for top, _dirs, _files in os.walk(unit, topdown=False):  # children before their parent
+        try:
+            on = _read(os.path.join(top, "cgroup.subtree_control")).split()
+        except OSError:
+            continue
+        for c in on:
+            try:
+                _write(os.path.join(top, "cgroup.subtree_control"), f"-{c}")
+            except OSError as exc:
+                failed.append(f"{top}: -{c}: {exc.strerror or exc}")
+    if failed:
+        return f"{unit}: controllers {' '.join(enabled)} not all released: {'; '.join(failed[:5])}"
+    return f"{unit}: controllers {' '.join(enabled)} released for the new dagd; {len(left)} cgroup(s) of runs live on"

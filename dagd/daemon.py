@@ -18,6 +18,7 @@ import sqlite3
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 import click
 import trio
@@ -41,9 +42,10 @@ from dagd.settings import (
     read_config,
     where,
 )
-from dagd.spec.load import set_chain_rule
-from dagd.spec.model import ChainRule
-from dagd.store.db import Store
+from dagd.spec.errors import SpecError
+from dagd.spec.load import load_file, set_chain_rule
+from dagd.spec.model import ChainRule, Dag
+from dagd.store.db import Store, runner_alive
 from dagd.systemd import Notifier, listen_fds
 
 log = logging.getLogger("dagd")
@@ -320,9 +322,15 @@ async def main(opts: Options) -> None:
     become_subreaper()
     contained = cgroups.current(opts.state_dir)  # before any run: dagd may move itself into <its cgroup>/daemon
     log.info("containment: %s", contained.summary)
+    reattaching: list[tuple[Dag, dict[str, Any]]] = []
     for run_id in store.stale_runs():
         try:
             doc = store.run_by_id(run_id)
+            if opts.on_restart == "reattach" and doc is not None:
+                found = reattachable(store, doc)
+                if found is not None:
+                    reattaching.append(found)
+                    continue
             new_id = store.reconcile(run_id, "daemon restart", "failed", requeue=opts.on_restart == "requeue")
             if new_id is None:
                 continue  # ended meanwhile (another node took it over)
@@ -364,6 +372,7 @@ async def main(opts: Options) -> None:
         svc.changed.set()  # the new counts follow as STATUS=
 
     svc.after_reload = after_reload
+    svc.keep_runs = opts.on_restart == "reattach"
     sessions = Sessions()
     login = None
     if http_fd is not None:
@@ -380,6 +389,8 @@ async def main(opts: Options) -> None:
                 login=login,
             )
         )
+        for dag, doc in reattaching:  # before the scheduler: its overlap rules see them running
+            svc.reattach(dag, doc)
         if os.environ.get("DAGD_SCHEDULER_CLOCK"):  # the chaos test and bench/: a shared fast clock
             nursery.start_soon(scheduler_loop, svc, *scaled_clock(os.environ["DAGD_SCHEDULER_CLOCK"]))
         else:
@@ -412,6 +423,9 @@ async def main(opts: Options) -> None:
                     log.info("reloaded: %d DAGs, %d changed", result["dags"], len(result["changed"]))
                     continue
                 await notifier.say("STOPPING=1", within=1.0)
+                keep = svc.next_stop_keeps if svc.next_stop_keeps is not None else not opts.stop_runs_on_stop
+                if svc.active and svc.keep_runs and keep:
+                    await leave_runs(svc, store, opts, fds)
                 if svc.active and opts.stop_grace_sec:
                     log.info("stopping: waiting up to %gs for %d running runs", opts.stop_grace_sec, len(svc.active))
                     with trio.move_on_after(opts.stop_grace_sec):
@@ -446,6 +460,12 @@ async def main(opts: Options) -> None:
 @click.option("--http-bind", default=None, help="Address of the HTTP API and web UI [127.0.0.1:8090].")
 @click.option("--no-http", is_flag=True, help="Serve no HTTP at all.")
 @click.option(
+    "--release-cgroup",
+    is_flag=True,
+    hidden=True,
+    help="dagd.service's ExecStartPre=: let systemd place the new dagd beside runs that live on; exit.",
+)
+@click.option(
     "--hash-password",
     is_flag=True,
     help="Read a password (prompt, or stdin when piped), print its hash for http_auth.users, exit.",
@@ -462,11 +482,15 @@ def cli(
     http_bind: str | None,
     no_http: bool,
     hash_password: bool,
+    release_cgroup: bool = False,
 ) -> None:
     """The dagd daemon: schedules and runs DAGs; dagctl drives it over its socket.
 
     Settings come from flags, then the environment (DAGD_*), then config.yaml, then defaults.
     """
+    if release_cgroup:
+        click.echo(f"dagd: {cgroups.release_for_restart()}", err=True)
+        return
     if hash_password:
         from dagd.http.auth import hash_password as make_hash
 
@@ -509,6 +533,61 @@ def cli(
         sys.exit(1)
 
 
+def reattachable(store: Store, doc: dict[str, Any]) -> tuple[Dag, dict[str, Any]] | None:
+    """A run a previous dagd left running that this one can go on with: a top-level run (a
+    sub-DAG's child is lost with the step that waited for it), whose DAG file still loads and
+    has no DAG-level container (that container ended with its dagd)."""
+    if doc.get("status") != "running" or doc.get("parent_run") or not doc.get("file"):
+        return None
+    if runner_alive(doc.get("runner_pid")):
+        return None  # `dagctl run` of another process, still going
+    try:
+        dag = load_file(doc["file"]).dag
+    except (SpecError, OSError) as exc:
+        log.error("run %s cannot be re-attached: its DAG file %s does not load: %s", doc["id"], doc["file"], exc)
+        return None
+    if "container" in dag.extra:
+        log.warning("run %s cannot be re-attached: its DAG-level container ended with the previous dagd", doc["id"])
+        return None
+    full = store.run(doc["dag"], doc["id"])
+    return (dag, full) if full is not None else None
+
+
+async def leave_runs(svc: Service, store: Store, opts: Options, fds: dict[str, int]) -> None:
+    """A restart: exit now and leave every run running for the next dagd, which re-attaches
+    them. Nothing of the runs is touched; the store is left between two transactions."""
+    log.info(
+        "restarting: leaving %d running run(s) to the next dagd (on_restart: reattach): %s",
+        len(svc.active),
+        ", ".join(sorted(svc.active)[:20]),
+    )
+    with trio.move_on_after(5):
+        while svc._writing:  # an event batch on its way to the store lands first
+            await trio.sleep(0.005)
+        if isinstance(svc.lock, trio.Lock):
+            await svc.lock.acquire()
+        else:
+            for _ in range(int(svc.lock.total_tokens)):
+                await svc.lock.acquire_on_behalf_of(object())
+    with contextlib.suppress(Exception):
+        store.close()
+    if os.path.exists(opts.socket) and not fds:
+        os.unlink(opts.socket)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # no atexit: the runs' cgroups stay, and no task of theirs is cancelled
+
+
+def on_restart(value: str, source: str) -> str:
+    """What becomes of runs a previous dagd left running: given, or by default `reattach` under
+    systemd (runs live on across restarts there: KillMode=process) and `fail` elsewhere."""
+    if not value:
+        return "reattach" if os.environ.get("INVOCATION_ID") else "fail"
+    if value not in ("reattach", "fail", "requeue"):
+        raise SettingsError(f"{source}: {value!r} is not one of reattach, fail, requeue")
+    return value
+
+
 def resolve_options(config_path: str | None, *, user: bool, flags: dict[str, object], no_http: bool) -> Options:
     """Flags, then DAGD_* variables, then config.yaml, then defaults — every value checked."""
     from dagd.http.auth import Auth, AuthConfigError
@@ -548,7 +627,8 @@ def resolve_options(config_path: str | None, *, user: bool, flags: dict[str, obj
         poll_sec=float(pick("poll_sec", 2.0)),  # type: ignore[arg-type]
         user=user or config.user_mode(),
         stop_grace_sec=float(pick("stop_grace_sec", 0.0)),  # type: ignore[arg-type]
-        on_restart=cfg.on_restart,
+        on_restart=on_restart(str(pick("on_restart", "")), where("on_restart", flags, env, shown, lines)),
+        stop_runs_on_stop=cfg.stop_runs_on_stop,
         classic_chain=chain,
         timezone=cfg.timezone,
         http_bind=bind,

@@ -28,9 +28,10 @@ import trio
 from dagd import cgroups, faults, names, scheduler, webhooks
 from dagd.access import Rule
 from dagd.catalog import Catalog, Entry
+from dagd.cgroups import kill_recorded
 from dagd.engine.environment import RunOptions, RunSetupError
 from dagd.engine.events import Event, RunFinished
-from dagd.engine.local import new_run_id, resume_from
+from dagd.engine.local import new_run_id, reattach_from, resume_from
 from dagd.engine.process import end_run_group
 from dagd.engine.run import Run
 from dagd.engine.status import RunStatus
@@ -113,6 +114,8 @@ class Service(Reads, Slots):
         self.after_reload: Callable[[], None] = lambda: None
         self._batch: _Batch | None = None  # events waiting for the group commit
         self._writing = False
+        self.keep_runs = False  # on_restart: reattach — runs outlive this process, re-attached by the next
+        self.next_stop_keeps: bool | None = None  # what the coming SIGTERM is (daemon.prepare_stop): None unsaid
 
     # ---- store access from the event loop ----------------------------------------------------
 
@@ -381,11 +384,50 @@ class Service(Reads, Slots):
         self._spawn(dag, RunOptions(run_id, self.state_dir, overrides, "retry", default_shell=self.default_shell), kept)
         return run_id
 
-    def _spawn(self, dag: Dag, opts: RunOptions, resume: Any = None) -> None:
+    def reattach(self, dag: Dag, doc: dict[str, Any]) -> None:
+        """Go on with a run a previous dagd left running (on_restart: reattach): what it finished
+        stays, each step in flight is adopted where it is (or recorded lost), the rest follows."""
+        overrides, done, inflight, handlers_done = reattach_from(doc)
+        opts = RunOptions(
+            doc["id"],
+            self.state_dir,
+            overrides,
+            doc.get("trigger") or "manual",
+            default_shell=self.default_shell,
+            resumed_at=float(doc["started_at"]) if doc.get("started_at") else time.time(),
+            cgroup=doc.get("cgroup"),
+        )
+        log.warning(
+            "run %s of %s re-attached after a restart: %d step(s) done, %d in flight",
+            doc["id"],
+            dag.name,
+            len(done),
+            len(inflight),
+        )
+        self._spawn(dag, opts, done, inflight, handlers_done)
+
+    def prepare_stop(self, keep_runs: bool) -> dict[str, Any]:
+        """Say what the coming SIGTERM is: a restart (runs go on and the next dagd re-attaches
+        them) or a stop (runs are aborted). Sent by dagd.service's ExecStop= (`dagctl
+        prepare-stop --systemd-unit`), which asks systemd whether its job is a restart."""
+        self.next_stop_keeps = keep_runs
+        kept = keep_runs and self.keep_runs
+        return {"keep_runs": kept, "running": len(self.active), "on_restart_reattach": self.keep_runs}
+
+    def _spawn(
+        self,
+        dag: Dag,
+        opts: RunOptions,
+        resume: Any = None,
+        inflight: Any = None,
+        handlers_done: Any = (),
+    ) -> None:
         assert self.nursery is not None
         if self.store.postgres:  # step state (state.*) is the store's, shared by every node
             opts = dataclasses.replace(opts, shared_store=self.store.path)
-        run = Run(dag, opts, self.emit, resume=resume)
+        if self.keep_runs:
+            opts = dataclasses.replace(opts, keep=True)
+        run = Run(dag, opts, self.emit, resume=resume, inflight=inflight, handlers_done=handlers_done)
         scope = trio.CancelScope()
         active = Active(run, scope, dag.name)
         self.active[opts.run_id] = active
@@ -413,6 +455,8 @@ class Service(Reads, Slots):
                         await run.execute()
                     except (RunSetupError, ValueError) as exc:
                         run.status = RunStatus.FAILED  # nothing ran: no abort path, no handlers
+                        if opts.resumed_at and opts.cgroup:  # re-attached, it cannot go on: what runs of it ends
+                            await trio.to_thread.run_sync(kill_recorded, opts.cgroup)
                         await self.emit(RunFinished(opts.run_id, dag.name, RunStatus.FAILED, time.time(), str(exc)))
                 if not run.status.finished:  # stopped from outside: record it
                     run.status = RunStatus.ABORTED
@@ -425,6 +469,8 @@ class Service(Reads, Slots):
                 with trio.CancelScope(shield=True):
                     if run.cgroup is not None:  # however the run ended, nothing it started stays
                         await end_run_group(run.cgroup, 5.0)
+                    if opts.keep:  # its attempt records: nothing is left to re-attach
+                        shutil.rmtree(os.path.join(run.log_dir, ".proc"), ignore_errors=True)
                     if self.store.postgres:
                         await self._share_logs(opts.run_id, list(run.secret_values))
                     try:

@@ -33,7 +33,8 @@ class FileSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_concurrent_runs: Annotated[int, msgspec.Meta(ge=1, le=100_000)] | None = None
     poll_sec: Annotated[float, msgspec.Meta(gt=0, le=3600)] | None = None
     stop_grace_sec: Annotated[float, msgspec.Meta(ge=0, le=86_400)] | None = None
-    on_restart: Literal["fail", "requeue"] = "fail"
+    on_restart: Literal["reattach", "fail", "requeue"] | None = None
+    stop_runs_on_stop: bool = True
     classic_chain: Literal["replace", "additive"] | None = None
     timezone: str | None = None
     http_bind: str | None = None
@@ -58,7 +59,8 @@ class Options:
     poll_sec: float = 2.0
     user: bool = False
     stop_grace_sec: float = 0.0  # on SIGTERM: wait this long for running runs before aborting them
-    on_restart: str = "fail"  # runs a dead dagd left running: "fail" or "requeue"
+    on_restart: str = "fail"  # runs a previous dagd left running: "reattach", "fail" or "requeue"
+    stop_runs_on_stop: bool = True  # `systemctl stop dagd` aborts the runs (False: they go on, re-attached at start)
     classic_chain: str = "replace"  # an explicit depends in a Dagu 1.x chain DAG: "replace" or "additive"
     timezone: str | None = None  # the zone of schedules without CRON_TZ= (default: the system's)
     http_bind: str | None = "127.0.0.1:8090"  # None: no HTTP server
@@ -111,7 +113,7 @@ def _located(message: str, path: str, lines: dict[str, int]) -> str:
     key = where.rstrip("`").split(".", 1)[0].split("[", 1)[0]
     what = text.replace("`", "").replace(" | null", "")
     allowed = {
-        "on_restart": " (allowed: fail, requeue)",
+        "on_restart": " (allowed: reattach, fail, requeue)",
         "classic_chain": " (allowed: replace, additive)",
         "http_hosts": " (a list of host names, e.g. [dagd.example.com])",
         "max_concurrent_runs": " (a whole number, 1 or more)",
@@ -165,6 +167,7 @@ def env_settings() -> dict[str, str]:
         "DAGD_CLASSIC_CHAIN": "classic_chain",
         "DAGD_STORE": "store",
         "DAGD_NODE_ID": "node_id",
+        "DAGD_ON_RESTART": "on_restart",
     }
     return {key: os.environ[var] for var, key in names.items() if os.environ.get(var)}
 

@@ -17,7 +17,7 @@ import os
 import shutil
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +60,9 @@ class RunOptions:
     param_string: str | None = None
     env: Mapping[str, str] = field(default_factory=dict)  # trigger context: a webhook's WEBHOOK_PAYLOAD, …
     shared_store: str | None = None  # the daemon's PostgreSQL store: state.* values live there (every node)
+    keep: bool = False  # runs outlive dagd (on_restart: reattach): steps wrapped, attempts recorded
+    resumed_at: float | None = None  # re-attached after a restart: when the run started
+    cgroup: str | None = None  # re-attached: the run's cgroup as recorded
 
 
 class RunEnvironment:
@@ -74,6 +77,8 @@ class RunEnvironment:
         local_dags: Mapping[str, Dag] | None = None,
         variables: Mapping[str, str] | None = None,
         resume: Mapping[str, stepmod.StepResult] | None = None,
+        inflight: Mapping[str, stepmod.StepResult] | None = None,
+        handlers_done: Collection[str] = (),
     ) -> None:
         self.dag = dag
         self.local_dags: dict[str, Dag] = {**(local_dags or {}), **dag.local_dags}
@@ -85,6 +90,14 @@ class RunEnvironment:
         self.resumed = {n for n in (resume or {}) if n in self.results}
         for name in self.resumed:
             self.results[name] = (resume or {})[name]
+        # re-attached after a restart: steps (and handlers) that were running or waiting to retry;
+        # each is adopted where it is, or recorded lost (dagd.engine.reattach)
+        handler_names = {h.name for h in dag.handlers.values()}
+        self.inflight = {n for n in (inflight or {}) if n in self.results or n in handler_names}
+        for name in self.inflight & set(self.results):
+            self.results[name] = (inflight or {})[name]
+        self.inflight_results = {n: r for n, r in (inflight or {}).items() if n in handler_names}
+        self.handlers_done = set(handlers_done)
         self.by_name = {s.name: s for s in dag.steps}
         self._ancestors: dict[str, list[str]] = {}
         self._ancestor_cache: dict[str, tuple[dict[str, Mapping[str, str]], dict[str, str]]] = {}
@@ -159,7 +172,12 @@ class RunEnvironment:
         if isinstance(art, Mapping) and art.get("enabled", True) is not False:
             base = str(art.get("dir") or os.path.join(self.opts.state_dir, "artifacts"))
             base = base if os.path.isabs(base) else os.path.join(self.default_cwd, base)
-            stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d_%H%M%S")
+            when = (
+                dt.datetime.fromtimestamp(self.opts.resumed_at, dt.UTC)
+                if self.opts.resumed_at
+                else dt.datetime.now(dt.UTC)
+            )
+            stamp = when.strftime("%Y%m%d_%H%M%S")  # re-attached: the folder the run began with
             self.artifacts_dir = os.path.join(base, dag.name, f"dag-run_{stamp}_{self.opts.run_id}")
             os.makedirs(self.artifacts_dir, exist_ok=True)
         shell = choose_shell((), dag.shell, self.opts.default_shell)

@@ -11,6 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import trio
 
@@ -135,31 +136,63 @@ def run_local(
 
 def resume_from(doc: dict[str, object]) -> tuple[list[str], dict[str, StepResult]]:
     """(params, kept step results) to retry a recorded run: failed and aborted steps run again."""
+    kept: dict[str, StepResult] = {}
+    for s in _steps(doc):
+        if s["handler"] or s["status"] not in ("succeeded", "skipped", "partially_succeeded"):
+            continue
+        kept[s["step"]] = _result(s)
+    return _overrides(doc), kept
+
+
+def reattach_from(doc: dict[str, object]) -> tuple[list[str], dict[str, StepResult], dict[str, StepResult], set[str]]:
+    """What a run a previous dagd left running had done: (params, finished steps, steps and
+    handlers in flight — running or waiting to retry —, handlers already done)."""
+    done: dict[str, StepResult] = {}
+    inflight: dict[str, StepResult] = {}
+    handlers_done: set[str] = set()
+    for s in _steps(doc):
+        status = s["status"]
+        if status in ("running", "retrying"):
+            inflight[s["step"]] = _result(s)
+        elif s["handler"]:
+            if status != "not_started":
+                handlers_done.add(s["step"])
+        elif status not in ("not_started", "waiting", "queued"):
+            done[s["step"]] = _result(s)
+    return _overrides(doc), done, inflight, handlers_done
+
+
+def _overrides(doc: dict[str, object]) -> list[str]:
     params = doc.get("params") or {}
     assert isinstance(params, dict)
     overrides = [f"{k}={v}" for k, v in (params.get("named") or {}).items()]
     overrides += [str(v) for v in params.get("positional") or []]
-    kept: dict[str, StepResult] = {}
+    return overrides
+
+
+def _steps(doc: dict[str, object]) -> list[dict[str, Any]]:
     steps = doc.get("steps") or []
     assert isinstance(steps, list)
-    for s in steps:
-        if s["handler"] or s["status"] not in ("succeeded", "skipped", "partially_succeeded"):
-            continue
-        kept[s["step"]] = StepResult(
-            status=StepStatus(s["status"]),
-            exit_code=s["exit_code"],
-            error=s["error"],
-            attempts=s["attempt"],
-            started_at=s["started_at"],
-            finished_at=s["finished_at"],
-            stdout_path=s["stdout_path"] or "",
-            stderr_path=s["stderr_path"] or "",
-            cpu_user=s["cpu_user"] or 0.0,
-            cpu_sys=s["cpu_sys"] or 0.0,
-            max_rss_kb=s["max_rss_kb"] or 0,
-            memory_source=s.get("memory_source"),
-            outputs=dict(s["outputs"]),
-            published=dict(s["published"]),
-            output_value=s["output_value"],
-        )
-    return overrides, kept
+    return steps
+
+
+def _result(s: dict[str, Any]) -> StepResult:
+    return StepResult(
+        status=StepStatus(s["status"]),
+        exit_code=s["exit_code"],
+        error=s["error"],
+        attempts=s["attempt"],
+        started_at=s["started_at"],
+        finished_at=s["finished_at"],
+        stdout_path=s["stdout_path"] or "",
+        stderr_path=s["stderr_path"] or "",
+        cpu_user=s["cpu_user"] or 0.0,
+        cpu_sys=s["cpu_sys"] or 0.0,
+        max_rss_kb=s["max_rss_kb"] or 0,
+        memory_source=s.get("memory_source"),
+        outputs=dict(s["outputs"]),
+        published=dict(s["published"]),
+        output_value=s["output_value"],
+        pgid=s.get("pgid"),
+        pgid_identity=s.get("pgid_identity"),
+    )

@@ -27,6 +27,13 @@ from dagd.procfs import group_alive, identity
 # pids whose owner will wait4 them: the orphan reaper leaves these alone
 OWNED: set[int] = set()
 
+# The step's first process where runs outlive dagd (on_restart: reattach): a `sh` that stays the
+# parent of the step's command, lets the stop signals meant for the command pass it by (they
+# reach the command too: same process group, same cgroup), writes the command's exit status to a
+# file and exits with it — so a dagd that was down when the step ended still learns how it ended.
+WRAP_SCRIPT = 'f=$1; shift; trap : HUP INT QUIT ABRT USR1 USR2 PIPE ALRM TERM; "$@"; s=$?; echo "$s" >"$f"; exit "$s"'
+LOST = 255  # the exit code recorded for a step whose process ended while dagd was down, leaving no status
+
 
 @dataclass(frozen=True)
 class Exit:
@@ -36,6 +43,7 @@ class Exit:
     cpu_sys: float
     max_rss_kb: int
     left: int = 0  # processes the step left running when it exited (ended by dagd)
+    lost: bool = False  # adopted after a restart, it ended leaving no exit status
 
 
 def rusage_floor_kb() -> int:
@@ -126,14 +134,20 @@ class StepProcess:
         stderr: int,
         group: StepGroup | None = None,
         stdin: int | None = None,  # /dev/null unless given (an ssh step's held pipe)
+        exit_file: str | None = None,  # runs outlive dagd: the wrapper writes the exit status here
     ) -> None:
         self.spawn_error: str | None = None  # why the program could not be started
         self.result: Exit | None = None
         self.group = group
         self.stderr = stderr
+        self.exit_file = exit_file
+        self.adopted = False
         self.popen: subprocess.Popen[bytes] | None = None  # kept only so that it does not reap our child
         try:
             faults.hit("spawn", env.get("DAG_NAME"), env.get("DAG_RUN_STEP_NAME"))
+            if exit_file is not None:
+                _program(argv[0], env)  # what exec would say, before the wrapper hides it
+                argv = ["/bin/sh", "-c", WRAP_SCRIPT, "dagd-step", exit_file, *argv]
             self.pid, self.popen = _spawn(argv, env, cwd, stdout, stderr, group, stdin)
         except OSError as exc:  # no such program or directory: what a shell would say, exit 127/126
             self.spawn_error = f"cannot run {argv[0]} in {cwd}: {exc.strerror or exc}"
@@ -148,9 +162,45 @@ class StepProcess:
         self.identity = identity(self.pid)  # proves later that a pgid is still this group
         self.pidfd = os.pidfd_open(self.pid)
 
+    @classmethod
+    def adopt(cls, pid: int, recorded: str | None, group: StepGroup | None, exit_file: str, stderr: int) -> StepProcess:
+        """The running step a previous dagd started (its wrapper `pid`, proven by its recorded
+        identity): waited for through a pidfd (it is not our child), its exit status read from
+        the file its wrapper writes."""
+        self = cls.__new__(cls)
+        self.spawn_error = None
+        self.result = None
+        self.group = group
+        self.stderr = stderr
+        self.exit_file = exit_file
+        self.adopted = True
+        self.popen = None
+        self.pid = self.pgid = pid
+        self.identity = recorded
+        self.pidfd = -1
+        if recorded is not None and identity(pid) == recorded:
+            with contextlib.suppress(OSError):
+                self.pidfd = os.pidfd_open(pid)
+        return self
+
+    def _read_exit(self) -> int | None:
+        try:
+            with open(self.exit_file or "", "rb") as fh:
+                return int(fh.read(32).strip())
+        except (OSError, ValueError):
+            return None
+
     async def wait(self) -> Exit:
         """The step's exit; with a cgroup, only once nothing it started is left (what it left
         running when it exited is killed: nothing a step starts outlives it)."""
+        if self.result is None and self.adopted:
+            if self.pidfd >= 0:
+                await trio.lowlevel.wait_readable(self.pidfd)
+                os.close(self.pidfd)
+                self.pidfd = -1
+            code = self._read_exit()
+            left = await self._end_leftovers()
+            self.result = Exit(LOST if code is None else code, None, 0.0, 0.0, 0, left, lost=code is None)
         if self.result is None and self.pid > 0:
             await trio.lowlevel.wait_readable(self.pidfd)
             _, status, ru = os.wait4(self.pid, 0)

@@ -31,6 +31,7 @@ from dagd.engine import (
     jqstep,
     mailing,
     published,
+    reattach,
     redisstep,
     sqlstep,
     sshstep,
@@ -39,7 +40,7 @@ from dagd.engine import (
 from dagd.engine import step as stepmod
 from dagd.engine.environment import RunEnvironment
 from dagd.engine.events import RunFinished, RunStarted, StepChanged
-from dagd.engine.process import end_run_group
+from dagd.engine.process import LOST, end_run_group
 from dagd.engine.resolve import Scope, resolve, resolve_data
 from dagd.engine.status import RunStatus, StepStatus
 from dagd.spec.fields import thaw
@@ -55,9 +56,22 @@ class Run(RunEnvironment):
     async def execute(self) -> RunStatus:
         if not self.prepared:
             await self.prepare()
-        started = stepmod.now()
+        started = self.opts.resumed_at or stepmod.now()
         self.status = RunStatus.RUNNING
-        self.cgroup = self._contain()
+        for name in self.resumed:  # a step that failed before a restart lets its dependents go as before
+            if self.results[name].status is StepStatus.FAILED:
+                self._on_failure(self.by_name[name], self.results[name])
+        if self.opts.resumed_at:  # spawned, its start not yet committed when dagd stopped: its record says so
+            for s in (*self.dag.steps, *self.dag.handlers.values()):
+                if s.name in self.resumed or s.name in self.inflight:
+                    continue
+                if reattach.load(self.log_dir, stepmod.log_paths(self.log_dir, s)[0]) is not None:
+                    self.inflight.add(s.name)
+                    if s.name not in self.results:
+                        self.inflight_results[s.name] = stepmod.StepResult()
+        self.cgroup = self._recontain() if self.opts.resumed_at else self._contain()
+        if self.opts.keep:  # kept for the next dagd should this one stop: no reader ends it meanwhile
+            os.makedirs(reattach.folder(self.log_dir), mode=0o750, exist_ok=True)
         self.shared: containers.Shared | None = None  # a DAG-level container: set when the run starts
         ended = False
         try:
@@ -76,6 +90,19 @@ class Run(RunEnvironment):
         if self.cgroup is not None:
             with trio.CancelScope(shield=True):
                 await end_run_group(self.cgroup, self.dag.max_clean_up_time_sec)
+
+    def _recontain(self) -> cgroups.RunGroup | None:
+        """Re-attached after a restart: the run's cgroup as recorded (its controllers and limits
+        applied again); a new one if none was recorded or this dagd has none."""
+        where = cgroups.current(self.opts.state_dir)
+        if where.tree is None or not self.opts.cgroup:
+            return self._contain()
+        group = cgroups.RunGroup.recorded(where.tree, self.opts.cgroup)
+        try:
+            group.reopen(self.dag.resources)
+        except OSError as exc:
+            log.warning("run %s of %s: its cgroup %s: %s", self.opts.run_id, self.dag.name, group.path, exc)
+        return group
 
     def _contain(self) -> cgroups.RunGroup | None:
         """The run's own cgroup, limits applied; None where the host gives none (said once at start)."""
@@ -139,7 +166,8 @@ class Run(RunEnvironment):
                 self.status = RunStatus.FAILED
         try:
             if self.status is not RunStatus.FAILED:
-                with trio.fail_after(self.dag.timeout_sec) if self.dag.timeout_sec else stepmod._no_timeout():
+                left = self.dag.timeout_sec - (stepmod.now() - started) if self.dag.timeout_sec else 0.0
+                with trio.fail_after(max(left, 0.001)) if self.dag.timeout_sec else stepmod._no_timeout():
                     await self._main()
         except trio.TooSlowError:
             self.error = "context deadline exceeded (timeout_sec)"
@@ -171,6 +199,9 @@ class Run(RunEnvironment):
 
     async def _main(self) -> None:
         dag = self.dag
+        if self.opts.resumed_at:  # re-attached: its preconditions and init handler ran before the restart
+            await self._graph()
+            return
         if dag.preconditions:
             env, scope, cwd = dict(self.root_env), self._scope(self.root_env), self.default_cwd
             try:
@@ -265,6 +296,7 @@ class Run(RunEnvironment):
             on_start,
             self.dag.dialect is Dialect.CLASSIC,
             self.cgroup,
+            keep=self.opts.keep,
         )
 
     async def _set(self, step: Step, r: stepmod.StepResult, status: StepStatus, handler: bool = False) -> None:
@@ -298,6 +330,8 @@ class Run(RunEnvironment):
                 r.memory_source,
             )
         )
+        if status.done and self.opts.keep:  # only once its end is committed: never a gap a restart falls in
+            reattach.clear(self.log_dir, r.stdout_path)
         if status.done and not handler:
             faults.hit("step_finished")
 
@@ -316,8 +350,13 @@ class Run(RunEnvironment):
                 remote_dir = self.default_cwd
             cwd = env["PWD"] = self.default_cwd
         r.stdout_path, r.stderr_path = stepmod.log_paths(self.log_dir, step)
-        r.started_at = stepmod.now()
+        inflight = step.name in self.inflight  # re-attached: it was running when dagd stopped
+        self.inflight.discard(step.name)
+        if not (inflight and r.started_at):
+            r.started_at = stepmod.now()
         rt = self._runtime()
+        if inflight:
+            rt.adopt = reattach.load(self.log_dir, r.stdout_path)
 
         async def on_start(result: stepmod.StepResult) -> None:
             status = result.status if result.status is StepStatus.RETRYING else StepStatus.RUNNING
@@ -335,8 +374,17 @@ class Run(RunEnvironment):
             faults.hit("output_file", self.dag.name, step.name)
             for path in (r.stdout_path, r.stderr_path):
                 open(path, "ab").close()
-            if step.preconditions and not await stepmod.check_preconditions(
-                step.preconditions, rt, self.shell, env, cwd, scope
+            if inflight and rt.adopt is None and not (step.kind is StepKind.ACTION and step.action in waits.ACTIONS):
+                what = step.action or ("sub-DAG" if step.kind in (StepKind.SUB_DAG, StepKind.FOREACH) else "process")
+                raise stepmod.StepFailed(
+                    f"lost during restart: dagd stopped while this step ({what}) ran and left no process to re-attach;"
+                    " it may or may not have taken effect",
+                    LOST,
+                )
+            if (
+                rt.adopt is None
+                and step.preconditions
+                and not await stepmod.check_preconditions(step.preconditions, rt, self.shell, env, cwd, scope)
             ):
                 r.finished_at = stepmod.now()
                 await self._set(step, r, StepStatus.SKIPPED, handler)
@@ -758,7 +806,7 @@ class Run(RunEnvironment):
 
     async def _run_handler(self, event: str) -> stepmod.StepResult:
         step = self.dag.handlers[event]
-        r = stepmod.StepResult()
+        r = self.inflight_results.get(step.name) or stepmod.StepResult()
         await self._execute_step(step, r, handler=True)
         return r
 
@@ -772,7 +820,7 @@ class Run(RunEnvironment):
                 RunStatus.ABORTED: "abort",
             }.get(self.status)
             for e in (event, "exit"):
-                if e and e in self.dag.handlers:
+                if e and e in self.dag.handlers and self.dag.handlers[e].name not in self.handlers_done:
                     r = await self._run_handler(e)
                     if r.status is StepStatus.FAILED and not self.error:
                         self.error = f"{e} handler failed: {r.error}"

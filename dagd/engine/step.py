@@ -16,8 +16,9 @@ from typing import Any
 import trio
 
 from dagd.cgroups import RunGroup, StepGroup
+from dagd.engine import reattach
 from dagd.engine.outputs import OutputError, parse_output_file
-from dagd.engine.process import Exit, StepProcess, rusage_floor_kb
+from dagd.engine.process import LOST, Exit, StepProcess, rusage_floor_kb
 from dagd.engine.resolve import Scope, resolve
 from dagd.engine.shell import CommandError, ShellChoice, choose_shell, command_argv, script_argv, script_file
 from dagd.engine.status import StepStatus
@@ -65,6 +66,8 @@ class StepRuntime:
     classic: bool = False
     cgroup: RunGroup | None = None  # the run's cgroup: every attempt runs in a child of it
     hold_stdin: bool = False  # stdin a pipe dagd keeps open while the process runs (ssh: see sshstep)
+    keep: bool = False  # runs outlive dagd: each attempt wrapped and recorded (dagd.engine.reattach)
+    adopt: reattach.Attempt | None = None  # the attempt a previous dagd left running or due
 
 
 class StepFailed(Exception):
@@ -208,12 +211,18 @@ async def run_attempt(
     texts: list[str],
     result: StepResult,
     direct: list[str] | None = None,
+    resume: reattach.Attempt | None = None,
+    counts: tuple[int, int, float] = (0, 0, 0.0),
 ) -> Exit:
-    """Run the step's command(s) once, output appended to its log files."""
+    """Run the step's command(s) once, output appended to its log files; with `resume`, the
+    attempt a previous dagd started is adopted where it is (`counts`: retries, repeats and start
+    of the attempt, for its record)."""
     sig = getattr(signal, step.signal_on_stop or "SIGTERM", signal.SIGTERM)
     last = Exit(0, None, 0.0, 0.0, 0)
     group: StepGroup | None = None
-    if rt.cgroup is not None:
+    if resume is not None and resume.group and rt.cgroup is not None:
+        group = StepGroup.recorded(rt.cgroup, resume.group)
+    elif rt.cgroup is not None:
         try:
             group = rt.cgroup.step(step.name)
         except OSError as exc:
@@ -223,18 +232,46 @@ async def run_attempt(
     try:
         with open(result.stdout_path, "ab") as out, open(result.stderr_path, "ab") as err:
             for i, text in enumerate(texts):
-                argv = _argv(step, rt, shell, text, result, direct)
+                if resume is not None and i < resume.index:
+                    continue  # ran (and succeeded) before the restart
+                adopting = resume is not None and resume.pid is not None and i == resume.index
+                argv = (
+                    [] if adopting else _argv(step, rt, shell, text, result, direct)
+                )  # (its script file stays as it is)
                 floor = rusage_floor_kb()
-                held = os.pipe2(os.O_CLOEXEC) if rt.hold_stdin else None
+                held = os.pipe2(os.O_CLOEXEC) if rt.hold_stdin and not adopting else None
+                exit_file = reattach.exit_file(rt.log_dir, result.stdout_path, result.attempts, i) if rt.keep else None
                 try:
                     try:
-                        proc = StepProcess(argv, env, cwd, out.fileno(), err.fileno(), group, held and held[0])
+                        if adopting:
+                            assert resume is not None and resume.pid is not None and exit_file is not None
+                            proc = StepProcess.adopt(resume.pid, resume.identity, group, exit_file, err.fileno())
+                        else:
+                            proc = StepProcess(
+                                argv, env, cwd, out.fileno(), err.fileno(), group, held and held[0], exit_file
+                            )
+                            if rt.keep and proc.pid > 0:  # before its start is committed: never behind the history
+                                _record(
+                                    rt.log_dir,
+                                    result.stdout_path,
+                                    reattach.Attempt(
+                                        result.attempts,
+                                        i,
+                                        counts[0],
+                                        counts[1],
+                                        result.output_from,
+                                        counts[2],
+                                        proc.pid,
+                                        proc.identity,
+                                        group.path if group is not None else None,
+                                    ),
+                                )
                     finally:
                         if held:
                             os.close(held[0])  # the child has its copy; dagd keeps the write end
                     result.pgid, result.pgid_identity = proc.pgid, proc.identity
                     result.spawn_error = proc.spawn_error
-                    if i == 0:  # `running` is committed while the step runs, not before it may end
+                    if i == 0 or adopting:  # `running` is committed while the step runs, not before it may end
                         last = await _wait_while(proc, rt.grace, sig, rt.on_start, result)
                     else:
                         last = await _wait_killing(proc, rt.grace, sig)
@@ -243,6 +280,8 @@ async def run_attempt(
                         os.close(held[1])  # the process's stdin ends only now: it has ended
                 cpu_user += last.cpu_user
                 cpu_sys += last.cpu_sys
+                if last.lost:
+                    break
                 if last.max_rss_kb > floor:  # at or under dagd's own size it says nothing (rusage_floor_kb)
                     rss = max(rss, last.max_rss_kb)
                 if last.code != 0:
@@ -329,17 +368,33 @@ async def run_commands(
     output_file = env["DAGU_OUTPUT_FILE"]
     retry = step.retry_policy
     repeat = step.repeat_policy
-    retries = 0
-    done_count = 0
+    adopted, rt.adopt = rt.adopt, None
+    retries = adopted.retries if adopted is not None else 0
+    done_count = adopted.repeats if adopted is not None else 0
+    if adopted is not None:
+        result.attempts = adopted.attempt - 1
     while True:
         result.attempts += 1
-        open(output_file, "wb").close()  # a fresh output file per attempt
-        with contextlib.suppress(OSError):  # `output: VAR` is what the last attempt printed
-            result.output_from = os.path.getsize(result.stdout_path)
+        resume: reattach.Attempt | None = None
+        if adopted is not None and adopted.pid is None:  # a retry or repeat was due when dagd stopped
+            await trio.sleep(max(0.0, adopted.started_at - now()))
+        elif adopted is not None:
+            resume = adopted
+        adopted = None
+        if resume is None:
+            open(output_file, "wb").close()  # a fresh output file per attempt
+            with contextlib.suppress(OSError):  # `output: VAR` is what the last attempt printed
+                result.output_from = os.path.getsize(result.stdout_path)
+        else:
+            result.output_from = resume.output_from
+        begun = resume.started_at if resume is not None else now()
+        timeout = step.timeout_sec - (now() - begun) if step.timeout_sec else 0.0
         timed_out = False
         try:
-            with trio.fail_after(step.timeout_sec) if step.timeout_sec else _no_timeout():
-                exit_ = await run_attempt(step, rt, shell, env, cwd, texts, result, direct)
+            with trio.fail_after(max(timeout, 0.001)) if step.timeout_sec else _no_timeout():
+                exit_ = await run_attempt(
+                    step, rt, shell, env, cwd, texts, result, direct, resume, (retries, done_count, begun)
+                )
         except trio.TooSlowError:
             timed_out = True
             exit_ = Exit(124, None, 0, 0, 0)
@@ -348,11 +403,14 @@ async def run_commands(
         result.exit_code = exit_.code
         if timed_out:
             raise StepFailed(f"step timed out after {step.timeout_sec:g}s", 124)
+        if exit_.lost:
+            raise StepFailed("lost during restart: its process ended while dagd was down and left no exit status", LOST)
         if exit_.code != 0:
             delay = retry_delay(retry, retries, exit_.code, scope)
             if delay is not None:
                 retries += 1
                 result.status = StepStatus.RETRYING
+                _due(rt, result, retries, done_count, delay)
                 await rt.on_start(result)
                 await trio.sleep(delay)
                 continue
@@ -366,6 +424,7 @@ async def run_commands(
             delay = interval * ((repeat.backoff or 1.0) ** (done_count - 1))
             if repeat.max_interval_sec:
                 delay = min(delay, repeat.max_interval_sec)
+            _due(rt, result, retries, done_count, delay)
             await trio.sleep(delay)
             continue
         break
@@ -378,6 +437,21 @@ async def run_commands(
             )
         raise StepFailed(result.spawn_error or f"exit status {result.exit_code}", result.exit_code or 1)
     collect_outputs(step, rt, env, result)
+
+
+def _record(log_dir: str, stdout_path: str, record: reattach.Attempt) -> None:
+    """The attempt's record; a full disk loses only the chance to adopt it after a restart."""
+    with contextlib.suppress(OSError):
+        reattach.write(log_dir, stdout_path, record)
+
+
+def _due(rt: StepRuntime, result: StepResult, retries: int, repeats: int, delay: float) -> None:
+    """Runs outlive dagd: the step's next attempt is due in `delay` (a dagd that restarts
+    meanwhile starts it then)."""
+    if rt.keep:
+        _record(
+            rt.log_dir, result.stdout_path, reattach.Attempt(result.attempts + 1, 0, retries, repeats, 0, now() + delay)
+        )
 
 
 def retry_delay(retry: RetryPolicy | None, retries: int, code: int, scope: Scope) -> float | None:

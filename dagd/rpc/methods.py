@@ -70,6 +70,10 @@ class Logs(Params):
     offset: Annotated[int, msgspec.Meta(ge=0)] | None = None  # from this byte on (a live tail)
 
 
+class PrepareStop(Params):
+    keep_runs: bool
+
+
 class Validate(Params):
     """YAML text, or the name of a DAG in dagd's folder; never a path (dagd may read files the
     caller may not)."""
@@ -113,6 +117,9 @@ def table(svc: Service, login: Callable[[Principal], dict[str, Any]]) -> dict[st
     async def status(p: NoParams, who: Principal) -> Any:
         return svc.status()
 
+    async def prepare_stop(p: PrepareStop, who: Principal) -> Any:
+        return svc.prepare_stop(p.keep_runs)
+
     async def nodes(p: NoParams, who: Principal) -> Any:
         return await svc.nodes()
 
@@ -141,6 +148,7 @@ def table(svc: Service, login: Callable[[Principal], dict[str, Any]]) -> dict[st
         "daemon.status": Method(NoParams, status),
         "daemon.nodes": Method(NoParams, nodes),
         "daemon.reload": Method(NoParams, reload, mutating=True),
+        "daemon.prepare_stop": Method(PrepareStop, prepare_stop, mutating=True),
         "daemon.login_link": Method(NoParams, login_link, mutating=True),
         "dag.list": Method(NoParams, dag_list),
         "dag.suspend": Method(DagRef, suspend, mutating=True),

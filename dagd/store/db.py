@@ -631,7 +631,7 @@ class Store:
         run's id, or ""."""
         with self._conn() as db:
             row = db.execute("SELECT status, runner_pid, cgroup, node FROM dag_runs WHERE id = ?", (run_id,)).fetchone()
-        if row is None or row["status"] not in ("running", "queued") or _runner_alive(row["runner_pid"]):
+        if row is None or row["status"] not in ("running", "queued") or runner_alive(row["runner_pid"]):
             return None
         if not self._mine(row["node"]):
             return None  # another node's run: its lease decides (expired_runs), not a pid of this host
@@ -738,7 +738,9 @@ class Store:
                 return None
         orphaned = r["status"] == "running" or (r["status"] == "queued" and r["runner_pid"] is not None)
         orphaned = orphaned and self._mine(r["node"])  # another node's run is its own (and its lease's)
-        if orphaned and not _runner_alive(r["runner_pid"]):  # a queued run with no runner waits in run_queue
+        # a queued run with no runner waits in run_queue; a run kept for the next dagd (its
+        # runner left it to be re-attached: on_restart: reattach) is that dagd's to end
+        if orphaned and not runner_alive(r["runner_pid"]) and not kept_for_reattach(r["log_dir"]):
             self.reconcile(run_id)
             return self.run(dag, run_id)
         with self._conn() as db:
@@ -1297,7 +1299,12 @@ def _params_doc(overrides: list[str]) -> str:
     return json.dumps({"named": {}, "positional": [], "overrides": overrides})
 
 
-def _runner_alive(pid: int | None) -> bool:
+def kept_for_reattach(log_dir: str | None) -> bool:
+    """Whether the run's runner kept it for the dagd after it (dagd.engine.reattach's folder)."""
+    return bool(log_dir) and os.path.isdir(os.path.join(log_dir or "", ".proc"))
+
+
+def runner_alive(pid: int | None) -> bool:
     if not pid:
         return False
     if pid == os.getpid():

@@ -101,6 +101,24 @@ def http_answers(base: str) -> bool:
         return False
 
 
+def alive_with(marker: str) -> list[int]:
+    """Live (not zombie) processes whose command line holds `marker`."""
+    pids = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/cmdline", "rb") as fh:
+                cmd = fh.read()
+            with open(f"/proc/{entry.name}/stat", "rb") as fh:
+                state = fh.read().rsplit(b")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker.encode() in cmd and state not in (b"Z", b"X"):
+            pids.append(int(entry.name))
+    return pids
+
+
 def gate_step(gate: Path) -> str:
     """A step command that runs until the test creates `gate`."""
     return f"while [ ! -e {gate} ]; do sleep 0.02; done"

@@ -15,7 +15,7 @@ CASES = [
     ("max_concurrent_runs: 0\n", "config.yaml:1: max_concurrent_runs: Expected int >= 1"),
     ("timezone: Mars/Olympus\n", "config.yaml:1: timezone: unknown time zone 'Mars/Olympus'"),
     ("\n\nfoo: 1\n", "config.yaml:3: foo: unknown setting (allowed: dags_dir,"),
-    ("on_restart: maybe\n", "config.yaml:1: on_restart: Invalid enum value 'maybe' (allowed: fail, requeue)"),
+    ("on_restart: maybe\n", "config.yaml:1: on_restart: Invalid enum value 'maybe' (allowed: reattach, fail, requeue)"),
     ("classic_chain: both\n", "config.yaml:1: classic_chain: Invalid enum value 'both' (allowed: replace, additive)"),
     ("http_bind: nonsense\n", "config.yaml:1: http_bind: 'nonsense' is not HOST:PORT"),
     ("- just\n- a list\n", "config.yaml:1: config.yaml must be one mapping of settings"),

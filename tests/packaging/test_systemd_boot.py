@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.packaging.conftest import sh
+from tests.packaging.conftest import build, sh
 
 SUITE = "bookworm"
 # libpq5: what `apt install ./dagd.deb` adds as a Recommends (PostgreSQL stores); the machine has
@@ -319,19 +319,133 @@ def test_runs_are_contained_in_dagds_delegated_cgroup(machine: Machine) -> None:
     assert json.loads(machine.sh("dagctl status esc --json").stdout)["status"] == "aborted"
 
 
-def test_kill_9_of_dagd_under_systemd_ends_the_run_and_dagd_comes_back(machine: Machine) -> None:
+def test_kill_9_of_dagd_under_systemd_leaves_the_run_to_the_next_dagd(machine: Machine) -> None:
+    """KillMode=process: the run and its escapees live through dagd's death; the dagd systemd
+    starts again re-attaches the run (still running, in its cgroup), and a stop then ends all."""
     machine.sh("rm -f /tmp/esc*.pid && dagctl enqueue esc")
     pids = _escapees_started(machine)
     before = machine.sh("systemctl show -P NRestarts dagd").stdout.strip()
     machine.sh("kill -9 $(systemctl show -P MainPID dagd)")
+    _wait_restarted(machine, before)
+    assert set(_alive(machine, pids)) == set(pids)
+    doc = json.loads(machine.sh("dagctl status esc --json").stdout)
+    assert doc["status"] == "running" and doc["runner_pid"] == _main_pid(machine), doc
+    assert "re-attached after a restart" in machine.sh("journalctl -u dagd --no-pager | tail -40").stdout
+    info = json.loads(machine.sh("dagctl daemon --json").stdout)
+    assert info["containment"].startswith("cgroups:"), info  # the restarted dagd is contained again
+    machine.sh("dagctl stop esc")
+    assert _alive(machine, pids) == []
+    assert json.loads(machine.sh("dagctl status esc --json").stdout)["status"] == "aborted"
+
+
+def _main_pid(machine: Machine) -> int:
+    return int(machine.sh("systemctl show -P MainPID dagd").stdout.strip())
+
+
+def _wait_restarted(machine: Machine, before: str) -> None:
     deadline = time.monotonic() + 60
     while machine.sh("systemctl show -P NRestarts dagd").stdout.strip() == before or (
         machine.sh("systemctl is-active dagd", check=False).stdout.strip() != "active"
     ):
         assert time.monotonic() < deadline, machine.sh("journalctl -u dagd --no-pager | tail -30", check=False).stdout
         time.sleep(0.2)
+
+
+def _wait_active(machine: Machine, other_than: int) -> int:
+    """dagd active again under a new main pid (a restart's new process); that pid."""
+    deadline = time.monotonic() + 60
+    while True:
+        active = machine.sh("systemctl is-active dagd", check=False).stdout.strip() == "active"
+        pid = _main_pid(machine)
+        if active and pid not in (0, other_than) and machine.sh("dagctl daemon", check=False).returncode == 0:
+            return pid
+        assert time.monotonic() < deadline, machine.sh("journalctl -u dagd --no-pager | tail -30", check=False).stdout
+        time.sleep(0.2)
+
+
+SIXTY = """steps:
+  - id: first
+    run: echo first >> /tmp/sixty.marks
+  - id: ticks
+    depends: first
+    run: for i in $(seq 1 60); do echo tick $i; sleep 1; done
+  - id: last
+    depends: ticks
+    run: echo last >> /tmp/sixty.marks
+"""
+DOWN = """steps:
+  - id: waits
+    run: while [ ! -e /tmp/gate-down ]; do sleep 0.05; done; echo ending; exit 3
+"""
+
+
+def test_a_run_lives_through_restart_upgrade_and_kill_9(machine: Machine, deb: Path, tmp_path: Path) -> None:
+    """Issue 18 on a real systemd: a 60 s run goes on across `systemctl restart dagd` at 10 s,
+    an upgrade to a newer .deb (its postinst restarts dagd) at 20 s and a kill -9 at 30 s, and
+    ends succeeded at ≈ 60 s with its full log; a step that ends while dagd is down is recorded
+    with its real exit code. Then `systemctl stop dagd` still aborts what runs."""
+    newer = build("deb", tmp_path / "newer", version="0.1.0+reattach1")
+    shutil.copy(newer, Path(f"/proc/{machine.leader}/root/root/dagd-newer.deb"))
+    machine.sh(
+        "rm -f /tmp/sixty.marks /tmp/gate-down"
+        f" && cat > /etc/dagd/dags/sixty.yaml <<'EOF'\n{SIXTY}EOF\n"
+        f"cat > /etc/dagd/dags/down.yaml <<'EOF'\n{DOWN}EOF\n"
+        "dagctl reload"
+    )
+    t0 = time.monotonic()
+    run_id = machine.sh("dagctl enqueue sixty").stdout.strip()
+    down_id = machine.sh("dagctl enqueue down").stdout.strip()
+
+    def step(name: str, rid: str, sid: str) -> dict:  # type: ignore[type-arg]
+        doc = json.loads(machine.sh(f"dagctl status {name} {rid} --json").stdout)
+        return next(s for s in doc["steps"] if s["step"] == sid)
+
+    deadline = time.monotonic() + 30
+    while step("sixty", run_id, "ticks")["status"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    pgid = step("sixty", run_id, "ticks")["pgid"]
+
+    def at(second: float) -> None:
+        time.sleep(max(0.0, t0 + second - time.monotonic()))  # the scenario's clock, not a synchronisation
+
+    at(10)
+    pid = _main_pid(machine)
+    machine.sh("systemctl restart dagd")
+    pid = _wait_active(machine, pid)
+    assert step("sixty", run_id, "ticks")["status"] == "running" and step("sixty", run_id, "ticks")["pgid"] == pgid
+    at(20)
+    machine.sh("dpkg -i /root/dagd-newer.deb", timeout=300)
+    assert machine.sh("dpkg-query -W -f '${Version}' dagd").stdout == "0.1.0+reattach1"
+    pid = _wait_active(machine, pid)
+    assert step("sixty", run_id, "ticks")["status"] == "running"
+    at(30)
+    before = machine.sh("systemctl show -P NRestarts dagd").stdout.strip()
+    machine.sh("kill -9 $(systemctl show -P MainPID dagd) && touch /tmp/gate-down")
+    exit_files = machine.sh("ls /var/lib/dagd/logs/down/*/.proc/ 2>/dev/null; true").stdout
+    _wait_restarted(machine, before)
+    pid = _wait_active(machine, 0)
+    deadline = time.monotonic() + 90
+    while json.loads(machine.sh(f"dagctl status sixty {run_id} --json").stdout)["status"] == "running":
+        assert time.monotonic() < deadline, machine.sh("journalctl -u dagd --no-pager | tail -40").stdout
+        time.sleep(0.5)
+    took = time.monotonic() - t0
+    doc = json.loads(machine.sh(f"dagctl status sixty {run_id} --json").stdout)
+    assert doc["status"] == "succeeded", doc
+    assert 58 <= took <= 80, took
+    ticks = next(s for s in doc["steps"] if s["step"] == "ticks")
+    assert ticks["attempt"] == 1 and ticks["exit_code"] == 0
+    log_text = machine.sh(f"cat {ticks['stdout_path']}").stdout
+    assert log_text == "".join(f"tick {i}\n" for i in range(1, 61)), log_text  # the full log, each line once
+    assert machine.sh("cat /tmp/sixty.marks").stdout == "first\nlast\n"
+    down = json.loads(machine.sh(f"dagctl status down {down_id} --json").stdout)
+    assert down["status"] == "failed" and down["steps"][0]["exit_code"] == 3, (down, exit_files)
+    journal = machine.sh("journalctl -u dagd --no-pager").stdout
+    assert "leaving 2 running run(s) to the next dagd" in journal, journal[-3000:]
+    # a stop is a stop: what runs is aborted, nothing of it stays
+    machine.sh("rm -f /tmp/esc*.pid && dagctl enqueue esc")
+    pids = _escapees_started(machine)
+    machine.sh("systemctl stop dagd")
     assert _alive(machine, pids) == []
-    doc = json.loads(machine.sh("dagctl status esc --json").stdout)
-    assert doc["status"] == "failed" and "daemon restart" in doc["error"], doc
-    info = json.loads(machine.sh("dagctl daemon --json").stdout)
-    assert info["containment"].startswith("cgroups:"), info  # the restarted dagd is contained again
+    machine.sh("systemctl start dagd")
+    assert json.loads(machine.sh("dagctl status esc --json").stdout)["status"] == "aborted"

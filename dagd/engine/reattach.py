@@ -1,0 +1,72 @@
+"""What a running step leaves on disk so that a dagd started after this one can take it over.
+
+Where runs outlive dagd (`on_restart: reattach`), every attempt of a step that runs a process
+writes one small record beside the run's logs — `<log dir>/.proc/<step>.json`: its wrapper's pid
+and identity (boot id + start time), its cgroup, the attempt's number, start and place in the
+stdout log, the retry and repeat counts — and the step's wrapper writes the command's exit status
+to `<step>.<attempt>.<n>.exit` when it ends. Between attempts (a retry or repeat waiting) the
+record says when the next attempt is due. The record is written after the spawn and before the
+step's start is committed, so the files are never behind the history; a dagd that starts reads
+them (`load`) to adopt what still runs and to learn how what ended while it was down ended.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import asdict, dataclass
+
+FOLDER = ".proc"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    attempt: int  # the attempt's number (1 = the first)
+    index: int  # which of the step's commands runs (a step with several runs them in order)
+    retries: int  # retries used so far (retry_policy)
+    repeats: int  # attempts done so far that counted for repeat_policy
+    output_from: int  # where in the stdout log this attempt began (`output:` reads from there)
+    started_at: float  # when the attempt started (its timeout counts from there); when due, if pid is None
+    pid: int | None = None  # the wrapper (the step's process group); None: the attempt is not started yet
+    identity: str | None = None  # procfs.identity of the wrapper
+    group: str | None = None  # the attempt's cgroup
+
+
+def folder(log_dir: str) -> str:
+    return os.path.join(log_dir, FOLDER)
+
+
+def base(stdout_path: str) -> str:
+    return os.path.basename(stdout_path)[:-4]
+
+
+def exit_file(log_dir: str, stdout_path: str, attempt: int, index: int) -> str:
+    return os.path.join(folder(log_dir), f"{base(stdout_path)}.{attempt}.{index}.exit")
+
+
+def write(log_dir: str, stdout_path: str, record: Attempt) -> None:
+    """Replace the step's record (atomically: a reader sees the old or the new one)."""
+    d = folder(log_dir)
+    os.makedirs(d, mode=0o750, exist_ok=True)
+    path = os.path.join(d, f"{base(stdout_path)}.json")
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(asdict(record)))
+    os.replace(tmp, path)
+
+
+def clear(log_dir: str, stdout_path: str) -> None:
+    """The step is done: no record of it may be adopted."""
+    with contextlib.suppress(OSError):
+        os.unlink(os.path.join(folder(log_dir), f"{base(stdout_path)}.json"))
+
+
+def load(log_dir: str, stdout_path: str) -> Attempt | None:
+    """The step's record, or None (no process of it ran, or it is done, or the file is damaged)."""
+    try:
+        with open(os.path.join(folder(log_dir), f"{base(stdout_path)}.json"), encoding="utf-8") as fh:
+            raw = json.loads(fh.read(64 * 1024))
+        return Attempt(**raw)
+    except (OSError, ValueError, TypeError):
+        return None
