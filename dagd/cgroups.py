@@ -535,7 +535,10 @@ def release_for_restart() -> str:
         return f"cannot read {unit}/cgroup.subtree_control: {exc.strerror or exc}"
     left = [e.path for e in os.scandir(unit) if e.is_dir() and os.path.join(unit, e.name) != here and populated(e.path)]
     if not enabled or not left:
-        return f"{unit}: nothing to release (controllers: {' '.join(enabled) or 'none'}; runs left: {len(left)})"
+        return (
+            f"{unit}: nothing to release (controllers: {' '.join(enabled) or 'none'}; cgroups with processes"
+            f" left: {len(left)}; this hook runs in {os.path.basename(here)})"
+        )
     failed = []
     for top, _dirs, _files in os.walk(unit, topdown=False):  # children before their parent
         try:

@@ -280,6 +280,13 @@ ESCAPE = (
 )
 
 
+def _esc_dag(machine: Machine) -> None:
+    machine.sh(
+        "cat > /etc/dagd/dags/esc.yaml <<'EOF'\nsteps:\n  - name: s\n"
+        f"    command: sh -c {json.dumps(ESCAPE)}\nEOF\ndagctl reload"
+    )
+
+
 def _escapees_started(machine: Machine) -> list[int]:
     deadline = time.monotonic() + 30
     while True:
@@ -302,10 +309,8 @@ def test_runs_are_contained_in_dagds_delegated_cgroup(machine: Machine) -> None:
     assert info["containment"].startswith("cgroups:"), info
     assert "/system.slice/dagd.service/dagd." in info["containment"], info
     assert "vfork, joined before exec" in info["containment"], info  # the packaged dagd._spawn loads
-    machine.sh(
-        "rm -f /tmp/esc*.pid && cat > /etc/dagd/dags/esc.yaml <<'EOF'\nsteps:\n  - name: s\n"
-        f"    command: sh -c {json.dumps(ESCAPE)}\nEOF\ndagctl reload && dagctl enqueue esc"
-    )
+    _esc_dag(machine)
+    machine.sh("rm -f /tmp/esc*.pid && dagctl enqueue esc")
     pids = _escapees_started(machine)
     cgroup = machine.sh(f"cat /proc/{pids[0]}/cgroup").stdout
     assert "/system.slice/dagd.service/dagd." in cgroup and "/1.s" in cgroup, cgroup
@@ -416,7 +421,7 @@ def test_a_run_lives_through_restart_upgrade_and_kill_9(machine: Machine, deb: P
     assert step("sixty", run_id, "ticks")["status"] == "running" and step("sixty", run_id, "ticks")["pgid"] == pgid
     at(20)
     machine.sh("dpkg -i /root/dagd-newer.deb", timeout=300)
-    assert machine.sh("dpkg-query -W -f '${Version}' dagd").stdout == "0.1.0+reattach1"
+    assert machine.sh("dpkg-query -W -f '${Version}' dagd").stdout == "0.1.0+reattach1-1"
     pid = _wait_active(machine, pid)
     assert step("sixty", run_id, "ticks")["status"] == "running"
     at(30)
@@ -443,6 +448,7 @@ def test_a_run_lives_through_restart_upgrade_and_kill_9(machine: Machine, deb: P
     journal = machine.sh("journalctl -u dagd --no-pager").stdout
     assert "leaving 2 running run(s) to the next dagd" in journal, journal[-3000:]
     # a stop is a stop: what runs is aborted, nothing of it stays
+    _esc_dag(machine)
     machine.sh("rm -f /tmp/esc*.pid && dagctl enqueue esc")
     pids = _escapees_started(machine)
     machine.sh("systemctl stop dagd")
