@@ -228,7 +228,7 @@ def test_a_soak_of_runs_through_restarts_loses_duplicates_and_orphans_nothing(tm
     restart and a kill -9 by turns). `make bench` runs it with 1000 runs, every 30 s."""
     from tests import soak
 
-    result = soak.run(tmp_path, 90, 3.0, max_concurrent=24, timeout=300)
+    result = soak.run(soak.LocalHost(tmp_path), 90, 3.0, max_concurrent=24, timeout=300)
     assert result.restarts + result.kills >= 2, result
     assert result.lost == 0, result.statuses
     assert result.duplicated == [] and result.missing == [], (result.duplicated, result.missing)
