@@ -26,6 +26,7 @@ import trio
 from dagd import __version__, access, cgroups, config, peers, rpc
 from dagd.access import Principal
 from dagd.catalog import Catalog
+from dagd.engine import reattach
 from dagd.engine.process import become_subreaper, reap_orphans
 from dagd.firing import scaled_clock, scheduler_loop
 from dagd.journal import setup_logging
@@ -342,6 +343,13 @@ async def main(opts: Options) -> None:
                 log.warning("run %s re-queued as %s (on_restart: requeue)", run_id, new_id)
         except (sqlite3.Error, OSError) as exc:  # a full disk: recorded at a later start
             log.error("run %s was left running and cannot be recorded ended now: %s", run_id, exc)
+    going_on = {doc["id"] for _, doc in reattaching}
+    for run_id, log_dir in reattach.registered(opts.state_dir).items():
+        if run_id in going_on:
+            continue  # kept for this dagd, re-attached below
+        for note in reattach.end_left(log_dir):  # taken over, or recorded failed above: no step outlives it
+            log.warning("run %s: %s", run_id, note)
+        reattach.unregister(opts.state_dir, run_id, log_dir)
     if contained.tree is not None:
         for gone in cgroups.iter_leftover_roots(contained.tree):  # empty subtrees of dagd processes now gone
             cgroups.remove_tree(gone)

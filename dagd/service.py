@@ -29,6 +29,7 @@ from dagd import cgroups, faults, names, scheduler, webhooks
 from dagd.access import Rule
 from dagd.catalog import Catalog, Entry
 from dagd.cgroups import kill_recorded
+from dagd.engine import reattach
 from dagd.engine.environment import RunOptions, RunSetupError
 from dagd.engine.events import Event, RunFinished
 from dagd.engine.local import new_run_id, reattach_from, resume_from
@@ -470,7 +471,7 @@ class Service(Reads, Slots):
                     if run.cgroup is not None:  # however the run ended, nothing it started stays
                         await end_run_group(run.cgroup, 5.0)
                     if opts.keep:  # its attempt records: nothing is left to re-attach
-                        shutil.rmtree(os.path.join(run.log_dir, ".proc"), ignore_errors=True)
+                        reattach.unregister(self.state_dir, opts.run_id, run.log_dir)
                     if self.store.postgres:
                         await self._share_logs(opts.run_id, list(run.secret_values))
                     try:

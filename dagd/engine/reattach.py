@@ -70,3 +70,58 @@ def load(log_dir: str, stdout_path: str) -> Attempt | None:
         return Attempt(**raw)
     except (OSError, ValueError, TypeError):
         return None
+
+
+# Runs kept for the next dagd, by id: `<state dir>/kept/<run id>` holds the run's log folder. A
+# starting dagd ends the processes of each one it does not re-attach (a run another node took
+# over while this one was down, a run it recorded failed): no step outlives its run.
+
+
+def register(state_dir: str, run_id: str, log_dir: str) -> None:
+    d = os.path.join(state_dir, "kept")
+    os.makedirs(d, mode=0o750, exist_ok=True)
+    with open(os.path.join(d, run_id), "w", encoding="utf-8") as fh:
+        fh.write(log_dir)
+
+
+def unregister(state_dir: str, run_id: str, log_dir: str) -> None:
+    """The run has ended here: nothing of it is left to re-attach."""
+    import shutil
+
+    shutil.rmtree(folder(log_dir), ignore_errors=True)
+    with contextlib.suppress(OSError):
+        os.unlink(os.path.join(state_dir, "kept", run_id))
+
+
+def registered(state_dir: str) -> dict[str, str]:
+    """{run id: log folder} of the runs a previous dagd kept."""
+    out: dict[str, str] = {}
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(os.path.join(state_dir, "kept")):
+            with contextlib.suppress(OSError), open(entry.path, encoding="utf-8") as fh:
+                out[entry.name] = fh.read(4096).strip()
+    return out
+
+
+def end_left(log_dir: str) -> list[str]:
+    """SIGKILL what the records of a kept run still show running — its run cgroup, and each
+    wrapper's process group where its identity still matches — and say what was not signalled."""
+    from dagd.cgroups import kill_recorded
+    from dagd.procfs import kill_group_we_started
+
+    notes: list[str] = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder(log_dir)):
+            if not entry.name.endswith(".json"):
+                continue
+            record = load(log_dir, entry.name[: -len(".json")] + ".out")
+            if record is None or record.pid is None:
+                continue
+            if record.group:
+                left = kill_recorded(os.path.dirname(record.group))
+                if left:
+                    notes.append(left)
+            spared = kill_group_we_started(record.pid, record.identity)
+            if spared:
+                notes.append(spared)
+    return notes

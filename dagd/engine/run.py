@@ -72,6 +72,7 @@ class Run(RunEnvironment):
         self.cgroup = self._recontain() if self.opts.resumed_at else self._contain()
         if self.opts.keep:  # kept for the next dagd should this one stop: no reader ends it meanwhile
             os.makedirs(reattach.folder(self.log_dir), mode=0o750, exist_ok=True)
+            reattach.register(self.opts.state_dir, self.opts.run_id, self.log_dir)
         self.shared: containers.Shared | None = None  # a DAG-level container: set when the run starts
         ended = False
         try:

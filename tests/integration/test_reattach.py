@@ -234,3 +234,46 @@ def test_a_soak_of_runs_through_restarts_loses_duplicates_and_orphans_nothing(tm
     assert result.duplicated == [] and result.missing == [], (result.duplicated, result.missing)
     assert result.orphaned == [], result.orphaned
     assert result.reattached >= 1, result
+
+
+def test_with_stop_runs_on_stop_false_a_stop_leaves_runs_for_the_next_start(
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    write_dag(tmp_path, "three", three_steps(tmp_path))
+    config = tmp_path / "config.yaml"
+    config.write_text("on_restart: reattach\nstop_runs_on_stop: false\n")
+    args = ("--no-http", "--config", str(config))
+    d = start_daemon(tmp_path, {}, args)
+    daemons.append(d)
+    run_id = enqueue(d, "three")
+    wait_until(lambda: running(d, "three", run_id, "long"))
+    pid = wrapper_pid(d, "three", run_id, "long")
+    d.proc.send_signal(signal.SIGTERM)  # nothing said beforehand: a stop
+    assert d.proc.wait(timeout=30) == 0
+    assert not gone(pid) and running(d, "three", run_id, "long")
+    d2 = start_daemon(tmp_path, {}, args)
+    daemons.append(d2)
+    (tmp_path / "gate").touch()
+    doc = wait_until(lambda: run_ended(d2, "three", run_id))
+    assert isinstance(doc, dict) and doc["status"] == "succeeded", doc
+    assert (tmp_path / "marks").read_text() == "first\nlast\n"
+
+
+def test_a_kept_run_ended_elsewhere_meanwhile_has_its_processes_ended(tmp_path: Path, daemons: list[Daemon]) -> None:
+    """A run kept for the next dagd that was ended while this one was down (another node of a
+    shared store took it over after its lease ran out): the new dagd does not re-attach it, and
+    ends what of it still runs here — no step outlives its run."""
+    import sqlite3
+
+    run_id, pid = killed_mid_step(tmp_path, daemons)
+    db = sqlite3.connect(tmp_path / "state" / "dagd.db")
+    with db:  # as a take-over records it
+        db.execute("UPDATE dag_runs SET status='failed', status_code=2, error='taken over' WHERE id = ?", (run_id,))
+    db.close()
+    d2 = start_daemon(tmp_path, REATTACH)
+    daemons.append(d2)
+    wait_until(lambda: gone(pid), timeout=10)
+    doc = run_ended(d2, "three", run_id)
+    assert doc is not None and doc["status"] == "failed" and doc["error"] == "taken over"
+    assert "re-attached" not in (tmp_path / "dagd.log").read_text()
+    assert not (tmp_path / "state" / "kept" / run_id).exists()
