@@ -332,7 +332,11 @@ async def main(opts: Options) -> None:
                 if found is not None:
                     reattaching.append(found)
                     continue
-            new_id = store.reconcile(run_id, "daemon restart", "failed", requeue=opts.on_restart == "requeue")
+            # a run taken from the queue but not started when dagd stopped is queued again with
+            # reattach too: nothing of it ran
+            not_started = doc is not None and doc.get("status") == "queued"
+            requeue = opts.on_restart == "requeue" or (opts.on_restart == "reattach" and not_started)
+            new_id = store.reconcile(run_id, "daemon restart", "failed", requeue=requeue)
             if new_id is None:
                 continue  # ended meanwhile (another node took it over)
             full = store.run(doc["dag"], run_id) if doc is not None else None
