@@ -553,3 +553,11 @@ def release_for_restart() -> str:
     if failed:
         return f"{unit}: controllers {' '.join(enabled)} not all released: {'; '.join(failed[:5])}"
     return f"{unit}: controllers {' '.join(enabled)} released for the new dagd; {len(left)} cgroup(s) of runs live on"
+
+
+def release_main() -> int:
+    """`dagd --release-cgroup`: what release_for_restart did, on stderr (the journal); exit 0."""
+    import sys
+
+    print(f"dagd: {release_for_restart()}", file=sys.stderr)
+    return 0

@@ -501,8 +501,7 @@ def cli(
     Settings come from flags, then the environment (DAGD_*), then config.yaml, then defaults.
     """
     if release_cgroup:
-        click.echo(f"dagd: {cgroups.release_for_restart()}", err=True)
-        return
+        sys.exit(cgroups.release_main())
     if hash_password:
         from dagd.http.auth import hash_password as make_hash
 

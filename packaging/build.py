@@ -27,10 +27,16 @@ WRAPPER = """\
 import sys
 
 sys.path.insert(0, "{lib}")
-from {module} import {func}
+{fast}from {module} import {func}
 
 sys.exit({func}())
 """
+
+# dagd.service's ExecStartPre= (`dagd --release-cgroup`) runs at every start: without the daemon's
+# imports it takes a third of the time
+FAST = {
+    "dagd": 'if sys.argv[1:] == ["--release-cgroup"]:\n    from dagd.cgroups import release_main\n\n    sys.exit(release_main())\n',
+}
 
 BUNDLED = [  # (distribution, license) of what pip puts beside dagd, for the copyright file
     "PyYAML MIT",
@@ -109,7 +115,7 @@ def stage(root: Path) -> None:
     bindir.mkdir(parents=True)
     for name, module, func in (("dagd", "dagd.daemon", "cli"), ("dagctl", "dagctl.cli", "run")):
         path = bindir / name
-        path.write_text(WRAPPER.format(name=name, lib=LIB, module=module, func=func))
+        path.write_text(WRAPPER.format(name=name, lib=LIB, module=module, func=func, fast=FAST.get(name, "")))
         path.chmod(0o755)
     env = {**os.environ, "PYTHONPATH": str(lib), "PYTHONDONTWRITEBYTECODE": "1"}
     for page, section in (("dagd", 8), ("dagctl", 1)):

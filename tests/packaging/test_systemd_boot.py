@@ -447,6 +447,8 @@ def test_a_run_lives_through_restart_upgrade_and_kill_9(machine: Machine, deb: P
     assert down["status"] == "failed" and down["steps"][0]["exit_code"] == 3, (down, exit_files)
     journal = machine.sh("journalctl -u dagd --no-pager").stdout
     assert "leaving 2 running run(s) to the next dagd" in journal, journal[-3000:]
+    # ExecStartPre= ran before each start, beside the runs left in the unit's cgroup
+    assert "dagd: /sys/fs/cgroup/" in journal and "system.slice/dagd.service" in journal, journal[-3000:]
     # a stop is a stop: what runs is aborted, nothing of it stays
     _esc_dag(machine)
     machine.sh("rm -f /tmp/esc*.pid && dagctl enqueue esc")
