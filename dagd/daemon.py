@@ -332,11 +332,11 @@ async def main(opts: Options) -> None:
                 if found is not None:
                     reattaching.append(found)
                     continue
-            # a run taken from the queue but not started when dagd stopped is queued again with
-            # reattach too: nothing of it ran
-            not_started = doc is not None and doc.get("status") == "queued"
-            requeue = opts.on_restart == "requeue" or (opts.on_restart == "reattach" and not_started)
-            new_id = store.reconcile(run_id, "daemon restart", "failed", requeue=requeue)
+            queued = opts.on_restart == "reattach" and doc is not None and doc.get("status") == "queued"
+            if queued and store.put_back(run_id):  # taken from the queue, not started: nothing of it ran
+                log.warning("run %s was taken from the queue but not started by a previous dagd: queued again", run_id)
+                continue
+            new_id = store.reconcile(run_id, "daemon restart", "failed", requeue=opts.on_restart == "requeue")
             if new_id is None:
                 continue  # ended meanwhile (another node took it over)
             full = store.run(doc["dag"], run_id) if doc is not None else None

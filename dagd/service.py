@@ -763,6 +763,7 @@ class Service(Reads, Slots):
             taken = functools.partial(self.store.take, item["run_id"], dag.name, max(1, dag.max_active_runs))
             if not await self._store_call(taken):
                 continue  # taken meanwhile (another node, a dequeue), or the DAG's runs are going elsewhere
+            faults.hit("taken")  # out of the queue, not started yet
             running[dag.name] = running.get(dag.name, 0) + 1
             self.inline_dags.pop(item["file"], None)
             params = item["params"]

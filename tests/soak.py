@@ -259,7 +259,7 @@ def run(host: Host, runs: int, restart_every: float, *, max_concurrent: int = 32
                 statuses = {
                     r["id"]: r["status"] for k in ("short", "long", "retried") for r in host.history(k, runs + 10)
                 }
-                if len(statuses) == runs and all(v not in ("running", "queued") for v in statuses.values()):
+                if all(statuses.get(i, "queued") not in ("running", "queued") for i in ids):
                     break
                 time.sleep(min(1.0, max(0.05, deadline - time.monotonic())))
             else:
@@ -274,7 +274,7 @@ def run(host: Host, runs: int, restart_every: float, *, max_concurrent: int = 32
                 continue
             break
         result.seconds = time.monotonic() - started
-        result.statuses = Counter(statuses.values())
+        result.statuses = Counter(statuses[i] for i in ids)
         lines = Counter(host.read(host.root / "marks").splitlines())
         for rid in ids:
             for step in STEPS:

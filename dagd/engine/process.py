@@ -31,7 +31,10 @@ OWNED: set[int] = set()
 # parent of the step's command, lets the stop signals meant for the command pass it by (they
 # reach the command too: same process group, same cgroup), writes the command's exit status to a
 # file and exits with it — so a dagd that was down when the step ended still learns how it ended.
-WRAP_SCRIPT = 'f=$1; shift; trap : HUP INT QUIT ABRT USR1 USR2 PIPE ALRM TERM; "$@"; s=$?; echo "$s" >"$f"; exit "$s"'
+WRAP_SCRIPT = (
+    'f=$1; shift; echo $$ >"$f.pid"; trap : HUP INT QUIT ABRT USR1 USR2 PIPE ALRM TERM;'
+    ' "$@"; s=$?; echo "$s" >"$f"; exit "$s"'
+)
 LOST = 255  # the exit code recorded for a step whose process ended while dagd was down, leaving no status
 
 

@@ -5,9 +5,12 @@ writes one small record beside the run's logs — `<log dir>/.proc/<step>.json`:
 and identity (boot id + start time), its cgroup, the attempt's number, start and place in the
 stdout log, the retry and repeat counts — and the step's wrapper writes the command's exit status
 to `<step>.<attempt>.<n>.exit` when it ends. Between attempts (a retry or repeat waiting) the
-record says when the next attempt is due. The record is written after the spawn and before the
-step's start is committed, so the files are never behind the history; a dagd that starts reads
-them (`load`) to adopt what still runs and to learn how what ended while it was down ended.
+record says when the next attempt is due. The record is written just before the spawn (the
+wrapper then writes its own pid beside the exit file, as its first act) and again with the pid
+right after it, always before the step's start is committed: the files are never behind the
+history, and a dagd killed between the spawn and the record still finds the step. A dagd that
+starts reads them (`load`) to adopt what still runs and to learn how what ended while it was down
+ended.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ class Attempt:
     pid: int | None = None  # the wrapper (the step's process group); None: the attempt is not started yet
     identity: str | None = None  # procfs.identity of the wrapper
     group: str | None = None  # the attempt's cgroup
+    spawning: bool = False  # written just before the spawn: the wrapper's pid is in `<exit file>.pid`, if it started
 
 
 def folder(log_dir: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import shutil
@@ -15,6 +16,7 @@ from typing import Any
 
 import trio
 
+from dagd import cgroups, faults
 from dagd.cgroups import RunGroup, StepGroup
 from dagd.engine import reattach
 from dagd.engine.outputs import OutputError, parse_output_file
@@ -22,6 +24,7 @@ from dagd.engine.process import LOST, Exit, StepProcess, rusage_floor_kb
 from dagd.engine.resolve import Scope, resolve
 from dagd.engine.shell import CommandError, ShellChoice, choose_shell, command_argv, script_argv, script_file
 from dagd.engine.status import StepStatus
+from dagd.procfs import identity
 from dagd.spec.model import Precondition, RetryPolicy, Step, StepKind
 
 SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -220,7 +223,7 @@ async def run_attempt(
     sig = getattr(signal, step.signal_on_stop or "SIGTERM", signal.SIGTERM)
     last = Exit(0, None, 0.0, 0.0, 0)
     group: StepGroup | None = None
-    if resume is not None and resume.group and rt.cgroup is not None:
+    if resume is not None and resume.pid is not None and resume.group and rt.cgroup is not None:
         group = StepGroup.recorded(rt.cgroup, resume.group)
     elif rt.cgroup is not None:
         try:
@@ -247,24 +250,27 @@ async def run_attempt(
                             assert resume is not None and resume.pid is not None and exit_file is not None
                             proc = StepProcess.adopt(resume.pid, resume.identity, group, exit_file, err.fileno())
                         else:
+                            record = reattach.Attempt(
+                                result.attempts,
+                                i,
+                                counts[0],
+                                counts[1],
+                                result.output_from,
+                                counts[2],
+                                group=group.path if group is not None else None,
+                                spawning=True,
+                            )
+                            if rt.keep:  # before the spawn: a dagd killed right after it still finds the step
+                                _record(rt.log_dir, result.stdout_path, record)
                             proc = StepProcess(
                                 argv, env, cwd, out.fileno(), err.fileno(), group, held and held[0], exit_file
                             )
+                            faults.hit("spawned")  # the process started, its pid not yet recorded
                             if rt.keep and proc.pid > 0:  # before its start is committed: never behind the history
                                 _record(
                                     rt.log_dir,
                                     result.stdout_path,
-                                    reattach.Attempt(
-                                        result.attempts,
-                                        i,
-                                        counts[0],
-                                        counts[1],
-                                        result.output_from,
-                                        counts[2],
-                                        proc.pid,
-                                        proc.identity,
-                                        group.path if group is not None else None,
-                                    ),
+                                    dataclasses.replace(record, pid=proc.pid, identity=proc.identity, spawning=False),
                                 )
                     finally:
                         if held:
@@ -369,6 +375,8 @@ async def run_commands(
     retry = step.retry_policy
     repeat = step.repeat_policy
     adopted, rt.adopt = rt.adopt, None
+    if adopted is not None and adopted.spawning:  # the previous dagd stopped around the spawn
+        adopted = await _settle(rt, result, adopted)
     retries = adopted.retries if adopted is not None else 0
     done_count = adopted.repeats if adopted is not None else 0
     if adopted is not None:
@@ -376,7 +384,7 @@ async def run_commands(
     while True:
         result.attempts += 1
         resume: reattach.Attempt | None = None
-        if adopted is not None and adopted.pid is None:  # a retry or repeat was due when dagd stopped
+        if adopted is not None and adopted.pid is None and not adopted.spawning:  # a retry or repeat was due
             await trio.sleep(max(0.0, adopted.started_at - now()))
         elif adopted is not None:
             resume = adopted
@@ -437,6 +445,28 @@ async def run_commands(
             )
         raise StepFailed(result.spawn_error or f"exit status {result.exit_code}", result.exit_code or 1)
     collect_outputs(step, rt, env, result)
+
+
+async def _settle(rt: StepRuntime, result: StepResult, record: reattach.Attempt) -> reattach.Attempt:
+    """A record written just before a spawn: did the spawn happen? The wrapper writes its pid
+    beside the exit file as its first act — waited for a moment (longer while the attempt's cgroup
+    holds processes). Found: the record with its pid (and its identity, if the wrapper still
+    runs: else its exit file tells how it ended). Not found: the same record — spawned afresh."""
+    exit_path = reattach.exit_file(rt.log_dir, result.stdout_path, record.attempt, record.index)
+    busy = record.group is not None and cgroups.populated(record.group)
+    with trio.move_on_after(10.0 if busy else 2.0):
+        while True:
+            try:
+                with open(f"{exit_path}.pid", "rb") as fh:
+                    pid = int(fh.read(32).strip())
+                break
+            except (OSError, ValueError):
+                await trio.sleep(0.02)  # an outside process's file: nothing to wait on but its appearance
+        ours = False
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as fh:
+            ours = exit_path.encode() in fh.read()
+        return dataclasses.replace(record, pid=pid, identity=identity(pid) if ours else None, spawning=False)
+    return record
 
 
 def _record(log_dir: str, stdout_path: str, record: reattach.Attempt) -> None:

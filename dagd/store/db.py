@@ -1194,6 +1194,24 @@ class Store:
             ).fetchall()
         return [r[0] for r in rows]
 
+    def put_back(self, run_id: str) -> bool:
+        """A run taken from the queue whose dagd stopped before starting it goes back to the
+        queue under its own id (nothing of it ran); False when it is not such a run."""
+        with self.transaction() as db:
+            row = db.execute(
+                "SELECT dag, file, params, trigger, schedule_time FROM dag_runs WHERE id = ? AND status = 'queued'"
+                " AND id NOT IN (SELECT run_id FROM run_queue)",
+                (run_id,),
+            ).fetchone()
+            if row is None:
+                return False
+            params = json.loads(row["params"] or "{}")
+            params = params if isinstance(params, dict) else {}
+            overrides = list(params.get("overrides") or [])
+            trigger = row["trigger"] or "manual"  # (a webhook's payload was the queue row's: not kept)
+            self._queue_in(db, run_id, row["dag"], row["file"], overrides, trigger, row["schedule_time"], None)
+            return True
+
     def requeue(self, run_id: str) -> str | None:
         """Queue an ended run again, with its params, as `<id>_requeued` (on_restart: requeue)."""
         with self.transaction() as db:

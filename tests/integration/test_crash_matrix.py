@@ -21,7 +21,9 @@ TERMINAL = {"succeeded", "failed", "aborted", "partially_succeeded", "rejected"}
 OUTCOME = {
     "claimed": "succeeded",  # the slot's run was queued with its claim: it starts under the new dagd, once
     "queued": "succeeded",  # the queue is persistent: the run starts under the new dagd
+    "taken": "failed",  # out of the queue, not started: daemon restart (reattach: queued again, then run)
     "started": "failed",  # daemon restart
+    "spawned": "failed",  # a step's process started, its pid not yet in its record: its cgroup is emptied
     "step_unrecorded": "failed",  # spawned, not yet recorded: its run's cgroup is emptied
     "step_spawned": "failed",  # the orphaned step group is killed (identity checked)
     "step_finished": "failed",
