@@ -272,19 +272,18 @@ def test_hostile_lines_on_the_socket_and_dagd_never_restarted(machine: Machine) 
     assert "Traceback" not in machine.sh("journalctl -u dagd --no-pager").stdout
 
 
-ESCAPE = (
-    "setsid sh -c 'echo $$ > /tmp/esc1.pid; exec sleep 3002' & "
-    "(setsid sh -c 'echo $$ > /tmp/esc2.pid; exec sleep 3003' &); "
-    "nohup sh -c 'echo $$ > /tmp/esc3.pid; exec sleep 3004' >/dev/null 2>&1 & "
-    "sleep 600"
-)
+# the step's own shell runs these lines (a script: no outer `sh -c "…"` to expand $$ first), so
+# each escapee writes its own pid: setsid, double-forked and nohup'ed
+ESCAPE = """\
+      setsid sh -c 'echo $$ > /tmp/esc1.pid; exec sleep 3002' &
+      (setsid sh -c 'echo $$ > /tmp/esc2.pid; exec sleep 3003' &)
+      nohup sh -c 'echo $$ > /tmp/esc3.pid; exec sleep 3004' >/dev/null 2>&1 &
+      sleep 600
+"""
 
 
 def _esc_dag(machine: Machine) -> None:
-    machine.sh(
-        "cat > /etc/dagd/dags/esc.yaml <<'EOF'\nsteps:\n  - name: s\n"
-        f"    command: sh -c {json.dumps(ESCAPE)}\nEOF\ndagctl reload"
-    )
+    machine.sh(f"cat > /etc/dagd/dags/esc.yaml <<'EOF'\nsteps:\n  - name: s\n    script: |\n{ESCAPE}EOF\ndagctl reload")
 
 
 def _escapees_started(machine: Machine) -> list[int]:
@@ -329,6 +328,7 @@ def test_kill_9_of_dagd_under_systemd_leaves_the_run_to_the_next_dagd(machine: M
     starts again re-attaches the run (still running, in its cgroup), and a stop then ends all."""
     machine.sh("rm -f /tmp/esc*.pid && dagctl enqueue esc")
     pids = _escapees_started(machine)
+    assert len(set(pids)) == 3, pids  # three processes, each its own
     before = machine.sh("systemctl show -P NRestarts dagd").stdout.strip()
     machine.sh("kill -9 $(systemctl show -P MainPID dagd)")
     _wait_restarted(machine, before)
