@@ -573,13 +573,7 @@ async def leave_runs(svc: Service, store: Store, opts: Options, fds: dict[str, i
         ", ".join(sorted(svc.active)[:20]),
     )
     with trio.move_on_after(5):
-        while svc._writing:  # an event batch on its way to the store lands first
-            await trio.sleep(0.005)
-        if isinstance(svc.lock, trio.Lock):
-            await svc.lock.acquire()
-        else:
-            for _ in range(int(svc.lock.total_tokens)):
-                await svc.lock.acquire_on_behalf_of(object())
+        await svc.quiesce()
     with contextlib.suppress(Exception):
         store.close()
     if os.path.exists(opts.socket) and not fds:

@@ -203,6 +203,17 @@ class Service(Reads, Slots):
                 self.subscribers.remove(ch)
                 ch.close()  # the reader sees the end of its stream and is told it fell behind
 
+    async def quiesce(self) -> None:
+        """Hold the store between two transactions for good (dagd exits next, leaving its runs):
+        an event batch on its way lands first, then every store slot is taken and kept."""
+        while self._writing:
+            await trio.sleep(0.005)
+        if isinstance(self.lock, trio.Lock):
+            await self.lock.acquire()
+        else:
+            for _ in range(int(self.lock.total_tokens)):
+                await self.lock.acquire_on_behalf_of(object())
+
     async def _write_batch(self, batch: _Batch) -> None:
         """One transaction for the batch; if it fails, each event alone, so an event that cannot
         be written fails its own run and no other."""
